@@ -1,0 +1,3 @@
+"""charlm: character-level lyrics language models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,193 @@
+"""One self-describing checkpoint file: save atomically, load safely, verify integrity.
+
+The file is a plain dict of primitives and tensors, loaded with `weights_only=True` passed
+explicitly, so a file carrying pickled code is refused before any of it runs. A sha256 digest
+of the weights catches a damaged file before it is used.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from charlm import __version__
+from charlm.config import ModelConfig
+from charlm.errors import CheckpointError, ResourceError
+from charlm.vocab import Vocab
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "model_config", "vocab", "model_state", "digest")
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over names, dtypes, shapes and raw bytes, in sorted name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def build_payload(
+    model: torch.nn.Module,
+    model_cfg: ModelConfig,
+    vocab: Vocab,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything a checkpoint holds; `extra` adds training state, corpus info and metrics."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "charlm_version": __version__,
+        "model_config": {**model_cfg.__dict__},
+        "vocab": list(vocab.tokens),
+        "model_state": state,
+        "digest": tensor_digest(state),
+    }
+    payload.update(extra)
+    return payload
+
+
+def save(payload: dict[str, Any], path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then os.replace: a crash or a full
+    disk at any moment leaves the previous file at `path` whole."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ResourceError(
+                f"{path}: disk full while saving; free space (the previous checkpoint is intact)"
+            ) from None
+        if isinstance(e, OSError):
+            raise ResourceError(f"{path}: cannot write checkpoint ({e.strerror})") from None
+        raise
+
+
+def _describe(path: Path) -> str:
+    try:
+        return f"{path} ({path.stat().st_size:,} bytes)"
+    except OSError:
+        return str(path)
+
+
+def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and verify a checkpoint; any problem is a CheckpointError naming file and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint; train one with `charlm train`")
+    where = _describe(path)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{where}: empty file, not a charlm checkpoint")
+    if not zipfile.is_zipfile(path):
+        # charlm always writes torch's zip format; anything else is text, legacy or damaged.
+        raise CheckpointError(f"{where}: not a charlm checkpoint (not a torch zip file)")
+    try:
+        # weights_only=True, explicitly: it wins over TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, and
+        # refuses any pickled class or function, so a malicious file's code never runs.
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
+        raise CheckpointError(
+            f"{where}: refused: it holds pickled objects, not plain data ({first[:120]}); "
+            "only load checkpoints written by charlm"
+        ) from None
+    except Exception as e:  # torch raises many types on damaged files; all mean the same
+        msg = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{where}: not a readable checkpoint (truncated or not a torch file: {msg})"
+        ) from None
+    return validate(payload, where)
+
+
+def validate(payload: Any, where: str) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{where}: not a charlm checkpoint (top level is not a dict)")
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"{where}: not a charlm checkpoint (missing {', '.join(missing)})")
+    version = payload["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{where}: format_version {version!r} is newer than this charlm understands "
+            f"({FORMAT_VERSION}); upgrade charlm"
+        )
+    state = payload["model_state"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{where}: model_state is not a dict of tensors")
+    if tensor_digest(state) != payload["digest"]:
+        raise CheckpointError(
+            f"{where}: the weights do not match their stored digest (the file is damaged); "
+            "use another checkpoint, e.g. last.pt"
+        )
+    return payload
+
+
+def restore_model(payload: dict[str, Any], where: str):
+    """Build the CharRNN, Vocab and ModelConfig a verified payload describes."""
+    from charlm.model import CharRNN
+
+    cfg = ModelConfig.from_dict(payload["model_config"])
+    vocab = Vocab(payload["vocab"])
+    if len(vocab) != cfg.vocab_size:
+        raise CheckpointError(
+            f"{where}: vocab has {len(vocab)} entries but model_config.vocab_size is "
+            f"{cfg.vocab_size}"
+        )
+    model = CharRNN(cfg)
+    expected = model.state_dict()
+    state = payload["model_state"]
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{where}: model_state does not fit model_config "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    for name, t in expected.items():
+        if tuple(state[name].shape) != tuple(t.shape):
+            raise CheckpointError(
+                f"{where}: model_state.{name} has shape {tuple(state[name].shape)} but "
+                f"model_config needs {tuple(t.shape)}"
+            )
+    model.load_state_dict(state)
+    return model, vocab, cfg
+
+
+def resolve(spec: str | None, checkpoint_dir: Path, which: str = "best") -> Path:
+    """A checkpoint path from a path, a run name, or None (the newest run's `which`.pt)."""
+    if spec:
+        p = Path(spec)
+        if p.is_file() or p.suffix == ".pt":
+            return p
+        if p.is_dir():
+            return p / f"{which}.pt"
+        run = checkpoint_dir / spec / f"{which}.pt"
+        if run.is_file():
+            return run
+        raise CheckpointError(
+            f"{spec}: neither a checkpoint file nor a run under {checkpoint_dir}/; "
+            "list runs with `ls " + str(checkpoint_dir) + "`"
+        )
+    runs = sorted(
+        checkpoint_dir.glob(f"*/{which}.pt"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    if not runs:
+        raise CheckpointError(
+            f"no checkpoint under {checkpoint_dir}/; run `charlm train` first or pass --checkpoint"
+        )
+    return runs[0]

@@ -1,0 +1,325 @@
+"""The `charlm` command line: options -> configs -> library -> stdout (data) / stderr (chatter).
+
+torch-using modules are imported inside the commands so that `charlm --help` stays fast.
+Every CharlmError becomes one line on stderr and its exit code (see `_guard`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from charlm import __version__
+from charlm.errors import EXIT_UNEXPECTED, CharlmError, UsageError
+
+app = typer.Typer(
+    name="charlm",
+    help="Character-level lyrics language models: train, generate, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEFAULT_PREFIXES = ("分开", "不分开")
+CkptDir = Annotated[
+    Path,
+    typer.Option(
+        "--checkpoint-dir", envvar="CHARLM_CHECKPOINT_DIR", help="Folder holding run folders."
+    ),
+]
+Device = Annotated[
+    str,
+    typer.Option(
+        "--device", envvar="CHARLM_DEVICE", help="auto (cuda, mps, cpu), cpu, cuda or mps."
+    ),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but data and errors.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object a line on stdout.")]
+
+
+def _err(msg: str) -> None:
+    print(f"charlm: {msg}", file=sys.stderr, flush=True)
+
+
+def _guard(fn):
+    """Turn library errors into one line and an exit code; CHARLM_DEBUG=1 shows the traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CharlmError as e:
+            if os.environ.get("CHARLM_DEBUG"):
+                traceback.print_exc()
+            _err(f"error: {e}")
+            raise typer.Exit(e.exit_code) from None
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+            raise typer.Exit(0) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        except typer.Exit:
+            raise
+        except Exception as e:
+            if os.environ.get("CHARLM_DEBUG"):
+                raise
+            _err(
+                f"unexpected error: {type(e).__name__}: {e} (rerun with CHARLM_DEBUG=1 for details)"
+            )
+            raise typer.Exit(EXIT_UNEXPECTED) from None
+
+    return wrapper
+
+
+def _quiet_broken_pipe() -> None:
+    # The reader went away (`| head`): point stdout at /dev/null so the interpreter's final
+    # flush does not raise again on the way out.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _console(quiet: bool):
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=quiet, highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"charlm {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Character-level lyrics language models: train, generate, evaluate.
+
+    Example: charlm train --corpus lyrics.zip --max-time 300 && charlm generate --prefix 分开
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# train
+
+
+@app.command()
+@_guard
+def train(
+    corpus: Annotated[
+        str | None,
+        typer.Option(help="Zip, .txt, folder or - (stdin). Default: the bundled Tang/Song corpus."),
+    ] = None,
+    run: Annotated[
+        str | None, typer.Option(help="Run name (folder under --checkpoint-dir).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue --run (default: the newest run).")] = False,
+    cell: Annotated[str | None, typer.Option(help="rnn, gru or lstm. [default: lstm]")] = None,
+    embed: Annotated[
+        int | None, typer.Option(help="Embedding size; 0 = one-hot. [default: 128]")
+    ] = None,
+    hidden: Annotated[
+        int | None, typer.Option(help="Hidden units per layer. [default: 512]")
+    ] = None,
+    layers: Annotated[int | None, typer.Option(help="Recurrent layers. [default: 2]")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout. [default: 0.25]")] = None,
+    bidirectional: Annotated[bool, typer.Option(help="Refused: cannot generate.")] = False,
+    sampler: Annotated[
+        str | None, typer.Option(help="random or consecutive. [default: random]")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="[default: 32]")] = None,
+    seq_len: Annotated[
+        int | None, typer.Option(help="Characters per window. [default: 64]")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="[default: 40]")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Stop after this many steps (0 = off).")
+    ] = None,
+    max_time: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds, saving.")
+    ] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(help="sgd, adam or adamw. [default: adamw]")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate. [default: 0.002]")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="[default: 0.1]")] = None,
+    clip: Annotated[
+        float | None, typer.Option(help="Max global gradient norm; 0 = off. [default: 1]")
+    ] = None,
+    warmup: Annotated[int | None, typer.Option(help="LR warm-up steps. [default: 50]")] = None,
+    eval_every: Annotated[
+        int | None, typer.Option(help="Steps between evaluations. [default: 100]")
+    ] = None,
+    early_stop: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop after this many evaluations without improvement (0 = never). [default: 6]"
+        ),
+    ] = None,
+    unk_prob: Annotated[
+        float | None, typer.Option(help="Chance a once-seen char trains <unk>. [default: 0.5]")
+    ] = None,
+    val_fraction: Annotated[
+        float | None, typer.Option(help="Held-out tail fraction. [default: 0.1]")
+    ] = None,
+    encoding: Annotated[str | None, typer.Option(help="Corpus encoding. [default: utf-8]")] = None,
+    newline: Annotated[str | None, typer.Option(help="keep, or space (the textbook).")] = None,
+    max_chars: Annotated[int | None, typer.Option(help="Use only the first N characters.")] = None,
+    max_corpus_bytes: Annotated[
+        int | None, typer.Option(help="Refuse corpora larger than this.")
+    ] = None,
+    preview: Annotated[
+        list[str] | None, typer.Option(help="Prefix to sample at each evaluation (repeatable).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed; chosen, printed and stored if absent.")
+    ] = None,
+    device: Device = "auto",
+    checkpoint_dir: CkptDir = Path("checkpoints"),
+    quiet: Quiet = False,
+    json_out: Json = False,
+) -> None:
+    """Train a model on a corpus; writes CHECKPOINT_DIR/RUN/{best,last}.pt and metrics.jsonl.
+
+    Examples:
+      charlm train --max-time 180
+      charlm train --corpus jaychou_lyrics.txt.zip --run jay --cell gru --max-time 300
+      charlm train --run jay --resume --epochs 80
+    """
+    from charlm.commands import run_train
+
+    given = {
+        k: v
+        for k, v in locals().items()
+        if k not in ("device", "checkpoint_dir", "quiet", "json_out")
+    }
+    summary = run_train(given, device, checkpoint_dir, _console(quiet), quiet)
+    if json_out:
+        print(json.dumps(summary, ensure_ascii=False), flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# generate
+
+
+@app.command()
+@_guard
+def generate(
+    checkpoint: Annotated[
+        str | None, typer.Option(help="A .pt file or a run name. Default: newest run's best.pt.")
+    ] = None,
+    prefix: Annotated[
+        str | None, typer.Option(help="Text to continue; - reads it from stdin. Default: 分开.")
+    ] = None,
+    length: Annotated[int, typer.Option(help="Characters to generate after the prefix.")] = 200,
+    temperature: Annotated[float, typer.Option(help="0 = greedy; higher = wilder.")] = 0.8,
+    top_k: Annotated[int, typer.Option(help="Sample from the k likeliest (0 = off).")] = 0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass in (0, 1] (1 = off).")] = 1.0,
+    seed: Annotated[int | None, typer.Option(help="Same seed -> same text.")] = None,
+    num_samples: Annotated[int, typer.Option(help="Samples, generated as one batch.")] = 1,
+    lines: Annotated[int, typer.Option(help="Stop once the text has N lines (0 = off).")] = 0,
+    skip_unknown: Annotated[
+        bool, typer.Option(help="Drop prefix characters the model never saw.")
+    ] = False,
+    device: Device = "auto",
+    checkpoint_dir: CkptDir = Path("checkpoints"),
+    quiet: Quiet = False,
+    json_out: Json = False,
+) -> None:
+    """Write new lyrics to stdout, beginning with the prefix, as they are generated.
+
+    Examples:
+      charlm generate --prefix 分开 --seed 1
+      charlm generate --checkpoint jay --num-samples 3 --lines 4 --json
+      echo 不分开 | charlm generate --prefix - --temperature 0
+    """
+    from charlm.commands import run_generate
+    from charlm.config import SampleConfig
+
+    seed_given = seed is not None
+    if seed is None:
+        from charlm.runtime import new_seed
+
+        seed = new_seed()
+    cfg = SampleConfig(
+        length=length,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        lines=lines,
+        num_samples=num_samples,
+        seed=seed,
+    )
+    if prefix == "-":
+        prefix = sys.stdin.read().rstrip("\n")
+    run_generate(
+        cfg,
+        checkpoint,
+        prefix,
+        skip_unknown,
+        device,
+        checkpoint_dir,
+        json_out,
+        seed_given,
+        _console(quiet),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate
+
+
+@app.command()
+@_guard
+def evaluate(
+    checkpoint: Annotated[
+        str | None, typer.Option(help="A .pt file or a run name. Default: newest run's best.pt.")
+    ] = None,
+    corpus: Annotated[
+        str | None, typer.Option(help="Text to score. Default: the run's own corpus.")
+    ] = None,
+    split: Annotated[str, typer.Option(help="val, train or all.")] = "val",
+    encoding: Annotated[str | None, typer.Option(help="Corpus encoding. [default: utf-8]")] = None,
+    device: Device = "auto",
+    checkpoint_dir: CkptDir = Path("checkpoints"),
+    quiet: Quiet = False,
+    json_out: Json = False,
+) -> None:
+    """Score a checkpoint on text: loss, perplexity, bits per character.
+
+    Prints the perplexity on stdout (a table on stderr), or with --json:
+    {"loss", "perplexity", "bits_per_char", "chars", "unknown_chars", ...}
+
+    Examples:
+      charlm evaluate
+      charlm evaluate --checkpoint jay --split all --corpus other_lyrics.txt --json
+    """
+    from charlm.commands import run_evaluate
+
+    if split not in ("val", "train", "all"):
+        raise UsageError(f"--split must be val, train or all, not {split!r}")
+    result = run_evaluate(
+        checkpoint, corpus, split, encoding, device, checkpoint_dir, _console(quiet)
+    )
+    if json_out:
+        print(json.dumps(result, ensure_ascii=False), flush=True)
+    else:
+        print(f"{result['perplexity']:.4f}", flush=True)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,149 @@
+"""Frozen configuration dataclasses, validated with messages a user can act on.
+
+ModelConfig must match a checkpoint's weights; TrainConfig may change on --resume;
+SampleConfig describes one `generate` call. All are plain data: they go into checkpoints as
+dicts of primitives (`dataclasses.asdict`), never pickled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, asdict, dataclass, fields
+
+from charlm.errors import CheckpointError, UsageError
+
+CELLS = ("rnn", "gru", "lstm")
+SAMPLERS = ("random", "consecutive")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+BIDIRECTIONAL_REASON = (
+    "a bidirectional model reads the characters that come after each position, so it cannot "
+    "generate text one character at a time; charlm refuses --bidirectional"
+)
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise UsageError(msg)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture. Must equal the one a checkpoint was saved with."""
+
+    vocab_size: int
+    cell: str = "lstm"
+    embed: int = 128  # 0 = exact one-hot input, as in the textbook
+    hidden: int = 512
+    layers: int = 2
+    dropout: float = 0.25
+
+    def __post_init__(self) -> None:
+        _check(self.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        _check(self.vocab_size >= 2, "the vocabulary needs at least one character")
+        _check(0 <= self.embed <= 65536, "--embed must be in [0, 65536] (0 = one-hot)")
+        _check(1 <= self.hidden <= 65536, "--hidden must be in [1, 65536]")
+        _check(1 <= self.layers <= 64, "--layers must be in [1, 64]")
+        _check(0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)")
+
+    @property
+    def input_size(self) -> int:
+        return self.embed if self.embed > 0 else self.vocab_size
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        return _from_dict(cls, d, "model_config")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Everything here may change on --resume (the change is logged)."""
+
+    sampler: str = "random"
+    batch_size: int = 32
+    seq_len: int = 64
+    epochs: int = 40
+    max_steps: int = 0  # 0 = no limit
+    max_time: float = 0.0  # seconds for this invocation; 0 = no limit
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    clip: float = 1.0  # max global gradient norm; 0 = off
+    warmup: int = 50  # steps of linear LR warm-up
+    lr_patience: int = 2  # scheduled evaluations without improvement before the LR halves
+    early_stop: int = 6  # ... before training stops; 0 = never
+    val_fraction: float = 0.1
+    eval_every: int = 100  # steps
+    unk_prob: float = 0.5  # chance a once-seen training character is shown as <unk>
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(
+            self.sampler in SAMPLERS,
+            f"--sampler must be random or consecutive, not {self.sampler!r}",
+        )
+        _check(
+            self.optimizer in OPTIMIZERS,
+            f"--optimizer must be sgd, adam or adamw, not {self.optimizer!r}",
+        )
+        _check(1 <= self.batch_size <= 1 << 16, "--batch-size must be in [1, 65536]")
+        _check(1 <= self.seq_len <= 1 << 16, "--seq-len must be in [1, 65536]")
+        _check(self.epochs >= 1, "--epochs must be >= 1")
+        _check(self.max_steps >= 0, "--max-steps must be >= 0 (0 = no limit)")
+        _check(self.max_time >= 0, "--max-time must be >= 0 seconds (0 = no limit)")
+        _check(math.isfinite(self.lr) and self.lr > 0, "--lr must be a positive number")
+        _check(self.weight_decay >= 0, "--weight-decay must be >= 0")
+        _check(math.isfinite(self.clip) and self.clip >= 0, "--clip must be >= 0 (0 = off)")
+        _check(self.warmup >= 0, "--warmup must be >= 0")
+        _check(self.lr_patience >= 1, "--lr-patience must be >= 1")
+        _check(self.early_stop >= 0, "--early-stop must be >= 0 (0 = never)")
+        _check(0.0 <= self.val_fraction < 1.0, "--val-fraction must be in [0, 1)")
+        _check(self.eval_every >= 1, "--eval-every must be >= 1")
+        _check(0.0 <= self.unk_prob <= 1.0, "--unk-prob must be in [0, 1]")
+        _check(0 <= self.seed < 2**63, "--seed must be in [0, 2**63)")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        return _from_dict(cls, d, "train_config")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """One `generate` call: how many characters and how to pick each."""
+
+    length: int = 200
+    temperature: float = 0.8  # 0 = greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    lines: int = 0  # stop once the text has this many lines; 0 = off
+    num_samples: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.length <= 10_000_000, "--length must be in [0, 10000000]")
+        _check(
+            math.isfinite(self.temperature) and 0 <= self.temperature <= 100,
+            "--temperature must be in [0, 100] (0 = greedy)",
+        )
+        _check(self.top_k >= 0, "--top-k must be >= 0 (0 = off)")
+        _check(0 < self.top_p <= 1, "--top-p must be in (0, 1] (1 = off)")
+        _check(self.lines >= 0, "--lines must be >= 0 (0 = off)")
+        _check(1 <= self.num_samples <= 4096, "--num-samples must be in [1, 4096]")
+        _check(0 <= self.seed < 2**63, "--seed must be in [0, 2**63)")
+
+
+def _from_dict(cls, d: dict, what: str):
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{what} is not a mapping")
+    known = {f.name for f in fields(cls)}
+    required = {f.name for f in fields(cls) if f.default is MISSING}
+    missing = sorted(required - d.keys())
+    if missing:
+        raise CheckpointError(f"{what} lacks {', '.join(missing)}")
+    try:
+        return cls(**{k: v for k, v in d.items() if k in known})
+    except (UsageError, TypeError) as e:
+        raise CheckpointError(f"{what} is invalid: {e}") from None
+
+
+def to_dict(cfg) -> dict:
+    return asdict(cfg)

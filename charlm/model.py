@@ -1,0 +1,73 @@
+"""CharRNN: characters in, next-character logits out.
+
+    x (B, T) ids ─► embedding (B, T, E)  or exact one-hot (B, T, V)
+                 ─► RNN / GRU / LSTM, L layers, dropout between layers ─► (B, T, H)
+                 ─► dropout ─► linear ─► logits (B, T, V)
+
+The state is whatever torch's recurrent module uses: h (L, B, H), or (h, c) for an LSTM.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from charlm.config import ModelConfig
+
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class CharRNN(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed) if cfg.embed > 0 else None
+        self.rnn = _CELLS[cfg.cell](
+            cfg.input_size,
+            cfg.hidden,
+            num_layers=cfg.layers,
+            batch_first=True,
+            # torch warns (and does nothing) for dropout with one layer
+            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.hidden, cfg.vocab_size)
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """x (B, T) int64 -> logits (B, T, V) and the state after the last step."""
+        if self.embed is not None:
+            inp = self.drop(self.embed(x))  # (B, T, E)
+        else:
+            inp = F.one_hot(x, self.cfg.vocab_size).to(self.head.weight.dtype)  # (B, T, V)
+        out, state = self.rnn(inp, state)  # (B, T, H)
+        return self.head(self.drop(out)), state  # (B, T, V)
+
+
+def detach_state(state: State | None) -> State | None:
+    """Cut the graph at a batch boundary (truncated BPTT): the values carry on, the gradient
+    does not, otherwise backward would run through every batch since the epoch began."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
+def state_tensors(state: State | None) -> list[torch.Tensor]:
+    """The state as a list of tensors (for checkpoints): [], [h] or [h, c]."""
+    if state is None:
+        return []
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def state_from_tensors(tensors: list[torch.Tensor], cell: str) -> State | None:
+    if not tensors:
+        return None
+    return (tensors[0], tensors[1]) if cell == "lstm" else tensors[0]
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

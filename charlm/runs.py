@@ -1,0 +1,105 @@
+"""Run folders: naming, the bundled corpus, and turning options (or a checkpoint) into the
+configs and data a Trainer needs, refusing incompatible resumes by name."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from charlm.config import BIDIRECTIONAL_REASON, ModelConfig, TrainConfig
+from charlm.corpus import CorpusOptions, read_corpus, split_text
+from charlm.errors import CheckpointError, DataError, UsageError
+
+DEFAULT_CORPUS_NAME = "tang_song_zh.zip"
+MODEL_FIELDS = ("cell", "embed", "hidden", "layers", "dropout")
+
+
+def default_corpus() -> Path:
+    """The bundled public-domain corpus (CHARLM_DEFAULT_CORPUS overrides where it is)."""
+    env = os.environ.get("CHARLM_DEFAULT_CORPUS")
+    path = (
+        Path(env)
+        if env
+        else Path(__file__).resolve().parent.parent / "corpora" / DEFAULT_CORPUS_NAME
+    )
+    if not path.is_file():
+        raise DataError(f"{path}: the bundled corpus is missing; pass --corpus FILE")
+    return path
+
+
+def new_run_name(checkpoint_dir: Path) -> str:
+    base = time.strftime("%Y%m%d-%H%M%S")
+    name, i = base, 1
+    while (checkpoint_dir / name).exists():
+        i += 1
+        name = f"{base}-{i}"
+    return name
+
+
+def check_run_name(name: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
+        raise UsageError(f"--run {name!r}: a run name is one folder name (letters, digits, -_.)")
+    return name
+
+
+def corpus_options(opts: dict[str, Any]) -> CorpusOptions:
+    return CorpusOptions(
+        encoding=opts.get("encoding"),
+        newline=opts.get("newline") or "keep",
+        max_chars=opts.get("max_chars") or 0,
+        **({"max_bytes": opts["max_corpus_bytes"]} if opts.get("max_corpus_bytes") else {}),
+    )
+
+
+def load_text(source: str, copts: CorpusOptions):
+    return read_corpus(source, copts)
+
+
+def model_config_for(vocab_size: int, given: dict[str, Any]) -> ModelConfig:
+    if given.get("bidirectional"):
+        raise UsageError(f"--bidirectional: {BIDIRECTIONAL_REASON}")
+    return ModelConfig(
+        vocab_size=vocab_size, **{k: given[k] for k in MODEL_FIELDS if given.get(k) is not None}
+    )
+
+
+def train_config_for(given: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    names = set(asdict(TrainConfig()).keys())
+    changes = {k: v for k, v in given.items() if k in names and v is not None}
+    return replace(base, **changes) if base else TrainConfig(**changes)
+
+
+def check_resume_compatible(
+    payload: dict[str, Any], given: dict[str, Any], fingerprint: str, where: str
+) -> None:
+    """Refuse an architecture or corpus change on --resume, naming both values."""
+    stored = payload["model_config"]
+    for k in MODEL_FIELDS:
+        if given.get(k) is not None and given[k] != stored.get(k):
+            raise CheckpointError(
+                f"{where}: --{k} {given[k]} differs from the run's {k} {stored.get(k)}; "
+                f"drop --{k} to resume, or start a new --run"
+            )
+    old = payload.get("corpus", {}).get("fingerprint")
+    if old and old != fingerprint:
+        raise CheckpointError(
+            f"{where}: the corpus differs from the one this run trained on (fingerprint "
+            f"{fingerprint[:12]} vs {old[:12]}); pass the original --corpus, or start a new --run"
+        )
+
+
+def corpus_record(source: str, fingerprint: str, copts: CorpusOptions, val_fraction: float) -> dict:
+    src = source if source == "-" else str(Path(source).resolve())
+    return {
+        "source": src,
+        "fingerprint": fingerprint,
+        "options": asdict(copts),
+        "val_fraction": val_fraction,
+    }
+
+
+def split(text: str, val_fraction: float) -> tuple[str, str]:
+    return split_text(text, val_fraction)

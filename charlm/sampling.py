@@ -1,0 +1,108 @@
+"""Text generation: warm up on the prefix in one forward pass, then one cell step a character.
+
+No printing here: `generate` yields text pieces and the caller decides where they go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from charlm.config import SampleConfig
+from charlm.errors import DataError
+from charlm.model import CharRNN
+from charlm.vocab import UNK_ID, Vocab
+
+
+def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Keep the top-k and/or the smallest top-p nucleus; the rest become -inf. (B, V) -> (B, V)."""
+    if top_k and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        # Drop a token when the mass before it already reaches top_p; the first always stays.
+        drop_sorted = (cum - torch.softmax(sorted_logits, dim=-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def pick_next(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator) -> torch.Tensor:
+    """(B, V) logits -> (B,) ids. Temperature 0 is greedy; sampling draws on the CPU generator."""
+    logits = logits.float()
+    logits[:, UNK_ID] = float("-inf")  # never write the unknown symbol
+    if cfg.temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p)
+    probs = torch.softmax(logits, dim=-1).cpu()
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1).to(logits.device)
+
+
+def start_ids(vocab: Vocab, prefix: str) -> list[int]:
+    """Ids to warm up on. An empty prefix starts as if after a line break (the start of a
+    lyric line), or after the most frequent character when the corpus has no line breaks."""
+    if prefix:
+        return [int(i) for i in vocab.encode(prefix)]
+    return [int(vocab.encode("\n")[0])] if "\n" in vocab else [1]
+
+
+def check_prefix(vocab: Vocab, prefix: str, skip_unknown: bool) -> str:
+    """The prefix to use; unknown characters are an error, or dropped with skip_unknown."""
+    unknown = vocab.unknown_chars(prefix)
+    if not unknown:
+        return prefix
+    if skip_unknown:
+        return "".join(c for c in prefix if c in vocab)
+    shown = " ".join(repr(c) for c in unknown[:20])
+    raise DataError(
+        f"prefix has {len(unknown)} character(s) the model never saw: {shown}; "
+        "change --prefix or pass --skip-unknown to drop them"
+    )
+
+
+@torch.inference_mode()
+def generate(
+    model: CharRNN,
+    vocab: Vocab,
+    prefix: str,
+    cfg: SampleConfig,
+    device: torch.device | str = "cpu",
+) -> Iterator[list[str]]:
+    """Yield, per step, one text piece per sample: first the prefix, then one character each.
+
+    Samples that reached `cfg.lines` lines yield "" from then on; the generator stops after
+    `cfg.length` new characters or when every sample is done. `prefix` must already be in the
+    vocabulary (see check_prefix).
+    """
+    model.eval()
+    g = torch.Generator()
+    g.manual_seed(cfg.seed)
+    n = cfg.num_samples
+    lines = [prefix.count("\n")] * n
+    done = [cfg.lines > 0 and c >= cfg.lines for c in lines]
+    yield [prefix] * n
+    if cfg.length == 0 or all(done):
+        return
+    x = torch.tensor([start_ids(vocab, prefix)] * n, device=device)  # (B, Tp)
+    logits, state = model(x)  # the whole prefix in one pass
+    last = logits[:, -1]  # (B, V)
+    for _ in range(cfg.length):
+        nxt = pick_next(last, cfg, g)  # (B,)
+        chars = [vocab.tokens[i] for i in nxt.tolist()]
+        out = []
+        for b, ch in enumerate(chars):
+            if done[b]:
+                out.append("")
+                continue
+            out.append(ch)
+            if ch == "\n":
+                lines[b] += 1
+                done[b] = cfg.lines > 0 and lines[b] >= cfg.lines
+        yield out
+        if all(done):
+            return
+        logits, state = model(nxt[:, None], state)  # one step: (B, 1) -> (B, 1, V)
+        last = logits[:, -1]

@@ -1,0 +1,169 @@
+"""End-to-end CLI behaviour: train -> generate -> evaluate, stdout data only, exit codes."""
+
+import json
+import math
+
+import pytest
+
+from .conftest import TINY_TRAIN, invoke, tree_digest
+
+
+@pytest.fixture
+def trained(runner, corpus_file, tmp_path):
+    ck = tmp_path / "ck"
+    r = invoke(runner, ["train", "--corpus", corpus_file, "--run", "t", "--checkpoint-dir", ck,
+                        "--max-steps", "60", *TINY_TRAIN])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    return ck
+
+
+def test_train_writes_run_and_stdout_is_empty(trained, runner, corpus_file):
+    run = trained / "t"
+    assert {"best.pt", "last.pt", "metrics.jsonl"} <= {p.name for p in run.iterdir()}
+    assert not (run / ".lock").exists()
+
+
+def test_train_json_summary(runner, corpus_file, tmp_path):
+    r = invoke(runner, ["train", "--corpus", corpus_file, "--run", "j", "--checkpoint-dir",
+                        tmp_path, "--max-steps", "5", "--json", *TINY_TRAIN])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["steps"] == 5 and s["stopped"] == "max-steps" and s["seed"] == 3
+
+
+def test_generate_prefix_length_and_determinism(trained, runner):
+    args = ["generate", "--checkpoint-dir", trained, "--prefix", "分开", "--length", "50",
+            "--seed", "7"]  # fmt: skip
+    a, b = invoke(runner, args), invoke(runner, args)
+    assert a.exit_code == 0, a.stderr
+    assert a.stdout == b.stdout
+    text = a.stdout
+    assert text.startswith("分开")
+    assert len(text.rstrip("\n")) >= 50 and len(text) <= 53
+
+
+def test_generate_default_prefix_and_json(trained, runner):
+    r = invoke(runner, ["generate", "--checkpoint-dir", trained, "--num-samples", "3",
+                        "--length", "20", "--json", "--seed", "1"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    recs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(recs) == 3
+    assert all(rec["text"].startswith("分开") and rec["prefix"] == "分开" for rec in recs)
+    assert "分开" in r.stdout  # CJK unescaped
+    assert {rec["sample"] for rec in recs} == {0, 1, 2}
+
+
+def test_generate_lines(trained, runner):
+    r = invoke(runner, ["generate", "--checkpoint-dir", trained, "--lines", "3",
+                        "--length", "5000", "--seed", "2"])  # fmt: skip
+    assert r.exit_code == 0
+    assert r.stdout.count("\n") == 3
+
+
+def test_generate_prefix_from_stdin(trained, runner):
+    r = invoke(runner, ["generate", "--checkpoint-dir", trained, "--prefix", "-", "--length", "5",
+                        "--seed", "1"], input="不分开\n")  # fmt: skip
+    assert r.exit_code == 0 and r.stdout.startswith("不分开")
+
+
+def test_unknown_prefix_exit_3_and_skip(trained, runner):
+    r = invoke(runner, ["generate", "--checkpoint-dir", trained, "--prefix", "分开吧"])
+    assert r.exit_code == 3 and r.stdout == ""
+    assert "'吧'" in r.stderr and "--skip-unknown" in r.stderr
+    r = invoke(runner, ["generate", "--checkpoint-dir", trained, "--prefix", "分开吧",
+                        "--skip-unknown", "--length", "3"])  # fmt: skip
+    assert r.exit_code == 0 and r.stdout.startswith("分开")
+
+
+@pytest.mark.parametrize(
+    "opt", [["--temperature", "-1"], ["--top-p", "1.5"], ["--top-k", "-2"], ["--length", "-1"]]
+)
+def test_bad_generate_options_exit_2(trained, runner, opt):
+    before = tree_digest(trained)
+    r = invoke(runner, ["generate", "--checkpoint-dir", trained, *opt])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert tree_digest(trained) == before
+
+
+def test_evaluate_json_consistent(trained, runner):
+    r = invoke(runner, ["evaluate", "--checkpoint-dir", trained, "--json"])
+    assert r.exit_code == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert {"loss", "perplexity", "bits_per_char", "chars", "unknown_chars"} <= d.keys()
+    assert math.isclose(d["perplexity"], math.exp(d["loss"]))
+    assert math.isclose(d["bits_per_char"], d["loss"] / math.log(2))
+    plain = invoke(runner, ["evaluate", "--checkpoint-dir", trained])
+    assert math.isclose(float(plain.stdout), d["perplexity"], rel_tol=1e-4)
+    assert "perplexity" in plain.stderr  # the table goes to stderr
+
+
+def test_evaluate_other_corpus_counts_unknown(trained, runner, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text("分开吧我们\n再见了\n", encoding="utf-8")
+    r = invoke(runner, ["evaluate", "--checkpoint-dir", trained, "--corpus", other, "--split",
+                        "all", "--json"])  # fmt: skip
+    d = json.loads(r.stdout)
+    assert d["chars"] == len("分开吧我们\n再见了\n") - 1 and d["unknown_chars"] >= 3
+
+
+def test_resume_continues_and_refuses_changes(trained, runner, corpus_file, tmp_path):
+    r = invoke(runner, ["train", "--corpus", corpus_file, "--run", "t", "--checkpoint-dir", trained,
+                        "--resume", "--max-steps", "70"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    steps = [json.loads(x)["step"] for x in (trained / "t" / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 70 and len(steps) == len(set(steps))
+    before = tree_digest(trained)
+    r = invoke(runner, ["train", "--run", "t", "--checkpoint-dir", trained, "--resume",
+                        "--hidden", "64"])  # fmt: skip
+    assert r.exit_code == 4 and "--hidden 64" in r.stderr and "32" in r.stderr
+    other = tmp_path / "other.txt"
+    other.write_text("完全不同的一些歌词\n" * 300, encoding="utf-8")
+    r = invoke(runner, ["train", "--run", "t", "--checkpoint-dir", trained, "--resume",
+                        "--corpus", other])  # fmt: skip
+    assert r.exit_code == 4 and "fingerprint" in r.stderr
+    assert tree_digest(trained) == before
+
+
+def test_resume_of_missing_run_never_starts_fresh(runner, corpus_file, tmp_path):
+    r = invoke(runner, ["train", "--corpus", corpus_file, "--run", "nope", "--checkpoint-dir",
+                        tmp_path, "--resume"])  # fmt: skip
+    assert r.exit_code == 4 and "nothing to resume" in r.stderr
+    assert not (tmp_path / "nope").exists()
+
+
+def test_existing_run_is_not_overwritten(trained, runner, corpus_file):
+    before = tree_digest(trained)
+    r = invoke(runner, ["train", "--corpus", corpus_file, "--run", "t", "--checkpoint-dir",
+                        trained, *TINY_TRAIN])  # fmt: skip
+    assert r.exit_code == 2 and "--resume" in r.stderr
+    assert tree_digest(trained) == before
+
+
+def test_bidirectional_refused_with_reason(runner, corpus_file, tmp_path):
+    ck = tmp_path / "ck"
+    r = invoke(runner, ["train", "--corpus", corpus_file, "--bidirectional", "--checkpoint-dir",
+                        ck])  # fmt: skip
+    assert r.exit_code == 2 and "cannot" in r.stderr and "generate" in r.stderr
+    assert not ck.exists()
+
+
+def test_short_corpus_exit_3_no_run_folder(runner, tmp_path):
+    p = tmp_path / "short.txt"
+    p.write_text("分开不分开\n", encoding="utf-8")
+    ck = tmp_path / "ck"
+    r = invoke(runner, ["train", "--corpus", p, "--checkpoint-dir", ck])
+    assert r.exit_code == 3 and "--batch-size" in r.stderr and r.stdout == ""
+    assert not ck.exists() or list(ck.iterdir()) == []
+
+
+def test_version_and_help(runner):
+    r = invoke(runner, ["--version"])
+    assert r.exit_code == 0 and r.stdout.startswith("charlm ")
+    for cmd in ("train", "generate", "evaluate"):
+        r = invoke(runner, [cmd, "--help"])
+        assert r.exit_code == 0 and "Examples" in r.stdout
+
+
+def test_no_checkpoint_yet(runner, tmp_path):
+    r = invoke(runner, ["generate", "--checkpoint-dir", tmp_path])
+    assert r.exit_code == 4 and "charlm train" in r.stderr

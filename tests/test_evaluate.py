@@ -1,0 +1,31 @@
+import math
+
+import torch
+import torch.nn.functional as F
+
+from charlm.config import ModelConfig
+from charlm.evaluate import evaluate
+from charlm.model import CharRNN
+
+
+def test_matches_one_full_forward_and_units():
+    torch.manual_seed(0)
+    m = CharRNN(ModelConfig(vocab_size=9, cell="lstm", embed=4, hidden=8, layers=1, dropout=0))
+    ids = torch.randint(9, (301,), dtype=torch.int32)
+    r = evaluate(m, ids, streams=1, chunk=37)
+    logits, _ = m(ids[:-1].long()[None])
+    ref = F.cross_entropy(logits[0], ids[1:].long()).item()
+    assert math.isclose(r.loss, ref, rel_tol=1e-5)
+    assert r.chars == 300
+    assert math.isclose(r.perplexity, math.exp(r.loss))
+    assert math.isclose(r.bits_per_char, r.loss / math.log(2))
+
+
+def test_streams_cover_every_character_once():
+    torch.manual_seed(0)
+    m = CharRNN(ModelConfig(vocab_size=5, cell="gru", embed=3, hidden=4, layers=1, dropout=0))
+    ids = torch.randint(5, (103,), dtype=torch.int32)
+    ids[5] = 0
+    r = evaluate(m, ids, streams=4, chunk=8)
+    assert r.chars == 102 and r.unknown_chars == int((ids[1:] == 0).sum())
+    assert math.isfinite(r.loss)

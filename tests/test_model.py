@@ -1,0 +1,67 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from charlm.config import ModelConfig
+from charlm.errors import UsageError
+from charlm.model import CharRNN, detach_state
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("embed", [0, 6])
+def test_chunked_forward_with_carried_state_equals_full(cell, embed):
+    torch.manual_seed(0)
+    m = CharRNN(ModelConfig(vocab_size=11, cell=cell, embed=embed, hidden=5, layers=2, dropout=0))
+    m.eval()
+    x = torch.randint(11, (3, 12))
+    full, state_full = m(x)
+    state, outs = None, []
+    for chunk in x.split(5, dim=1):
+        out, state = m(chunk, state)
+        state = detach_state(state)
+        outs.append(out)
+    torch.testing.assert_close(torch.cat(outs, 1), full, rtol=0, atol=1e-6)
+    for a, b in zip(
+        state if isinstance(state, tuple) else (state,),
+        state_full if isinstance(state_full, tuple) else (state_full,),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_output_shapes():
+    m = CharRNN(ModelConfig(vocab_size=7, cell="lstm", embed=4, hidden=3, layers=2))
+    logits, (h, c) = m(torch.zeros(2, 5, dtype=torch.long))
+    assert logits.shape == (2, 5, 7)
+    assert h.shape == c.shape == (2, 2, 3)
+
+
+def test_one_hot_input_is_exact():
+    torch.manual_seed(0)
+    m = CharRNN(ModelConfig(vocab_size=6, cell="rnn", embed=0, hidden=4, layers=1, dropout=0))
+    x = torch.tensor([[1, 5, 2]])
+    out, _ = m.rnn(F.one_hot(x, 6).float())
+    ref = m.head(out)
+    torch.testing.assert_close(m(x)[0], ref)
+
+
+def test_bad_config_values():
+    with pytest.raises(UsageError, match="--cell"):
+        ModelConfig(vocab_size=5, cell="transformer")
+    with pytest.raises(UsageError, match="--dropout"):
+        ModelConfig(vocab_size=5, dropout=1.0)
+
+
+def test_tiny_model_overfits_tiny_corpus():
+    torch.manual_seed(0)
+    text = "abcdabcdabcd" * 8
+    ids = torch.tensor([ord(c) - ord("a") for c in text])
+    m = CharRNN(ModelConfig(vocab_size=4, cell="gru", embed=8, hidden=16, layers=1, dropout=0))
+    opt = torch.optim.Adam(m.parameters(), lr=0.05)
+    x, y = ids[:-1].view(1, -1), ids[1:].view(1, -1)
+    for _ in range(60):
+        loss = F.cross_entropy(m(x)[0].flatten(0, 1), y.flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.exp(loss).item() < 1.1
