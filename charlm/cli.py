@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from charlm import __version__
+from charlm.config import ModelConfig, TrainConfig
 from charlm.errors import EXIT_UNEXPECTED, CharlmError, UsageError
 
 app = typer.Typer(
@@ -27,7 +28,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DEFAULT_PREFIXES = ("分开", "不分开")
+_M = ModelConfig(vocab_size=2)
+_T = TrainConfig()
+
+
+def _d(value: object) -> str:
+    return f" (default: {value})"
+
+
 CkptDir = Annotated[
     Path,
     typer.Option(
@@ -91,7 +99,8 @@ def _quiet_broken_pipe() -> None:
 def _console(quiet: bool):
     from rich.console import Console
 
-    return Console(stderr=True, quiet=quiet, highlight=False)
+    # soft_wrap: log lines keep their length in a pipe or a narrow terminal instead of folding.
+    return Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -126,25 +135,33 @@ def train(
     run: Annotated[
         str | None, typer.Option(help="Run name (folder under --checkpoint-dir).")
     ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue --run (default: the newest run).")] = False,
-    cell: Annotated[str | None, typer.Option(help="rnn, gru or lstm. [default: lstm]")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue --run (default: the newest run).")
+    ] = False,
+    cell: Annotated[str | None, typer.Option(help=f"rnn, gru or lstm.{_d(_M.cell)}")] = None,
     embed: Annotated[
-        int | None, typer.Option(help="Embedding size; 0 = one-hot. [default: 128]")
+        int | None, typer.Option(help=f"Embedding size; 0 = one-hot.{_d(_M.embed)}")
     ] = None,
     hidden: Annotated[
-        int | None, typer.Option(help="Hidden units per layer. [default: 512]")
+        int | None, typer.Option(help=f"Hidden units per layer.{_d(_M.hidden)}")
     ] = None,
-    layers: Annotated[int | None, typer.Option(help="Recurrent layers. [default: 2]")] = None,
-    dropout: Annotated[float | None, typer.Option(help="Dropout. [default: 0.25]")] = None,
-    bidirectional: Annotated[bool, typer.Option(help="Refused: cannot generate.")] = False,
+    layers: Annotated[int | None, typer.Option(help=f"Recurrent layers.{_d(_M.layers)}")] = None,
+    dropout: Annotated[float | None, typer.Option(help=f"Dropout.{_d(_M.dropout)}")] = None,
+    bidirectional: Annotated[
+        bool, typer.Option("--bidirectional", help="Refused: cannot generate.")
+    ] = False,
     sampler: Annotated[
-        str | None, typer.Option(help="random or consecutive. [default: random]")
+        str | None, typer.Option(help=f"random or consecutive.{_d(_T.sampler)}")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="[default: 32]")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help=f"Windows per batch.{_d(_T.batch_size)}")
+    ] = None,
     seq_len: Annotated[
-        int | None, typer.Option(help="Characters per window. [default: 64]")
+        int | None, typer.Option(help=f"Characters per window.{_d(_T.seq_len)}")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="[default: 40]")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help=f"Passes over the training text.{_d(_T.epochs)}")
+    ] = None,
     max_steps: Annotated[
         int | None, typer.Option(help="Stop after this many steps (0 = off).")
     ] = None,
@@ -152,30 +169,39 @@ def train(
         float | None, typer.Option(help="Stop after this many seconds, saving.")
     ] = None,
     optimizer: Annotated[
-        str | None, typer.Option(help="sgd, adam or adamw. [default: adamw]")
+        str | None, typer.Option(help=f"sgd, adam or adamw.{_d(_T.optimizer)}")
     ] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate. [default: 0.002]")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="[default: 0.1]")] = None,
+    lr: Annotated[float | None, typer.Option(help=f"Learning rate.{_d(_T.lr)}")] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option(help=f"Weight decay.{_d(_T.weight_decay)}")
+    ] = None,
     clip: Annotated[
-        float | None, typer.Option(help="Max global gradient norm; 0 = off. [default: 1]")
+        float | None, typer.Option(help=f"Max global gradient norm; 0 = off.{_d(_T.clip)}")
     ] = None,
-    warmup: Annotated[int | None, typer.Option(help="LR warm-up steps. [default: 50]")] = None,
+    warmup: Annotated[int | None, typer.Option(help=f"LR warm-up steps.{_d(_T.warmup)}")] = None,
     eval_every: Annotated[
-        int | None, typer.Option(help="Steps between evaluations. [default: 100]")
+        int | None, typer.Option(help=f"Steps between evaluations.{_d(_T.eval_every)}")
     ] = None,
     early_stop: Annotated[
         int | None,
         typer.Option(
-            help="Stop after this many evaluations without improvement (0 = never). [default: 6]"
+            help="Stop after this many evaluations without improvement (0 = never)."
+            + _d(_T.early_stop)
+        ),
+    ] = None,
+    lr_patience: Annotated[
+        int | None,
+        typer.Option(
+            help="Evaluations without improvement before the LR halves." + _d(_T.lr_patience)
         ),
     ] = None,
     unk_prob: Annotated[
-        float | None, typer.Option(help="Chance a once-seen char trains <unk>. [default: 0.5]")
+        float | None, typer.Option(help=f"Chance a once-seen char trains <unk>.{_d(_T.unk_prob)}")
     ] = None,
     val_fraction: Annotated[
-        float | None, typer.Option(help="Held-out tail fraction. [default: 0.1]")
+        float | None, typer.Option(help=f"Held-out tail fraction.{_d(_T.val_fraction)}")
     ] = None,
-    encoding: Annotated[str | None, typer.Option(help="Corpus encoding. [default: utf-8]")] = None,
+    encoding: Annotated[str | None, typer.Option(help="Corpus encoding. (default: utf-8)")] = None,
     newline: Annotated[str | None, typer.Option(help="keep, or space (the textbook).")] = None,
     max_chars: Annotated[int | None, typer.Option(help="Use only the first N characters.")] = None,
     max_corpus_bytes: Annotated[
@@ -292,7 +318,7 @@ def evaluate(
         str | None, typer.Option(help="Text to score. Default: the run's own corpus.")
     ] = None,
     split: Annotated[str, typer.Option(help="val, train or all.")] = "val",
-    encoding: Annotated[str | None, typer.Option(help="Corpus encoding. [default: utf-8]")] = None,
+    encoding: Annotated[str | None, typer.Option(help="Corpus encoding. (default: utf-8)")] = None,
     device: Device = "auto",
     checkpoint_dir: CkptDir = Path("checkpoints"),
     quiet: Quiet = False,

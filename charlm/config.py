@@ -33,9 +33,9 @@ class ModelConfig:
     vocab_size: int
     cell: str = "lstm"
     embed: int = 128  # 0 = exact one-hot input, as in the textbook
-    hidden: int = 512
-    layers: int = 2
-    dropout: float = 0.25
+    hidden: int = 256
+    layers: int = 1
+    dropout: float = 0.5
 
     def __post_init__(self) -> None:
         _check(self.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
@@ -61,18 +61,18 @@ class TrainConfig:
     sampler: str = "random"
     batch_size: int = 32
     seq_len: int = 64
-    epochs: int = 40
+    epochs: int = 100  # an upper bound: early stopping usually ends small corpora sooner
     max_steps: int = 0  # 0 = no limit
     max_time: float = 0.0  # seconds for this invocation; 0 = no limit
     optimizer: str = "adamw"
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 0.1
     clip: float = 1.0  # max global gradient norm; 0 = off
     warmup: int = 50  # steps of linear LR warm-up
     lr_patience: int = 2  # scheduled evaluations without improvement before the LR halves
     early_stop: int = 6  # ... before training stops; 0 = never
     val_fraction: float = 0.1
-    eval_every: int = 100  # steps
+    eval_every: int = 50  # steps
     unk_prob: float = 0.5  # chance a once-seen training character is shown as <unk>
     seed: int = 0
 

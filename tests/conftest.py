@@ -10,7 +10,9 @@ from typer.testing import CliRunner
 
 from charlm.cli import app
 
-SHARED_JAYCHOU = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "jaychou_lyrics.txt.zip"
+SHARED_JAYCHOU = (
+    Path(__file__).resolve().parents[2] / "shared" / "corpora" / "jaychou_lyrics.txt.zip"
+)
 
 LINES = [
     "分开的时候我还在想你",

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 
@@ -40,7 +42,7 @@ def test_same_generator_same_batches_and_start_skips(fn):
 def test_consecutive_streams_continue_across_batches():
     ids = torch.arange(1000, dtype=torch.int32)
     batches = list(consecutive_batches(ids, 4, 10, gen(1)))
-    for (x0, _), (x1, _) in zip(batches, batches[1:], strict=False):
+    for (x0, _), (x1, _) in itertools.pairwise(batches):
         assert torch.equal(x1[:, 0], x0[:, -1] + 1)
 
 

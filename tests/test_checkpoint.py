@@ -24,7 +24,9 @@ def test_round_trip(saved):
     payload = checkpoint.load(path)
     restored, vocab, cfg = checkpoint.restore_model(payload, str(path))
     assert vocab.tokens[1:] and cfg.cell == "lstm"
-    for (k, a), (_, b) in zip(model.state_dict().items(), restored.state_dict().items(), strict=True):
+    for (k, a), (_, b) in zip(
+        model.state_dict().items(), restored.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), k
     assert payload["metrics"] == {"x": 1.5}
     assert not list(path.parent.glob(".*tmp*"))  # no temporary file left
@@ -37,7 +39,7 @@ def test_only_plain_data_inside(saved):
 
 
 def test_flipped_byte_is_detected(saved):
-    path, model = saved
+    path, _model = saved
     payload = torch.load(path, weights_only=True)
     name = next(iter(payload["model_state"]))
     payload["model_state"][name].view(-1)[0] += 1.0
@@ -106,7 +108,7 @@ def test_newer_format_and_shape_mismatch(saved):
 
 
 def test_failed_save_keeps_previous_file(saved, monkeypatch):
-    path, model = saved
+    path, _model = saved
     before = path.read_bytes()
 
     def boom(*a, **k):
@@ -119,4 +121,3 @@ def test_failed_save_keeps_previous_file(saved, monkeypatch):
         checkpoint.save({"x": 1}, path)
     assert path.read_bytes() == before
     assert not list(path.parent.glob(".*tmp*"))
-

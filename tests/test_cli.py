@@ -110,7 +110,9 @@ def test_resume_continues_and_refuses_changes(trained, runner, corpus_file, tmp_
     r = invoke(runner, ["train", "--corpus", corpus_file, "--run", "t", "--checkpoint-dir", trained,
                         "--resume", "--max-steps", "70"])  # fmt: skip
     assert r.exit_code == 0, r.stderr
-    steps = [json.loads(x)["step"] for x in (trained / "t" / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(x)["step"] for x in (trained / "t" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert steps[-1] == 70 and len(steps) == len(set(steps))
     before = tree_digest(trained)
     r = invoke(runner, ["train", "--run", "t", "--checkpoint-dir", trained, "--resume",

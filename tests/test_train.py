@@ -26,9 +26,13 @@ def make_trainer(tmp_path, data, resume=None, **over):
     kw = dict(batch_size=4, seq_len=12, epochs=3, eval_every=7, seed=11, warmup=3, early_stop=0)
     kw.update(over)
     cfg = TrainConfig(**kw)
-    mcfg = ModelConfig(vocab_size=len(data.vocab), cell="lstm", embed=8, hidden=16, layers=2, dropout=0.3)
+    mcfg = ModelConfig(
+        vocab_size=len(data.vocab), cell="lstm", embed=8, hidden=16, layers=2, dropout=0.3
+    )
     tmp_path.mkdir(exist_ok=True)
-    return Trainer(mcfg, cfg, data, tmp_path, torch.device("cpu"), ["分开"], echo=lambda s: None, resume=resume)
+    return Trainer(
+        mcfg, cfg, data, tmp_path, torch.device("cpu"), ["分开"], echo=lambda s: None, resume=resume
+    )
 
 
 @pytest.mark.parametrize("sampler", ["random", "consecutive"])
@@ -48,11 +52,20 @@ def test_resume_is_bitwise_equal_to_straight_run(tmp_path, sampler):
     ):
         assert torch.equal(a, b), k
     steps = lambda p: [json.loads(x)["step"] for x in p.read_text().splitlines()]  # noqa: E731
-    a_steps, b_steps = steps(tmp_path / "a" / "metrics.jsonl"), steps(tmp_path / "b" / "metrics.jsonl")
+    a_steps, b_steps = (
+        steps(tmp_path / "a" / "metrics.jsonl"),
+        steps(tmp_path / "b" / "metrics.jsonl"),
+    )
     assert len(b_steps) == len(set(b_steps))  # no duplicates
     assert set(a_steps) <= set(b_steps)
-    a_rec = {json.loads(x)["step"]: json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()}
-    b_rec = {json.loads(x)["step"]: json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()}
+    a_rec = {
+        json.loads(x)["step"]: json.loads(x)
+        for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    }
+    b_rec = {
+        json.loads(x)["step"]: json.loads(x)
+        for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    }
     for s in a_steps:
         assert a_rec[s]["val_loss"] == b_rec[s]["val_loss"]
 
@@ -62,7 +75,9 @@ def test_same_seed_same_weights(tmp_path):
     a = make_trainer(tmp_path / "a", data, max_steps=10)
     b = make_trainer(tmp_path / "b", data, max_steps=10)
     a.run(), b.run()
-    assert all(torch.equal(x, y) for x, y in zip(a.model.parameters(), b.model.parameters(), strict=True))
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.model.parameters(), b.model.parameters(), strict=True)
+    )
 
 
 def test_training_lowers_perplexity_and_writes_metrics(tmp_path):
@@ -70,7 +85,18 @@ def test_training_lowers_perplexity_and_writes_metrics(tmp_path):
     t = make_trainer(tmp_path, data, max_steps=120, lr=5e-3, eval_every=40)
     summary = t.run()
     recs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    keys = {"step", "epoch", "elapsed_s", "train_loss", "train_ppl", "val_loss", "val_ppl", "lr", "grad_norm", "chars_per_s"}
+    keys = {
+        "step",
+        "epoch",
+        "elapsed_s",
+        "train_loss",
+        "train_ppl",
+        "val_loss",
+        "val_ppl",
+        "lr",
+        "grad_norm",
+        "chars_per_s",
+    }
     assert keys <= recs[0].keys()
     assert recs[-1]["val_ppl"] < recs[0]["val_ppl"] * 0.8
     assert summary["best_val_ppl"] == min(r["val_ppl"] for r in recs)
