@@ -140,7 +140,8 @@ def run_train(given: dict[str, Any], device_name: str, ckdir: Path, console, qui
                 run_dir,
                 device,
                 previews,
-                echo=console.print,
+                # Previews are generated text: never let Rich read "[Chorus]" as markup.
+                echo=lambda line: console.print(line, markup=False, highlight=False),
                 show_progress=sys.stderr.isatty() and not quiet,
                 resume=payload,
             )

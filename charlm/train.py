@@ -136,6 +136,11 @@ def _rng_snapshot(batch_gen_epoch_start: torch.Tensor, noise_gen: torch.Generato
     return snap
 
 
+def _is_oom(e: BaseException) -> bool:
+    msg = str(e).lower()
+    return "out of memory" in msg or "can't allocate memory" in msg
+
+
 class Trainer:
     """Owns the model, optimizer and progress of one run folder."""
 
@@ -426,7 +431,10 @@ class Trainer:
                     last_rec = self._evaluate(window, scheduled=False)
                     self._report(last_rec, bar)
                 self.save_last()
-            except torch.OutOfMemoryError:
+            except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+                # CPU allocation failures arrive as plain RuntimeErrors from the allocator.
+                if not isinstance(e, (torch.OutOfMemoryError, MemoryError)) and not _is_oom(e):
+                    raise
                 raise ResourceError(
                     f"out of memory with --batch-size {cfg.batch_size} and --seq-len "
                     f"{cfg.seq_len}; lower them or --hidden"
