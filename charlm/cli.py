@@ -72,6 +72,7 @@ def _guard(fn):
             _quiet_broken_pipe()
             raise typer.Exit(0) from None
         except KeyboardInterrupt:
+            _err("interrupted")
             raise typer.Exit(130) from None
         except typer.Exit:
             raise
@@ -198,6 +199,18 @@ def train(
     unk_prob: Annotated[
         float | None, typer.Option(help=f"Chance a once-seen char trains <unk>.{_d(_T.unk_prob)}")
     ] = None,
+    kn_order: Annotated[
+        int | None,
+        typer.Option(
+            help="Kneser-Ney n-gram order mixed with the network; 0 = off." + _d(_T.kn_order)
+        ),
+    ] = None,
+    mix_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Training-text tail used to fit the mixture weight." + _d(_T.mix_fraction)
+        ),
+    ] = None,
     val_fraction: Annotated[
         float | None, typer.Option(help=f"Held-out tail fraction.{_d(_T.val_fraction)}")
     ] = None,
@@ -318,6 +331,10 @@ def evaluate(
         str | None, typer.Option(help="Text to score. Default: the run's own corpus.")
     ] = None,
     split: Annotated[str, typer.Option(help="val, train or all.")] = "val",
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="kn: also score a Kneser-Ney 8-gram built on the same training text."),
+    ] = None,
     encoding: Annotated[str | None, typer.Option(help="Corpus encoding. (default: utf-8)")] = None,
     device: Device = "auto",
     checkpoint_dir: CkptDir = Path("checkpoints"),
@@ -337,8 +354,17 @@ def evaluate(
 
     if split not in ("val", "train", "all"):
         raise UsageError(f"--split must be val, train or all, not {split!r}")
+    if baseline not in (None, "kn"):
+        raise UsageError(f"--baseline must be kn, not {baseline!r}")
     result = run_evaluate(
-        checkpoint, corpus, split, encoding, device, checkpoint_dir, _console(quiet)
+        checkpoint,
+        corpus,
+        split,
+        baseline == "kn",
+        encoding,
+        device,
+        checkpoint_dir,
+        _console(quiet),
     )
     if json_out:
         print(json.dumps(result, ensure_ascii=False), flush=True)
@@ -346,6 +372,17 @@ def evaluate(
         print(f"{result['perplexity']:.4f}", flush=True)
 
 
+def _sigterm(signum: int, _frame: object) -> None:
+    # Outside the training loop (which saves first), SIGTERM unwinds like Ctrl-C: cleanup
+    # handlers run, the lock is released, and the exit code is 143.
+    from charlm.errors import Interrupted
+
+    raise Interrupted(signum)
+
+
 def main() -> None:
     """Console-script entry point."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _sigterm)
     app()

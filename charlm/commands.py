@@ -19,8 +19,10 @@ from charlm.batching import check_enough
 from charlm.config import SampleConfig, TrainConfig
 from charlm.corpus import CorpusOptions, read_corpus
 from charlm.errors import CheckpointError, Interrupted, UsageError
-from charlm.evaluate import evaluate
+from charlm.evaluate import EvalResult, target_logprobs
+from charlm.kneser_ney import KneserNey
 from charlm.lock import RunLock
+from charlm.mixture import MAX_KN_CHARS, kn_logprobs
 from charlm.model import count_parameters
 from charlm.runs import (
     check_resume_compatible,
@@ -39,8 +41,12 @@ from charlm.train import RunData, Trainer
 from charlm.vocab import Vocab
 
 DEFAULT_PREFIXES = ("分开", "不分开")
+BASELINE_ORDER = 8
 # Changing these mid-run would change what the saved data position or optimizer state means.
-FROZEN_ON_RESUME = ("sampler", "batch_size", "seq_len", "val_fraction", "optimizer", "seed")
+FROZEN_ON_RESUME = (
+    "sampler", "batch_size", "seq_len", "val_fraction", "optimizer", "seed", "kn_order",
+    "mix_fraction",
+)  # fmt: skip
 
 
 def _ids(vocab: Vocab, text: str) -> torch.Tensor:
@@ -118,13 +124,22 @@ def _prepare_new(given: dict[str, Any], ckdir: Path, console):
     return run_dir, None, cfg, mcfg, vocab, train_text, val_text, rec
 
 
+def _run_data(vocab: Vocab, train_text: str, val_text: str, rec: dict, cfg: TrainConfig) -> RunData:
+    """Encode the splits; with a count model, cut the tune slice off the training text."""
+    if not cfg.kn_order or len(train_text) > MAX_KN_CHARS:
+        return RunData(vocab, _ids(vocab, train_text), _ids(vocab, val_text), rec)
+    n_tune = int(len(train_text) * cfg.mix_fraction)
+    fit, tune = train_text[:-n_tune], train_text[-n_tune:]
+    return RunData(vocab, _ids(vocab, fit), _ids(vocab, val_text), rec, _ids(vocab, tune))
+
+
 def run_train(given: dict[str, Any], device_name: str, ckdir: Path, console, quiet: bool) -> dict:
     """Set up (or resume) a run, train it, print the summary; returns the summary dict."""
     device = choose_device(device_name)
     ckdir = Path(ckdir)
     prep = _prepare_resume if given["resume"] else _prepare_new
     run_dir, payload, cfg, mcfg, vocab, train_text, val_text, rec = prep(given, ckdir, console)
-    data = RunData(vocab, _ids(vocab, train_text), _ids(vocab, val_text), rec)
+    data = _run_data(vocab, train_text, val_text, rec, cfg)
     check_enough(len(data.train_ids), cfg.batch_size, cfg.seq_len)
     previews = given.get("preview") or _default_previews(vocab)
     previews = [check_prefix(vocab, p, skip_unknown=False) for p in previews]
@@ -189,7 +204,8 @@ def _load_for_use(spec: str | None, ckdir: Path, device: torch.device):
     path = checkpoint.resolve(spec, Path(ckdir), "best")
     payload = checkpoint.load(path)
     model, vocab, _ = checkpoint.restore_model(payload, str(path))
-    return path, payload, model.to(device), vocab
+    mixture = checkpoint.restore_mixture(payload, len(vocab), str(path))
+    return path, payload, model.to(device), vocab, mixture
 
 
 def run_generate(
@@ -205,7 +221,7 @@ def run_generate(
 ) -> None:
     """Stream generated text to stdout (or JSON lines with json_out)."""
     device = choose_device(device_name)
-    path, _, model, vocab = _load_for_use(spec, ckdir, device)
+    path, _, model, vocab, mixture = _load_for_use(spec, ckdir, device)
     if prefix is None:
         prefix = "分开" if not vocab.unknown_chars("分开") else ""
     prefix = check_prefix(vocab, prefix, skip_unknown)
@@ -214,7 +230,7 @@ def run_generate(
     out = sys.stdout
     if cfg.num_samples == 1 and not json_out:
         text_end = ""
-        for i, pieces in enumerate(generate(model, vocab, prefix, cfg, device)):
+        for i, pieces in enumerate(generate(model, vocab, prefix, cfg, device, mixture)):
             out.write(pieces[0])
             text_end = (text_end + pieces[0])[-1:]
             if "\n" in pieces[0] or i % 32 == 0:
@@ -224,7 +240,7 @@ def run_generate(
         out.flush()
         return
     texts = [""] * cfg.num_samples
-    for pieces in generate(model, vocab, prefix, cfg, device):
+    for pieces in generate(model, vocab, prefix, cfg, device, mixture):
         for b, p in enumerate(pieces):
             texts[b] += p
     for b, text in enumerate(texts):
@@ -246,6 +262,7 @@ def run_evaluate(
     spec: str | None,
     corpus_src: str | None,
     which: str,
+    baseline: bool,
     encoding: str | None,
     device_name: str,
     ckdir: Path,
@@ -253,7 +270,7 @@ def run_evaluate(
 ) -> dict:
     """Score the checkpoint on a split of its own corpus, or of --corpus."""
     device = choose_device(device_name)
-    path, payload, model, vocab = _load_for_use(spec, ckdir, device)
+    path, payload, model, vocab, mixture = _load_for_use(spec, ckdir, device)
     stored = payload.get("corpus") or {}
     opts = dict(stored.get("options") or {})
     if encoding:
@@ -273,8 +290,20 @@ def run_evaluate(
         raise UsageError(
             f"--split {which} of {source} has fewer than 2 characters; try --split all"
         )
-    res = evaluate(model, _ids(vocab, text), device)
-    result = {**res.as_dict(), "split": which, "corpus": source, "checkpoint": str(path)}
+    ids = _ids(vocab, text)
+    net_lp = target_logprobs(model, ids, device)
+    net = EvalResult.from_logprobs(net_lp, ids[1:])
+    shipped = net
+    result: dict[str, Any] = {}
+    if mixture is not None:
+        mixed = mixture.mix(net_lp, kn_logprobs(mixture.kn, ids))
+        shipped = EvalResult.from_logprobs(mixed, ids[1:])
+        result["mix_weight"] = mixture.weight
+    result = {**shipped.as_dict(), **result, "network": net.as_dict()}
+    if baseline:
+        kn = KneserNey(_ids(vocab, train_text).tolist(), len(vocab), BASELINE_ORDER)
+        result["baseline_kn"] = EvalResult.from_logprobs(kn_logprobs(kn, ids), ids[1:]).as_dict()
+    result.update({"split": which, "corpus": source, "checkpoint": str(path)})
     _eval_table(console, result)
     return result
 
@@ -282,9 +311,16 @@ def run_evaluate(
 def _eval_table(console, r: dict) -> None:
     from rich.table import Table
 
-    t = Table(title=f"{r['checkpoint']} on {r['split']}", show_header=False, title_justify="left")
-    for k in ("perplexity", "bits_per_char", "loss"):
-        t.add_row(k, f"{r[k]:.4f}")
-    t.add_row("chars", f"{r['chars']:,}")
-    t.add_row("unknown chars", f"{r['unknown_chars']:,}")
+    t = Table(title=f"{r['checkpoint']} on {r['split']} ({r['chars']:,} chars, "
+              f"{r['unknown_chars']:,} unknown)", title_justify="left")  # fmt: skip
+    t.add_column("model")
+    for k in ("perplexity", "bits/char", "loss"):
+        t.add_column(k, justify="right")
+    rows = [("charlm" + (f" (mixture, w={r['mix_weight']:.2f})" if "mix_weight" in r else ""), r)]
+    if "mix_weight" in r:
+        rows.append(("network alone", r["network"]))
+    if "baseline_kn" in r:
+        rows.append((f"Kneser-Ney {BASELINE_ORDER}-gram baseline", r["baseline_kn"]))
+    for name, m in rows:
+        t.add_row(name, f"{m['perplexity']:.3f}", f"{m['bits_per_char']:.4f}", f"{m['loss']:.4f}")
     console.print(t)

@@ -74,6 +74,8 @@ class TrainConfig:
     val_fraction: float = 0.1
     eval_every: int = 50  # steps
     unk_prob: float = 0.5  # chance a once-seen training character is shown as <unk>
+    kn_order: int = 8  # Kneser-Ney n-gram mixed with the network; 0 = network alone
+    mix_fraction: float = 0.05  # end of the training text kept apart to fit the mixture weight
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -100,6 +102,8 @@ class TrainConfig:
         _check(self.eval_every >= 1, "--eval-every must be >= 1")
         _check(0.0 <= self.unk_prob <= 1.0, "--unk-prob must be in [0, 1]")
         _check(0 <= self.seed < 2**63, "--seed must be in [0, 2**63)")
+        _check(0 <= self.kn_order <= 16, "--kn-order must be in [0, 16] (0 = no count model)")
+        _check(0 < self.mix_fraction < 0.5, "--mix-fraction must be in (0, 0.5)")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from charlm.model import CharRNN, detach_state
 from charlm.vocab import UNK_ID
@@ -23,6 +22,16 @@ class EvalResult:
     loss: float  # mean negative log-likelihood per character, nats
     chars: int  # characters predicted
     unknown_chars: int  # of which the target was the unknown symbol
+
+    @classmethod
+    def from_logprobs(cls, logp: torch.Tensor, targets: torch.Tensor) -> EvalResult:
+        """From ln p(target) per predicted character (N-1,) and those targets (N-1,)."""
+        n = len(logp)
+        return cls(
+            loss=float(-logp.double().mean()) if n else math.nan,
+            chars=n,
+            unknown_chars=int((targets == UNK_ID).sum()),
+        )
 
     @property
     def perplexity(self) -> float:
@@ -48,7 +57,6 @@ def default_streams(n: int) -> int:
     return max(1, min(64, n // 4096))
 
 
-@torch.inference_mode()
 def evaluate(
     model: CharRNN,
     ids: torch.Tensor,
@@ -57,10 +65,22 @@ def evaluate(
     chunk: int = 256,
 ) -> EvalResult:
     """Mean loss of predicting ids[1:] from ids[:-1]. `ids` (N,) integer tensor."""
+    return EvalResult.from_logprobs(target_logprobs(model, ids, device, streams, chunk), ids[1:])
+
+
+@torch.inference_mode()
+def target_logprobs(
+    model: CharRNN,
+    ids: torch.Tensor,
+    device: torch.device | str = "cpu",
+    streams: int | None = None,
+    chunk: int = 256,
+) -> torch.Tensor:
+    """ln p(ids[i] | ids[:i]) for i = 1..N-1, shape (N-1,) float64, in text order."""
     model.eval()
     n = len(ids) - 1
     if n < 1:
-        return EvalResult(loss=math.nan, chars=0, unknown_chars=0)
+        return torch.zeros(0, dtype=torch.float64)
     b = streams or default_streams(n)
     per = -(-n // b)  # ceil: every stream gets `per` positions; the tail is padded
     x = torch.full((b * per,), 0, dtype=torch.long)
@@ -68,15 +88,12 @@ def evaluate(
     x[:n] = ids[:-1].long()
     y[:n] = ids[1:].long()
     x, y = x.view(b, per).to(device), y.view(b, per).to(device)  # (B, L)
-    total, state = 0.0, None
+    out = torch.zeros(b, per, dtype=torch.float64)
+    state = None
     for s in range(0, per, chunk):
         logits, state = model(x[:, s : s + chunk], state)  # (B, t, V)
         state = detach_state(state)
-        total += F.cross_entropy(
-            logits.float().flatten(0, 1),
-            y[:, s : s + chunk].flatten(),
-            reduction="sum",
-            ignore_index=IGNORE,
-        ).item()
-    unknown = int((ids[1:] == UNK_ID).sum())
-    return EvalResult(loss=total / n, chars=n, unknown_chars=unknown)
+        tgt = y[:, s : s + chunk].clamp_min(0)  # padding positions are dropped below
+        lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tgt[..., None])[..., 0]
+        out[:, s : s + chunk] = lp.double().cpu()  # (B, t)
+    return out.flatten()[:n]

@@ -11,6 +11,7 @@ import torch
 
 from charlm.config import SampleConfig
 from charlm.errors import DataError
+from charlm.mixture import Mixture
 from charlm.model import CharRNN
 from charlm.vocab import UNK_ID, Vocab
 
@@ -70,12 +71,14 @@ def generate(
     prefix: str,
     cfg: SampleConfig,
     device: torch.device | str = "cpu",
+    mixture: Mixture | None = None,
 ) -> Iterator[list[str]]:
     """Yield, per step, one text piece per sample: first the prefix, then one character each.
 
     Samples that reached `cfg.lines` lines yield "" from then on; the generator stops after
     `cfg.length` new characters or when every sample is done. `prefix` must already be in the
-    vocabulary (see check_prefix).
+    vocabulary (see check_prefix). With a mixture, each step samples from the network's and
+    the count model's mixed distribution.
     """
     model.eval()
     g = torch.Generator()
@@ -86,11 +89,18 @@ def generate(
     yield [prefix] * n
     if cfg.length == 0 or all(done):
         return
-    x = torch.tensor([start_ids(vocab, prefix)] * n, device=device)  # (B, Tp)
+    start = start_ids(vocab, prefix)
+    contexts = [list(start) for _ in range(n)] if mixture else []
+    x = torch.tensor([start] * n, device=device)  # (B, Tp)
     logits, state = model(x)  # the whole prefix in one pass
     last = logits[:, -1]  # (B, V)
     for _ in range(cfg.length):
+        if mixture:
+            last = mixture.next_logprobs(last, contexts)  # (B, V) log-probs act as logits
         nxt = pick_next(last, cfg, g)  # (B,)
+        for ctx, i in zip(contexts, nxt.tolist(), strict=False):
+            ctx.append(i)
+            del ctx[: -mixture.kn.order]  # the count model looks at order-1 ids at most
         chars = [vocab.tokens[i] for i in nxt.tolist()]
         out = []
         for b, ch in enumerate(chars):

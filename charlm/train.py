@@ -27,7 +27,9 @@ from charlm import checkpoint
 from charlm.batching import batches_per_epoch, make_batches
 from charlm.config import ModelConfig, SampleConfig, TrainConfig
 from charlm.errors import DivergedError, Interrupted, ResourceError
-from charlm.evaluate import evaluate
+from charlm.evaluate import EvalResult, target_logprobs
+from charlm.kneser_ney import KneserNey
+from charlm.mixture import Mixture, fit_weight, kn_logprobs, mix_logprobs, to_payload
 from charlm.model import CharRNN, State, detach_state, state_from_tensors, state_tensors
 from charlm.runtime import make_generator
 from charlm.sampling import generate
@@ -45,6 +47,8 @@ class RunData:
     train_ids: torch.Tensor  # (N_train,) int32
     val_ids: torch.Tensor  # (N_val,) int32; may be empty
     corpus: dict[str, Any]  # source, fingerprint, options, val_fraction: stored in checkpoints
+    tune_ids: torch.Tensor | None = None  # (N_tune,) end of the training text, kept from the
+    # network, to fit the mixture weight with the count model; None = no mixture
 
 
 @dataclass
@@ -62,6 +66,7 @@ class Progress:
     lr_scale: float = 1.0
     nonfinite_streak: int = 0
     skipped_steps: int = 0
+    mix_weight: float = 1.0  # the network's share in the mixture with the count model
     rng: dict[str, Any] = field(default_factory=dict)
 
 
@@ -175,6 +180,23 @@ class Trainer:
         else:
             self._restore(resume)
         self.rare = self._rare_mask()
+        self._setup_mixture()
+
+    def _setup_mixture(self) -> None:
+        """Count models: one without the tune slice (to fit the weight on it honestly), one
+        with the whole training text (the one that ships)."""
+        self.kn_ids: torch.Tensor | None = None
+        self.mixture: Mixture | None = None
+        d = self.data
+        if d.tune_ids is None or not self.cfg.kn_order:
+            return
+        v, order = len(d.vocab), self.cfg.kn_order
+        self.kn_ids = torch.cat([d.train_ids, d.tune_ids])
+        kn_fit = KneserNey(d.train_ids.tolist(), v, order)
+        kn_full = KneserNey(self.kn_ids.tolist(), v, order)
+        self.tune_kn = kn_logprobs(kn_fit, d.tune_ids)
+        self.val_kn = kn_logprobs(kn_full, d.val_ids) if len(d.val_ids) > 1 else None
+        self.mixture = Mixture(kn_full, self.prog.mix_weight)
 
     # ---- state in and out -------------------------------------------------------------------
 
@@ -208,6 +230,9 @@ class Trainer:
 
     def _payload(self, with_training_state: bool) -> dict[str, Any]:
         extra: dict[str, Any] = {
+            "kn": to_payload(self.kn_ids, self.cfg.kn_order, self.prog.mix_weight)
+            if self.kn_ids is not None
+            else None,
             "train_config": asdict(self.cfg),
             "corpus": self.data.corpus,
             "metrics": {
@@ -300,11 +325,7 @@ class Trainer:
     # ---- evaluation and previews ------------------------------------------------------------
 
     def _evaluate(self, window: _Window, scheduled: bool) -> dict[str, Any]:
-        val = (
-            evaluate(self.model, self.data.val_ids, self.device)
-            if len(self.data.val_ids) > 1
-            else None
-        )
+        val, net = self._val_scores()
         train_loss = window.loss_sum / window.steps if window.steps else math.nan
         rec = {
             "step": self.prog.step,
@@ -314,6 +335,8 @@ class Trainer:
             "train_ppl": math.exp(train_loss) if train_loss < 700 else math.inf,
             "val_loss": val.loss if val else None,
             "val_ppl": val.perplexity if val else None,
+            "val_ppl_net": net.perplexity if net else None,
+            "mix_weight": self.prog.mix_weight if self.mixture else None,
             "lr": lr_at(self.cfg, self.prog),
             "grad_norm": window.grad_norm,
             "chars_per_s": window.chars / window.seconds if window.seconds > 0 else 0.0,
@@ -338,12 +361,32 @@ class Trainer:
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
         return rec
 
+    def _val_scores(self) -> tuple[EvalResult | None, EvalResult | None]:
+        """Held-out scores of what ships (the mixture, when there is one) and of the network."""
+        ids = self.data.val_ids
+        if len(ids) < 2:
+            return None, None
+        net_lp = target_logprobs(self.model, ids, self.device)
+        net = EvalResult.from_logprobs(net_lp, ids[1:])
+        if self.mixture is None:
+            return net, net
+        tune_lp = target_logprobs(self.model, self.data.tune_ids, self.device)
+        self.prog.mix_weight = fit_weight(tune_lp, self.tune_kn)
+        self.mixture = Mixture(self.mixture.kn, self.prog.mix_weight)
+        mixed = EvalResult.from_logprobs(
+            mix_logprobs(net_lp, self.val_kn, self.prog.mix_weight), ids[1:]
+        )
+        return mixed, net
+
     def preview_lines(self) -> list[str]:
         out = []
         for i, prefix in enumerate(self.previews):
             cfg = SampleConfig(length=PREVIEW_CHARS, temperature=0.8, seed=self.cfg.seed + i)
             text = "".join(
-                p[0] for p in generate(self.model, self.data.vocab, prefix, cfg, self.device)
+                p[0]
+                for p in generate(
+                    self.model, self.data.vocab, prefix, cfg, self.device, self.mixture
+                )
             )
             out.append(text.replace("\n", " ⏎ "))
         return out
@@ -448,6 +491,8 @@ class Trainer:
 
     def _report(self, rec: dict[str, Any], bar: tqdm) -> None:
         val = f"{rec['val_ppl']:.2f}" if rec["val_ppl"] is not None else "n/a"
+        if rec.get("mix_weight") is not None:
+            val += f" (net {rec['val_ppl_net']:.2f}, w {rec['mix_weight']:.2f})"
         mark = " *" if rec["best"] else ""
         write = bar.write if self.show_progress else self.echo
         write(

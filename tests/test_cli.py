@@ -169,3 +169,24 @@ def test_version_and_help(runner):
 def test_no_checkpoint_yet(runner, tmp_path):
     r = invoke(runner, ["generate", "--checkpoint-dir", tmp_path])
     assert r.exit_code == 4 and "charlm train" in r.stderr
+
+
+def test_evaluate_reports_network_mixture_and_baseline(trained, runner):
+    r = invoke(runner, ["evaluate", "--checkpoint-dir", trained, "--json", "--baseline", "kn"])
+    assert r.exit_code == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert 0 < d["mix_weight"] < 1
+    assert d["network"]["chars"] == d["chars"] == d["baseline_kn"]["chars"]
+    assert math.isfinite(d["baseline_kn"]["perplexity"])
+    assert (
+        "Kneser-Ney"
+        in invoke(runner, ["evaluate", "--checkpoint-dir", trained, "--baseline", "kn"]).stderr
+    )
+
+
+def test_network_alone_with_kn_order_0(runner, corpus_file, tmp_path):
+    r = invoke(runner, ["train", "--corpus", corpus_file, "--checkpoint-dir", tmp_path,
+                        "--max-steps", "5", "--kn-order", "0", *TINY_TRAIN])  # fmt: skip
+    assert r.exit_code == 0
+    d = json.loads(invoke(runner, ["evaluate", "--checkpoint-dir", tmp_path, "--json"]).stdout)
+    assert "mix_weight" not in d and d["network"]["loss"] == d["loss"]

@@ -47,16 +47,15 @@ def test_signal_saves_last_prints_summary_and_exits(tmp_path, sig, code):
          *TINY_TRAIN, "--epochs", "100000", "--eval-every", "1000000"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
     )  # fmt: skip
-    # Wait until training is under way (the header line is printed once the model exists).
-    deadline = time.time() + 60
-    while not (ck / "s" / ".lock").exists() and time.time() < deadline:
-        time.sleep(0.1)
+    # Wait until training is under way: the header line comes once the model exists.
+    header = proc.stderr.readline()
+    assert b"held-out" in header, header
     time.sleep(1.5)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err.decode()
     assert out == b""
-    text = err.decode()
+    text = (header + err).decode()
     assert "training summary" in text and "interrupted" in text and "--resume" in text
     assert "Traceback" not in text
     assert (ck / "s" / "last.pt").exists() and not (ck / "s" / ".lock").exists()

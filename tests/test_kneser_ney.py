@@ -1,0 +1,53 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from charlm.kneser_ney import KneserNey
+from charlm.mixture import fit_weight, from_payload, mix_logprobs, to_payload
+from charlm.vocab import UNK_ID
+
+IDS = [1, 2, 3, 1, 2, 4, 1, 2, 3, 5, 5, 1, 2, 3, 6, 2, 3, 1]
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 5])
+def test_distribution_sums_to_one_and_matches_prob(order):
+    kn = KneserNey(IDS, vocab_size=8, order=order)
+    for ctx in ([], [1], [1, 2], [7, 7], [5, 1, 2]):
+        p = kn.distribution(ctx)
+        assert p.shape == (8,) and math.isclose(p.sum(), 1.0, rel_tol=1e-12)
+        assert (p > 0).all()
+        for w in range(8):
+            assert math.isclose(p[w], kn.prob(ctx, w), rel_tol=1e-12)
+
+
+def test_longer_context_sharpens_and_unknown_gets_good_turing_mass():
+    kn = KneserNey(IDS, vocab_size=100, order=3)
+    assert kn.prob([1, 2], 3) > kn.prob([2], 3) > kn.prob([], 3)
+    singles = sum(1 for w in set(IDS) if IDS.count(w) == 1)
+    assert math.isclose(kn.unk_mass, singles / len(IDS))
+    assert kn.prob([], UNK_ID) > kn.prob([], 70)  # an unseen known id gets less than <unk>
+
+
+def test_log_probs_shape():
+    kn = KneserNey(IDS, vocab_size=8, order=3)
+    lp = kn.log_probs([1, 2, 3, 7])
+    assert lp.shape == (3,) and np.all(lp < 0)
+
+
+def test_fit_weight_recovers_the_better_model():
+    torch.manual_seed(0)
+    good = torch.full((500,), math.log(0.5))
+    bad = torch.full((500,), math.log(0.01))
+    assert fit_weight(good, bad) > 0.99
+    assert fit_weight(bad, good) < 0.01
+    mixed = mix_logprobs(good, bad, 0.5)
+    assert torch.allclose(mixed, torch.log(torch.tensor(0.255)).expand(500).to(mixed.dtype))
+
+
+def test_payload_round_trip():
+    block = to_payload(torch.tensor(IDS), order=3, weight=0.7)
+    m = from_payload(block, vocab_size=8)
+    assert m.weight == 0.7 and m.kn.order == 3
+    assert math.isclose(m.kn.prob([1, 2], 3), KneserNey(IDS, 8, 3).prob([1, 2], 3))
