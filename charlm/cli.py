@@ -148,6 +148,12 @@ def train(
     ] = None,
     layers: Annotated[int | None, typer.Option(help=f"Recurrent layers.{_d(_M.layers)}")] = None,
     dropout: Annotated[float | None, typer.Option(help=f"Dropout.{_d(_M.dropout)}")] = None,
+    tie: Annotated[
+        bool | None,
+        typer.Option(
+            "--tie/--no-tie", help="Share the embedding table with the output layer." + _d(_M.tie)
+        ),
+    ] = None,
     bidirectional: Annotated[
         bool, typer.Option("--bidirectional", help="Refused: cannot generate.")
     ] = False,

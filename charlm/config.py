@@ -36,6 +36,7 @@ class ModelConfig:
     hidden: int = 256
     layers: int = 1
     dropout: float = 0.5
+    tie: bool = True  # output layer shares the embedding table (needs embed > 0)
 
     def __post_init__(self) -> None:
         _check(self.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
@@ -44,6 +45,7 @@ class ModelConfig:
         _check(1 <= self.hidden <= 65536, "--hidden must be in [1, 65536]")
         _check(1 <= self.layers <= 64, "--layers must be in [1, 64]")
         _check(0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)")
+        _check(not (self.tie and self.embed == 0), "--tie needs an embedding (--embed > 0)")
 
     @property
     def input_size(self) -> int:

@@ -34,16 +34,29 @@ class CharRNN(nn.Module):
             dropout=cfg.dropout if cfg.layers > 1 else 0.0,
         )
         self.drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.hidden, cfg.vocab_size)
+        if cfg.tie:
+            # Tied output: project to the embedding size, then score against the embedding
+            # table itself. Rare characters share what their input vector learned, and the
+            # (V, H) output matrix, the biggest in a small model, disappears.
+            self.proj = nn.Linear(cfg.hidden, cfg.embed)
+            self.out_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        else:
+            self.head = nn.Linear(cfg.hidden, cfg.vocab_size)
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """x (B, T) int64 -> logits (B, T, V) and the state after the last step."""
         if self.embed is not None:
             inp = self.drop(self.embed(x))  # (B, T, E)
         else:
-            inp = F.one_hot(x, self.cfg.vocab_size).to(self.head.weight.dtype)  # (B, T, V)
+            inp = F.one_hot(x, self.cfg.vocab_size).to(self.rnn.weight_hh_l0.dtype)  # (B, T, V)
         out, state = self.rnn(inp, state)  # (B, T, H)
-        return self.head(self.drop(out)), state  # (B, T, V)
+        return self.logits(self.drop(out)), state  # (B, T, V)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden outputs (..., H) -> next-character logits (..., V)."""
+        if self.cfg.tie:
+            return F.linear(self.proj(h), self.embed.weight, self.out_bias)  # (..., E) -> (..., V)
+        return self.head(h)
 
 
 def detach_state(state: State | None) -> State | None:

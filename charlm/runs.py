@@ -14,7 +14,7 @@ from charlm.corpus import CorpusOptions, read_corpus, split_text
 from charlm.errors import CheckpointError, DataError, UsageError
 
 DEFAULT_CORPUS_NAME = "tang_song_zh.zip"
-MODEL_FIELDS = ("cell", "embed", "hidden", "layers", "dropout")
+MODEL_FIELDS = ("cell", "embed", "hidden", "layers", "dropout", "tie")
 
 
 def default_corpus() -> Path:
@@ -61,9 +61,10 @@ def load_text(source: str, copts: CorpusOptions):
 def model_config_for(vocab_size: int, given: dict[str, Any]) -> ModelConfig:
     if given.get("bidirectional"):
         raise UsageError(f"--bidirectional: {BIDIRECTIONAL_REASON}")
-    return ModelConfig(
-        vocab_size=vocab_size, **{k: given[k] for k in MODEL_FIELDS if given.get(k) is not None}
-    )
+    fields = {k: given[k] for k in MODEL_FIELDS if given.get(k) is not None}
+    if fields.get("embed") == 0 and "tie" not in fields:
+        fields["tie"] = False  # one-hot input has no table to tie to
+    return ModelConfig(vocab_size=vocab_size, **fields)
 
 
 def train_config_for(given: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:

@@ -11,7 +11,10 @@ from charlm.model import CharRNN, detach_state
 @pytest.mark.parametrize("embed", [0, 6])
 def test_chunked_forward_with_carried_state_equals_full(cell, embed):
     torch.manual_seed(0)
-    m = CharRNN(ModelConfig(vocab_size=11, cell=cell, embed=embed, hidden=5, layers=2, dropout=0))
+    cfg = ModelConfig(
+        vocab_size=11, cell=cell, embed=embed, hidden=5, layers=2, dropout=0, tie=embed > 0
+    )
+    m = CharRNN(cfg)
     m.eval()
     x = torch.randint(11, (3, 12))
     full, state_full = m(x)
@@ -38,11 +41,24 @@ def test_output_shapes():
 
 def test_one_hot_input_is_exact():
     torch.manual_seed(0)
-    m = CharRNN(ModelConfig(vocab_size=6, cell="rnn", embed=0, hidden=4, layers=1, dropout=0))
+    m = CharRNN(
+        ModelConfig(vocab_size=6, cell="rnn", embed=0, hidden=4, layers=1, dropout=0, tie=False)
+    )
     x = torch.tensor([[1, 5, 2]])
     out, _ = m.rnn(F.one_hot(x, 6).float())
     ref = m.head(out)
     torch.testing.assert_close(m(x)[0], ref)
+
+
+def test_tied_output_shares_the_embedding_table():
+    torch.manual_seed(0)
+    m = CharRNN(ModelConfig(vocab_size=9, cell="gru", embed=5, hidden=7, layers=1, dropout=0))
+    x = torch.tensor([[1, 2, 3]])
+    out, _ = m.rnn(m.embed(x))
+    ref = m.proj(out) @ m.embed.weight.T + m.out_bias
+    torch.testing.assert_close(m(x)[0], ref)
+    with pytest.raises(UsageError, match="--tie"):
+        ModelConfig(vocab_size=9, embed=0, tie=True)
 
 
 def test_bad_config_values():
