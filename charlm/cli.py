@@ -136,6 +136,10 @@ def train(
     run: Annotated[
         str | None, typer.Option(help="Run name (folder under --checkpoint-dir).")
     ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="d2l: the textbook's setting (explicit options still win)."),
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue --run (default: the newest run).")
     ] = False,
@@ -152,6 +156,12 @@ def train(
         bool | None,
         typer.Option(
             "--tie/--no-tie", help="Share the embedding table with the output layer." + _d(_M.tie)
+        ),
+    ] = None,
+    impl: Annotated[
+        str | None,
+        typer.Option(
+            help="torch, or scratch (charlm's own cells, hand-written BPTT)." + _d(_M.impl)
         ),
     ] = None,
     bidirectional: Annotated[
@@ -376,6 +386,55 @@ def evaluate(
         print(json.dumps(result, ensure_ascii=False), flush=True)
     else:
         print(f"{result['perplexity']:.4f}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# info
+
+
+@app.command()
+@_guard
+def info(
+    checkpoint: Annotated[
+        str | None, typer.Option(help="Describe this .pt file or run (else the options below).")
+    ] = None,
+    vocab_size: Annotated[int, typer.Option(help="Vocabulary size without a checkpoint.")] = 2614,
+    cell: Annotated[str, typer.Option(help="rnn, gru or lstm.")] = _M.cell,
+    embed: Annotated[int, typer.Option(help="Embedding size; 0 = one-hot.")] = _M.embed,
+    hidden: Annotated[int, typer.Option(help="Hidden units per layer.")] = _M.hidden,
+    layers: Annotated[int, typer.Option(help="Recurrent layers.")] = _M.layers,
+    tie: Annotated[bool | None, typer.Option("--tie/--no-tie", help="Tied output layer.")] = None,
+    impl: Annotated[str, typer.Option(help="torch or scratch.")] = _M.impl,
+    bidirectional: Annotated[
+        bool, typer.Option("--bidirectional", help="Show the shapes torch would give.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Batch for the tensor shapes.")] = 32,
+    seq_len: Annotated[int, typer.Option(help="Sequence length for the tensor shapes.")] = 35,
+    checkpoint_dir: CkptDir = Path("checkpoints"),
+    json_out: Json = False,
+) -> None:
+    """Show a model's weight shapes, parameter counts and tensor shapes (batch-first).
+
+    Examples:
+      charlm info --checkpoint jay
+      charlm info --cell lstm --layers 2 --hidden 512 --vocab-size 2614 --json
+      charlm info --cell gru --layers 2 --bidirectional
+    """
+    from charlm import checkpoint as ckpt
+    from charlm.info import describe, render
+
+    if checkpoint:
+        path = ckpt.resolve(checkpoint, checkpoint_dir, "best")
+        cfg = ModelConfig.from_dict(ckpt.load(path)["model_config"])
+    else:
+        cfg = ModelConfig(
+            vocab_size=vocab_size, cell=cell, embed=embed, hidden=hidden, layers=layers,
+            tie=embed > 0 if tie is None else tie, dropout=0.0, impl=impl,
+        )  # fmt: skip
+    if not (1 <= batch_size <= 1 << 16 and 1 <= seq_len <= 1 << 16):
+        raise UsageError("--batch-size and --seq-len must be in [1, 65536]")
+    d = describe(cfg, batch_size, seq_len, bidirectional)
+    print(json.dumps(d, ensure_ascii=False) if json_out else render(d), flush=True)
 
 
 def _sigterm(signum: int, _frame: object) -> None:

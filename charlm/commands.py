@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from charlm.lock import RunLock
 from charlm.mixture import MAX_KN_CHARS, kn_logprobs
 from charlm.model import count_parameters
 from charlm.runs import (
+    apply_preset,
     check_resume_compatible,
     check_run_name,
     corpus_options,
@@ -137,10 +139,13 @@ def run_train(given: dict[str, Any], device_name: str, ckdir: Path, console, qui
     """Set up (or resume) a run, train it, print the summary; returns the summary dict."""
     device = choose_device(device_name)
     ckdir = Path(ckdir)
+    given = apply_preset(given)
     prep = _prepare_resume if given["resume"] else _prepare_new
     run_dir, payload, cfg, mcfg, vocab, train_text, val_text, rec = prep(given, ckdir, console)
     data = _run_data(vocab, train_text, val_text, rec, cfg)
-    check_enough(len(data.train_ids), cfg.batch_size, cfg.seq_len)
+    nb = check_enough(len(data.train_ids), cfg.batch_size, cfg.seq_len)
+    if given.get("eval_epochs") and given.get("eval_every") is None and not given["resume"]:
+        cfg = replace(cfg, eval_every=given["eval_epochs"] * nb)  # the book reports every 50 epochs
     previews = given.get("preview") or _default_previews(vocab)
     previews = [check_prefix(vocab, p, skip_unknown=False) for p in previews]
 

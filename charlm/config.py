@@ -37,6 +37,7 @@ class ModelConfig:
     layers: int = 1
     dropout: float = 0.5
     tie: bool = True  # output layer shares the embedding table (needs embed > 0)
+    impl: str = "torch"  # "scratch": charlm's own cells with a hand-written backward
 
     def __post_init__(self) -> None:
         _check(self.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
@@ -46,6 +47,9 @@ class ModelConfig:
         _check(1 <= self.layers <= 64, "--layers must be in [1, 64]")
         _check(0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)")
         _check(not (self.tie and self.embed == 0), "--tie needs an embedding (--embed > 0)")
+        _check(
+            self.impl in ("torch", "scratch"), f"--impl must be torch or scratch, not {self.impl!r}"
+        )
 
     @property
     def input_size(self) -> int:

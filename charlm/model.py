@@ -25,14 +25,16 @@ class CharRNN(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.embed) if cfg.embed > 0 else None
-        self.rnn = _CELLS[cfg.cell](
-            cfg.input_size,
-            cfg.hidden,
-            num_layers=cfg.layers,
-            batch_first=True,
-            # torch warns (and does nothing) for dropout with one layer
-            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
-        )
+        # torch warns (and does nothing) for dropout with one layer
+        between = cfg.dropout if cfg.layers > 1 else 0.0
+        if cfg.impl == "scratch":
+            from charlm.scratch import ScratchRNN
+
+            self.rnn = ScratchRNN(cfg.cell, cfg.input_size, cfg.hidden, cfg.layers, between)
+        else:
+            self.rnn = _CELLS[cfg.cell](
+                cfg.input_size, cfg.hidden, num_layers=cfg.layers, batch_first=True, dropout=between
+            )
         self.drop = nn.Dropout(cfg.dropout)
         if cfg.tie:
             # Tied output: project to the embedding size, then score against the embedding
@@ -48,9 +50,13 @@ class CharRNN(nn.Module):
         if self.embed is not None:
             inp = self.drop(self.embed(x))  # (B, T, E)
         else:
-            inp = F.one_hot(x, self.cfg.vocab_size).to(self.rnn.weight_hh_l0.dtype)  # (B, T, V)
+            inp = F.one_hot(x, self.cfg.vocab_size).to(self.out_dtype)  # (B, T, V)
         out, state = self.rnn(inp, state)  # (B, T, H)
         return self.logits(self.drop(out)), state  # (B, T, V)
+
+    @property
+    def out_dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Hidden outputs (..., H) -> next-character logits (..., V)."""

@@ -14,7 +14,30 @@ from charlm.corpus import CorpusOptions, read_corpus, split_text
 from charlm.errors import CheckpointError, DataError, UsageError
 
 DEFAULT_CORPUS_NAME = "tang_song_zh.zip"
-MODEL_FIELDS = ("cell", "embed", "hidden", "layers", "dropout", "tie")
+MODEL_FIELDS = ("cell", "embed", "hidden", "layers", "dropout", "tie", "impl")
+
+
+# Option sets a flag away. Explicit options win over a preset.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Dive into Deep Learning, "RNN from scratch" on the Jay Chou lyrics: the first 10,000
+    # characters with line breaks as spaces, one-hot input, RNN 256, SGD lr 100, clip 0.01.
+    "d2l": {
+        "max_chars": 10_000, "newline": "space", "cell": "rnn", "embed": 0, "tie": False,
+        "hidden": 256, "layers": 1, "dropout": 0.0, "batch_size": 32, "seq_len": 35,
+        "optimizer": "sgd", "lr": 100.0, "clip": 0.01, "epochs": 250, "weight_decay": 0.0,
+        "warmup": 0, "val_fraction": 0.0, "kn_order": 0, "unk_prob": 0.0, "early_stop": 0,
+        "eval_epochs": 50,
+    },
+}  # fmt: skip
+
+
+def apply_preset(given: dict[str, Any]) -> dict[str, Any]:
+    name = given.get("preset")
+    if not name:
+        return given
+    if name not in PRESETS:
+        raise UsageError(f"--preset must be one of {', '.join(PRESETS)}, not {name!r}")
+    return {**given, **{k: v for k, v in PRESETS[name].items() if given.get(k) is None}}
 
 
 def default_corpus() -> Path:

@@ -190,3 +190,32 @@ def test_network_alone_with_kn_order_0(runner, corpus_file, tmp_path):
     assert r.exit_code == 0
     d = json.loads(invoke(runner, ["evaluate", "--checkpoint-dir", tmp_path, "--json"]).stdout)
     assert "mix_weight" not in d and d["network"]["loss"] == d["loss"]
+
+
+@pytest.mark.slow
+def test_preset_d2l_training_perplexity_falls(runner, tmp_path):
+    p = tmp_path / "lyrics.txt"
+    from .conftest import tiny_text
+
+    p.write_text(tiny_text(60), encoding="utf-8")
+    r = invoke(runner, ["train", "--corpus", p, "--preset", "d2l", "--epochs", "30", "--eval-every", "20",
+                        "--checkpoint-dir", tmp_path / "ck", "--run", "d", "--seed", "0"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    recs = [
+        json.loads(x) for x in (tmp_path / "ck" / "d" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert recs[0]["val_ppl"] is None  # the book has no held-out text
+    assert recs[-1]["train_ppl"] < recs[0]["train_ppl"] / 2
+    best = __import__("torch").load(tmp_path / "ck" / "d" / "best.pt", weights_only=True)
+    assert best["model_config"]["embed"] == 0 and best["model_config"]["cell"] == "rnn"
+    assert best["train_config"]["clip"] == 0.01 and best["train_config"]["seq_len"] == 35
+
+
+def test_scratch_impl_checkpoint_generates_and_evaluates(runner, corpus_file, tmp_path):
+    r = invoke(runner, ["train", "--corpus", corpus_file, "--checkpoint-dir", tmp_path, "--run", "s",
+                        "--impl", "scratch", "--max-steps", "10", *TINY_TRAIN])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    g = invoke(runner, ["generate", "--checkpoint-dir", tmp_path, "--length", "10", "--seed", "1"])
+    assert g.exit_code == 0 and g.stdout.startswith("分开")
+    e = invoke(runner, ["evaluate", "--checkpoint-dir", tmp_path, "--json"])
+    assert e.exit_code == 0 and math.isfinite(json.loads(e.stdout)["perplexity"])

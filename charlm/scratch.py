@@ -1,0 +1,277 @@
+"""RNN (tanh), GRU and LSTM written from their equations, with a hand-written backward
+through time. `--impl scratch` uses these instead of torch's modules.
+
+Fused gate layout (G gates of H units side by side, batch-first x (B, T, D)):
+
+    RNN   G=1  z = x W_x + h W_h + b                    h' = tanh(z)
+    LSTM  G=4  z = x W_x + h W_h + b = [i | f | g | o]   c' = s(f) c + s(i) tanh(g)
+                                                          h' = s(o) tanh(c')
+    GRU   G=3  zx = x W_x + b = [r | u | n]  zh = h W_h = [r | u | n]
+               r = s(zx_r + zh_r)  u = s(zx_u + zh_u)  n = tanh(zx_n + r (zh_n + b_hn))
+               h' = (1 - u) n + u h
+
+W_x (D, G*H), W_h (H, G*H), b (G*H); the GRU keeps its candidate's recurrent bias b_hn (H)
+apart because the reset gate multiplies it. Mapping to torch (`from_torch`): W_x =
+weight_ih.T, W_h = weight_hh.T, b = bias_ih + bias_hh (GRU: for r and u only; the n part of
+bias_ih goes in b, bias_hh's n part is b_hn). Gate orders match torch's: LSTM (i, f, g, o),
+GRU (r, z, n).
+
+Each layer is one torch.autograd.Function: forward keeps what backward needs, and backward
+runs the time loop in reverse by hand (no autograd inside it), so clipping, optimizers,
+checkpoints and the rest of charlm work unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+# ---- one layer, forward and backward by hand ---
+
+
+def _rnn_forward(x, h, Wx, Wh, b):
+    """x (B, T, D), h (B, H) -> out (B, T, H)."""
+    zx = x @ Wx + b  # (B, T, H): the input part for every step in one matmul
+    out = x.new_empty(zx.shape)
+    for t in range(x.shape[1]):
+        h = torch.tanh(zx[:, t] + h @ Wh)
+        out[:, t] = h
+    return out
+
+
+def _rnn_backward(x, h0, Wx, Wh, out, dout, dhT):
+    _B, T, _H = out.shape
+    dz = torch.empty_like(out)
+    dh = dhT.clone()
+    for t in reversed(range(T)):
+        dh = dh + dout[:, t]
+        h = out[:, t]
+        dz[:, t] = dh * (1 - h * h)  # tanh' = 1 - tanh^2
+        dh = dz[:, t] @ Wh.T
+    h_prev = torch.cat([h0[:, None], out[:, :-1]], dim=1)  # (B, T, H)
+    return _param_grads(x, h_prev, dz, dz, Wx, dh)
+
+
+def _lstm_forward(x, h, c, Wx, Wh, b):
+    H = h.shape[1]
+    zx = x @ Wx + b  # (B, T, 4H)
+    B, T, _ = zx.shape
+    out = x.new_empty(B, T, H)
+    cs = x.new_empty(B, T, H)
+    acts = x.new_empty(B, T, 4 * H)  # gate activations, kept for backward
+    for t in range(T):
+        z = zx[:, t] + h @ Wh
+        i, f, o = (
+            torch.sigmoid(z[:, :H]),
+            torch.sigmoid(z[:, H : 2 * H]),
+            torch.sigmoid(z[:, 3 * H :]),
+        )
+        g = torch.tanh(z[:, 2 * H : 3 * H])
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        out[:, t], cs[:, t] = h, c
+        acts[:, t] = torch.cat([i, f, g, o], dim=1)
+    return out, cs, acts
+
+
+def _lstm_backward(x, h0, c0, Wx, Wh, out, cs, acts, dout, dhT, dcT):
+    _B, T, H = out.shape
+    dz = torch.empty_like(acts)
+    dh, dc = dhT.clone(), dcT.clone()
+    for t in reversed(range(T)):
+        i, f, g, o = acts[:, t].split(H, dim=1)
+        c_prev = cs[:, t - 1] if t > 0 else c0
+        tc = torch.tanh(cs[:, t])
+        dh = dh + dout[:, t]
+        dc = dc + dh * o * (1 - tc * tc)
+        dz[:, t] = torch.cat(
+            [
+                dc * g * i * (1 - i),
+                dc * c_prev * f * (1 - f),
+                dc * i * (1 - g * g),
+                dh * tc * o * (1 - o),
+            ],
+            dim=1,
+        )
+        dc = dc * f
+        dh = dz[:, t] @ Wh.T
+    h_prev = torch.cat([h0[:, None], out[:, :-1]], dim=1)
+    dx, dh0, dWx, dWh, db = _param_grads(x, h_prev, dz, dz, Wx, dh)
+    return dx, dh0, dc, dWx, dWh, db
+
+
+def _gru_forward(x, h, Wx, Wh, b, b_hn):
+    H = h.shape[1]
+    zx = x @ Wx + b  # (B, T, 3H)
+    B, T, _ = zx.shape
+    out = x.new_empty(B, T, H)
+    acts = x.new_empty(B, T, 4 * H)  # r, u, n and (zh_n + b_hn), kept for backward
+    for t in range(T):
+        zh = h @ Wh
+        r = torch.sigmoid(zx[:, t, :H] + zh[:, :H])
+        u = torch.sigmoid(zx[:, t, H : 2 * H] + zh[:, H : 2 * H])
+        hn = zh[:, 2 * H :] + b_hn
+        n = torch.tanh(zx[:, t, 2 * H :] + r * hn)
+        h = (1 - u) * n + u * h
+        out[:, t] = h
+        acts[:, t] = torch.cat([r, u, n, hn], dim=1)
+    return out, acts
+
+
+def _gru_backward(x, h0, Wx, Wh, out, acts, dout, dhT):
+    B, T, H = out.shape
+    dzx = x.new_empty(B, T, 3 * H)
+    dzh = x.new_empty(B, T, 3 * H)
+    dh = dhT.clone()
+    for t in reversed(range(T)):
+        r, u, n, hn = acts[:, t].split(H, dim=1)
+        h_prev = out[:, t - 1] if t > 0 else h0
+        dh = dh + dout[:, t]
+        dn = dh * (1 - u) * (1 - n * n)  # through tanh: d(pre-activation of n)
+        du = dh * (h_prev - n) * u * (1 - u)
+        dr = dn * hn * r * (1 - r)
+        dzx[:, t] = torch.cat([dr, du, dn], dim=1)
+        dzh[:, t] = torch.cat([dr, du, dn * r], dim=1)
+        dh = dh * u + dzh[:, t] @ Wh.T
+    h_prev = torch.cat([h0[:, None], out[:, :-1]], dim=1)
+    dx, dh0, dWx, dWh, db = _param_grads(x, h_prev, dzx, dzh, Wx, dh)
+    db_hn = dzh[:, :, 2 * H :].sum(dim=(0, 1))
+    return dx, dh0, dWx, dWh, db, db_hn
+
+
+def _param_grads(x, h_prev, dzx, dzh, Wx, dh0):
+    """Weight gradients for all steps at once: sums over (B, T) become two matmuls."""
+    dWx = x.flatten(0, 1).T @ dzx.flatten(0, 1)  # (D, G*H)
+    dWh = h_prev.flatten(0, 1).T @ dzh.flatten(0, 1)  # (H, G*H)
+    db = dzx.sum(dim=(0, 1))
+    dx = dzx @ Wx.T  # (B, T, D)
+    return dx, dh0, dWx, dWh, db
+
+
+class _RNNLayer(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, h0, Wx, Wh, b):
+        out = _rnn_forward(x, h0, Wx, Wh, b)
+        ctx.save_for_backward(x, h0, Wx, Wh, out)
+        return out, out[:, -1].clone()
+
+    @staticmethod
+    def backward(ctx, dout, dhT):
+        x, h0, Wx, Wh, out = ctx.saved_tensors
+        return _rnn_backward(x, h0, Wx, Wh, out, _z(dout, out), _z(dhT, h0))
+
+
+class _LSTMLayer(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, h0, c0, Wx, Wh, b):
+        out, cs, acts = _lstm_forward(x, h0, c0, Wx, Wh, b)
+        ctx.save_for_backward(x, h0, c0, Wx, Wh, out, cs, acts)
+        return out, out[:, -1].clone(), cs[:, -1].clone()
+
+    @staticmethod
+    def backward(ctx, dout, dhT, dcT):
+        x, h0, c0, Wx, Wh, out, cs, acts = ctx.saved_tensors
+        return _lstm_backward(
+            x, h0, c0, Wx, Wh, out, cs, acts, _z(dout, out), _z(dhT, h0), _z(dcT, c0)
+        )
+
+
+class _GRULayer(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, h0, Wx, Wh, b, b_hn):
+        out, acts = _gru_forward(x, h0, Wx, Wh, b, b_hn)
+        ctx.save_for_backward(x, h0, Wx, Wh, out, acts)
+        return out, out[:, -1].clone()
+
+    @staticmethod
+    def backward(ctx, dout, dhT):
+        x, h0, Wx, Wh, out, acts = ctx.saved_tensors
+        return _gru_backward(x, h0, Wx, Wh, out, acts, _z(dout, out), _z(dhT, h0))
+
+
+def _z(grad, like):
+    return torch.zeros_like(like) if grad is None else grad
+
+
+def layer_forward(cell: str, x, state, Wx, Wh, b, b_hn=None):
+    """One layer: x (B, T, D), state h0 (B, H) or (h0, c0) -> out (B, T, H), new state."""
+    if cell == "rnn":
+        out, h = _RNNLayer.apply(x, state, Wx, Wh, b)
+        return out, h
+    if cell == "gru":
+        out, h = _GRULayer.apply(x, state, Wx, Wh, b, b_hn)
+        return out, h
+    out, h, c = _LSTMLayer.apply(x, state[0], state[1], Wx, Wh, b)
+    return out, (h, c)
+
+
+# ---- a drop-in for nn.RNN / nn.GRU / nn.LSTM (batch_first) ---
+
+
+class ScratchRNN(nn.Module):
+    """Same interface as torch's batch-first recurrent modules: forward(x, state) ->
+    (out (B, T, H), h (L, B, H) or (h, c)); dropout between layers as torch does it."""
+
+    def __init__(self, cell: str, input_size: int, hidden: int, layers: int, dropout: float = 0.0):
+        super().__init__()
+        self.cell, self.hidden, self.layers, self.dropout = cell, hidden, layers, dropout
+        g = GATES[cell] * hidden
+        bound = hidden**-0.5  # torch's init: U(-1/sqrt(H), 1/sqrt(H)) for every weight
+        for layer in range(layers):
+            d = input_size if layer == 0 else hidden
+            self.register_parameter(
+                f"W_x_l{layer}", nn.Parameter(torch.empty(d, g).uniform_(-bound, bound))
+            )
+            self.register_parameter(
+                f"W_h_l{layer}", nn.Parameter(torch.empty(hidden, g).uniform_(-bound, bound))
+            )
+            # b stands for torch's two biases added together, hence twice the spread
+            self.register_parameter(
+                f"b_l{layer}", nn.Parameter(torch.empty(g).uniform_(-bound, bound) * 2)
+            )
+            if cell == "gru":
+                self.register_parameter(
+                    f"b_hn_l{layer}", nn.Parameter(torch.empty(hidden).uniform_(-bound, bound))
+                )
+
+    def params(self, layer: int) -> list[torch.Tensor]:
+        names = ["W_x", "W_h", "b"] + (["b_hn"] if self.cell == "gru" else [])
+        return [getattr(self, f"{n}_l{layer}") for n in names]
+
+    def forward(self, x: torch.Tensor, state=None):
+        B = x.shape[0]
+        if state is None:
+            zeros = x.new_zeros(self.layers, B, self.hidden)
+            state = (zeros, zeros.clone()) if self.cell == "lstm" else zeros
+        hs, cs = [], []
+        for layer in range(self.layers):
+            if layer > 0 and self.dropout and self.training:
+                x = nn.functional.dropout(x, self.dropout, training=True)
+            s = (state[0][layer], state[1][layer]) if self.cell == "lstm" else state[layer]
+            x, s = layer_forward(self.cell, x, s, *self.params(layer))
+            if self.cell == "lstm":
+                hs.append(s[0])
+                cs.append(s[1])
+            else:
+                hs.append(s)
+        h = torch.stack(hs)
+        return x, ((h, torch.stack(cs)) if self.cell == "lstm" else h)
+
+    @torch.no_grad()
+    def copy_from_torch(self, m: nn.RNNBase) -> None:
+        """Take the weights of a torch nn.RNN/GRU/LSTM (mapping in the module docstring)."""
+        H = self.hidden
+        for layer in range(self.layers):
+            wih, whh = getattr(m, f"weight_ih_l{layer}"), getattr(m, f"weight_hh_l{layer}")
+            bih, bhh = getattr(m, f"bias_ih_l{layer}"), getattr(m, f"bias_hh_l{layer}")
+            p = self.params(layer)
+            p[0].copy_(wih.T)
+            p[1].copy_(whh.T)
+            if self.cell == "gru":
+                p[2].copy_(torch.cat([bih[: 2 * H] + bhh[: 2 * H], bih[2 * H :]]))
+                p[3].copy_(bhh[2 * H :])
+            else:
+                p[2].copy_(bih + bhh)
