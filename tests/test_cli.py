@@ -198,8 +198,9 @@ def test_preset_d2l_training_perplexity_falls(runner, tmp_path):
     from .conftest import tiny_text
 
     p.write_text(tiny_text(60), encoding="utf-8")
-    r = invoke(runner, ["train", "--corpus", p, "--preset", "d2l", "--epochs", "30", "--eval-every", "20",
-                        "--checkpoint-dir", tmp_path / "ck", "--run", "d", "--seed", "0"])  # fmt: skip
+    r = invoke(runner, ["train", "--corpus", p, "--preset", "d2l", "--epochs", "30",
+                        "--eval-every", "20", "--checkpoint-dir", tmp_path / "ck", "--run", "d",
+                        "--seed", "0"])  # fmt: skip
     assert r.exit_code == 0, r.stderr
     recs = [
         json.loads(x) for x in (tmp_path / "ck" / "d" / "metrics.jsonl").read_text().splitlines()
@@ -212,8 +213,8 @@ def test_preset_d2l_training_perplexity_falls(runner, tmp_path):
 
 
 def test_scratch_impl_checkpoint_generates_and_evaluates(runner, corpus_file, tmp_path):
-    r = invoke(runner, ["train", "--corpus", corpus_file, "--checkpoint-dir", tmp_path, "--run", "s",
-                        "--impl", "scratch", "--max-steps", "10", *TINY_TRAIN])  # fmt: skip
+    r = invoke(runner, ["train", "--corpus", corpus_file, "--checkpoint-dir", tmp_path, "--run",
+                        "s", "--impl", "scratch", "--max-steps", "10", *TINY_TRAIN])  # fmt: skip
     assert r.exit_code == 0, r.stderr
     g = invoke(runner, ["generate", "--checkpoint-dir", tmp_path, "--length", "10", "--seed", "1"])
     assert g.exit_code == 0 and g.stdout.startswith("分开")

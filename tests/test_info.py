@@ -25,7 +25,7 @@ def test_shapes_equal_the_real_modules(cell):
 def test_bidirectional_shapes_and_reason():
     cfg = ModelConfig(vocab_size=11, cell="lstm", embed=4, hidden=6, layers=2)
     d = describe(cfg, batch=3, seq_len=5, bidirectional=True)
-    out, (h, c) = nn.LSTM(4, 6, 2, batch_first=True, bidirectional=True)(torch.zeros(3, 5, 4))
+    out, (h, _c) = nn.LSTM(4, 6, 2, batch_first=True, bidirectional=True)(torch.zeros(3, 5, 4))
     assert d["tensors"]["rnn output"] == list(out.shape) == [3, 5, 12]  # (B, T, 2H)
     assert d["tensors"]["state h_n"] == list(h.shape) == [4, 3, 6]  # (2L, B, H)
     assert not d["generates"] and "cannot" in d["reason"]
