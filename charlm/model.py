@@ -49,10 +49,31 @@ class CharRNN(nn.Module):
         """x (B, T) int64 -> logits (B, T, V) and the state after the last step."""
         if self.embed is not None:
             inp = self.drop(self.embed(x))  # (B, T, E)
+        elif self._gather_one_hot:
+            return self._one_hot_gather_forward(x, state)
         else:
             inp = F.one_hot(x, self.cfg.vocab_size).to(self.out_dtype)  # (B, T, V)
         out, state = self.rnn(inp, state)  # (B, T, H)
         return self.logits(self.drop(out)), state  # (B, T, V)
+
+    @property
+    def _gather_one_hot(self) -> bool:
+        # One-hot input times W_ih is a row of W_ih: gather it instead of a (V x G*H) matmul.
+        # Done for one torch layer (the textbook model); deeper stacks keep the dense input.
+        return self.cfg.impl == "torch" and self.cfg.layers == 1
+
+    def _one_hot_gather_forward(self, x: torch.Tensor, state: State | None):
+        from charlm.scratch import recurrence
+
+        rnn, b = self.rnn, x.shape[0]
+        zx = F.embedding(x, rnn.weight_ih_l0.t()) + rnn.bias_ih_l0  # (B, T, G*H)
+        if state is None:
+            zeros = zx.new_zeros(1, b, self.cfg.hidden)
+            state = (zeros, zeros) if self.cfg.cell == "lstm" else zeros
+        s0 = (state[0][0], state[1][0]) if self.cfg.cell == "lstm" else state[0]
+        out, s = recurrence(self.cfg.cell, zx, s0, rnn.weight_hh_l0.t(), rnn.bias_hh_l0)
+        state = (s[0][None], s[1][None]) if self.cfg.cell == "lstm" else s[None]  # (1, B, H)
+        return self.logits(self.drop(out)), state
 
     @property
     def out_dtype(self) -> torch.dtype:

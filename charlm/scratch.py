@@ -16,9 +16,11 @@ weight_ih.T, W_h = weight_hh.T, b = bias_ih + bias_hh (GRU: for r and u only; th
 bias_ih goes in b, bias_hh's n part is b_hn). Gate orders match torch's: LSTM (i, f, g, o),
 GRU (r, z, n).
 
-Each layer is one torch.autograd.Function: forward keeps what backward needs, and backward
-runs the time loop in reverse by hand (no autograd inside it), so clipping, optimizers,
-checkpoints and the rest of charlm work unchanged.
+Each layer's recurrence is one torch.autograd.Function: forward keeps what backward needs, and
+backward runs the time loop in reverse by hand (no autograd inside it), so clipping,
+optimizers, checkpoints and the rest of charlm work unchanged. The same recurrence serves
+`--embed 0` with torch's weights: a one-hot input times W_x is a row of W_x, so the input part
+of the gates is a gather instead of a (V x G*H) matmul.
 """
 
 from __future__ import annotations
@@ -29,21 +31,25 @@ from torch import nn
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
-# ---- one layer, forward and backward by hand ---
+# ---- the recurrence, forward and backward by hand ---
+
+# Each function takes zx (B, T, G*H), the input part of every gate for every step (computed
+# outside in one matmul, or as a row gather for one-hot input), and adds the recurrent part
+# zh = h W_h + b_h step by step. Backward returns d zx; the input matmul's own gradient is the
+# caller's (again one matmul over all steps).
 
 
-def _rnn_forward(x, h, Wx, Wh, b):
-    """x (B, T, D), h (B, H) -> out (B, T, H)."""
-    zx = x @ Wx + b  # (B, T, H): the input part for every step in one matmul
-    out = x.new_empty(zx.shape)
-    for t in range(x.shape[1]):
-        h = torch.tanh(zx[:, t] + h @ Wh)
+def _rnn_forward(zx, h, Wh, bh):
+    """zx (B, T, H), h (B, H) -> out (B, T, H)."""
+    out = zx.new_empty(zx.shape)
+    for t in range(zx.shape[1]):
+        h = torch.tanh(zx[:, t] + h @ Wh + bh)
         out[:, t] = h
     return out
 
 
-def _rnn_backward(x, h0, Wx, Wh, out, dout, dhT):
-    _B, T, _H = out.shape
+def _rnn_backward(h0, Wh, out, dout, dhT):
+    T = out.shape[1]
     dz = torch.empty_like(out)
     dh = dhT.clone()
     for t in reversed(range(T)):
@@ -51,25 +57,19 @@ def _rnn_backward(x, h0, Wx, Wh, out, dout, dhT):
         h = out[:, t]
         dz[:, t] = dh * (1 - h * h)  # tanh' = 1 - tanh^2
         dh = dz[:, t] @ Wh.T
-    h_prev = torch.cat([h0[:, None], out[:, :-1]], dim=1)  # (B, T, H)
-    return _param_grads(x, h_prev, dz, dz, Wx, dh)
+    return (dz, dh, *_recurrent_grads(h0, out, dz))
 
 
-def _lstm_forward(x, h, c, Wx, Wh, b):
+def _lstm_forward(zx, h, c, Wh, bh):
     H = h.shape[1]
-    zx = x @ Wx + b  # (B, T, 4H)
     B, T, _ = zx.shape
-    out = x.new_empty(B, T, H)
-    cs = x.new_empty(B, T, H)
-    acts = x.new_empty(B, T, 4 * H)  # gate activations, kept for backward
+    out = zx.new_empty(B, T, H)
+    cs = zx.new_empty(B, T, H)
+    acts = zx.new_empty(B, T, 4 * H)  # gate activations, kept for backward
     for t in range(T):
-        z = zx[:, t] + h @ Wh
-        i, f, o = (
-            torch.sigmoid(z[:, :H]),
-            torch.sigmoid(z[:, H : 2 * H]),
-            torch.sigmoid(z[:, 3 * H :]),
-        )
-        g = torch.tanh(z[:, 2 * H : 3 * H])
+        z = zx[:, t] + h @ Wh + bh
+        i, f = torch.sigmoid(z[:, :H]), torch.sigmoid(z[:, H : 2 * H])
+        g, o = torch.tanh(z[:, 2 * H : 3 * H]), torch.sigmoid(z[:, 3 * H :])
         c = f * c + i * g
         h = o * torch.tanh(c)
         out[:, t], cs[:, t] = h, c
@@ -77,8 +77,8 @@ def _lstm_forward(x, h, c, Wx, Wh, b):
     return out, cs, acts
 
 
-def _lstm_backward(x, h0, c0, Wx, Wh, out, cs, acts, dout, dhT, dcT):
-    _B, T, H = out.shape
+def _lstm_backward(h0, c0, Wh, out, cs, acts, dout, dhT, dcT):
+    T, H = out.shape[1], out.shape[2]
     dz = torch.empty_like(acts)
     dh, dc = dhT.clone(), dcT.clone()
     for t in reversed(range(T)):
@@ -98,33 +98,29 @@ def _lstm_backward(x, h0, c0, Wx, Wh, out, cs, acts, dout, dhT, dcT):
         )
         dc = dc * f
         dh = dz[:, t] @ Wh.T
-    h_prev = torch.cat([h0[:, None], out[:, :-1]], dim=1)
-    dx, dh0, dWx, dWh, db = _param_grads(x, h_prev, dz, dz, Wx, dh)
-    return dx, dh0, dc, dWx, dWh, db
+    return (dz, dh, dc, *_recurrent_grads(h0, out, dz))
 
 
-def _gru_forward(x, h, Wx, Wh, b, b_hn):
+def _gru_forward(zx, h, Wh, bh):
     H = h.shape[1]
-    zx = x @ Wx + b  # (B, T, 3H)
     B, T, _ = zx.shape
-    out = x.new_empty(B, T, H)
-    acts = x.new_empty(B, T, 4 * H)  # r, u, n and (zh_n + b_hn), kept for backward
+    out = zx.new_empty(B, T, H)
+    acts = zx.new_empty(B, T, 4 * H)  # r, u, n and zh_n, kept for backward
     for t in range(T):
-        zh = h @ Wh
+        zh = h @ Wh + bh
         r = torch.sigmoid(zx[:, t, :H] + zh[:, :H])
         u = torch.sigmoid(zx[:, t, H : 2 * H] + zh[:, H : 2 * H])
-        hn = zh[:, 2 * H :] + b_hn
-        n = torch.tanh(zx[:, t, 2 * H :] + r * hn)
+        n = torch.tanh(zx[:, t, 2 * H :] + r * zh[:, 2 * H :])
         h = (1 - u) * n + u * h
         out[:, t] = h
-        acts[:, t] = torch.cat([r, u, n, hn], dim=1)
+        acts[:, t] = torch.cat([r, u, n, zh[:, 2 * H :]], dim=1)
     return out, acts
 
 
-def _gru_backward(x, h0, Wx, Wh, out, acts, dout, dhT):
+def _gru_backward(h0, Wh, out, acts, dout, dhT):
     B, T, H = out.shape
-    dzx = x.new_empty(B, T, 3 * H)
-    dzh = x.new_empty(B, T, 3 * H)
+    dzx = out.new_empty(B, T, 3 * H)
+    dzh = out.new_empty(B, T, 3 * H)
     dh = dhT.clone()
     for t in reversed(range(T)):
         r, u, n, hn = acts[:, t].split(H, dim=1)
@@ -136,76 +132,77 @@ def _gru_backward(x, h0, Wx, Wh, out, acts, dout, dhT):
         dzx[:, t] = torch.cat([dr, du, dn], dim=1)
         dzh[:, t] = torch.cat([dr, du, dn * r], dim=1)
         dh = dh * u + dzh[:, t] @ Wh.T
-    h_prev = torch.cat([h0[:, None], out[:, :-1]], dim=1)
-    dx, dh0, dWx, dWh, db = _param_grads(x, h_prev, dzx, dzh, Wx, dh)
-    db_hn = dzh[:, :, 2 * H :].sum(dim=(0, 1))
-    return dx, dh0, dWx, dWh, db, db_hn
+    return (dzx, dh, *_recurrent_grads(h0, out, dzh))
 
 
-def _param_grads(x, h_prev, dzx, dzh, Wx, dh0):
-    """Weight gradients for all steps at once: sums over (B, T) become two matmuls."""
-    dWx = x.flatten(0, 1).T @ dzx.flatten(0, 1)  # (D, G*H)
+def _recurrent_grads(h0, out, dzh):
+    """dW_h and db_h for all steps at once: a sum over (B, T) is one matmul."""
+    h_prev = torch.cat([h0[:, None], out[:, :-1]], dim=1)  # (B, T, H)
     dWh = h_prev.flatten(0, 1).T @ dzh.flatten(0, 1)  # (H, G*H)
-    db = dzx.sum(dim=(0, 1))
-    dx = dzx @ Wx.T  # (B, T, D)
-    return dx, dh0, dWx, dWh, db
+    return dWh, dzh.sum(dim=(0, 1))
 
 
 class _RNNLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, h0, Wx, Wh, b):
-        out = _rnn_forward(x, h0, Wx, Wh, b)
-        ctx.save_for_backward(x, h0, Wx, Wh, out)
+    def forward(ctx, zx, h0, Wh, bh):
+        out = _rnn_forward(zx, h0, Wh, bh)
+        ctx.save_for_backward(h0, Wh, out)
         return out, out[:, -1].clone()
 
     @staticmethod
     def backward(ctx, dout, dhT):
-        x, h0, Wx, Wh, out = ctx.saved_tensors
-        return _rnn_backward(x, h0, Wx, Wh, out, _z(dout, out), _z(dhT, h0))
+        h0, Wh, out = ctx.saved_tensors
+        return _rnn_backward(h0, Wh, out, _z(dout, out), _z(dhT, h0))
 
 
 class _LSTMLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, h0, c0, Wx, Wh, b):
-        out, cs, acts = _lstm_forward(x, h0, c0, Wx, Wh, b)
-        ctx.save_for_backward(x, h0, c0, Wx, Wh, out, cs, acts)
+    def forward(ctx, zx, h0, c0, Wh, bh):
+        out, cs, acts = _lstm_forward(zx, h0, c0, Wh, bh)
+        ctx.save_for_backward(h0, c0, Wh, out, cs, acts)
         return out, out[:, -1].clone(), cs[:, -1].clone()
 
     @staticmethod
     def backward(ctx, dout, dhT, dcT):
-        x, h0, c0, Wx, Wh, out, cs, acts = ctx.saved_tensors
-        return _lstm_backward(
-            x, h0, c0, Wx, Wh, out, cs, acts, _z(dout, out), _z(dhT, h0), _z(dcT, c0)
-        )
+        h0, c0, Wh, out, cs, acts = ctx.saved_tensors
+        return _lstm_backward(h0, c0, Wh, out, cs, acts, _z(dout, out), _z(dhT, h0), _z(dcT, c0))
 
 
 class _GRULayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, h0, Wx, Wh, b, b_hn):
-        out, acts = _gru_forward(x, h0, Wx, Wh, b, b_hn)
-        ctx.save_for_backward(x, h0, Wx, Wh, out, acts)
+    def forward(ctx, zx, h0, Wh, bh):
+        out, acts = _gru_forward(zx, h0, Wh, bh)
+        ctx.save_for_backward(h0, Wh, out, acts)
         return out, out[:, -1].clone()
 
     @staticmethod
     def backward(ctx, dout, dhT):
-        x, h0, Wx, Wh, out, acts = ctx.saved_tensors
-        return _gru_backward(x, h0, Wx, Wh, out, acts, _z(dout, out), _z(dhT, h0))
+        h0, Wh, out, acts = ctx.saved_tensors
+        return _gru_backward(h0, Wh, out, acts, _z(dout, out), _z(dhT, h0))
 
 
 def _z(grad, like):
     return torch.zeros_like(like) if grad is None else grad
 
 
+def recurrence(cell: str, zx, state, Wh, bh):
+    """zx (B, T, G*H) input part of the gates, state h0 (B, H) or (h0, c0), W_h (H, G*H),
+    b_h (G*H) -> out (B, T, H) and the final state, with the hand-written backward."""
+    if cell == "lstm":
+        out, h, c = _LSTMLayer.apply(zx, state[0], state[1], Wh, bh)
+        return out, (h, c)
+    out, h = (_GRULayer if cell == "gru" else _RNNLayer).apply(zx, state, Wh, bh)
+    return out, h
+
+
 def layer_forward(cell: str, x, state, Wx, Wh, b, b_hn=None):
     """One layer: x (B, T, D), state h0 (B, H) or (h0, c0) -> out (B, T, H), new state."""
-    if cell == "rnn":
-        out, h = _RNNLayer.apply(x, state, Wx, Wh, b)
-        return out, h
-    if cell == "gru":
-        out, h = _GRULayer.apply(x, state, Wx, Wh, b, b_hn)
-        return out, h
-    out, h, c = _LSTMLayer.apply(x, state[0], state[1], Wx, Wh, b)
-    return out, (h, c)
+    zx = x @ Wx + b  # (B, T, G*H): the input part of every step in one matmul
+    H = Wh.shape[0]
+    # The GRU's candidate keeps its own recurrent bias (the reset gate multiplies it); for the
+    # other cells b already holds torch's two biases added together.
+    bh = torch.cat([b_hn.new_zeros(2 * H), b_hn]) if cell == "gru" else Wh.new_zeros(Wh.shape[1])
+    return recurrence(cell, zx, state, Wh, bh)
 
 
 # ---- a drop-in for nn.RNN / nn.GRU / nn.LSTM (batch_first) ---

@@ -81,3 +81,30 @@ def test_tiny_model_overfits_tiny_corpus():
         loss.backward()
         opt.step()
     assert torch.exp(loss).item() < 1.1
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_one_hot_gather_equals_dense_one_hot_matmul(cell):
+    """--embed 0 computes one_hot(x) @ W_ih.T as a row gather: same values, same gradients."""
+    torch.manual_seed(0)
+    m = CharRNN(
+        ModelConfig(vocab_size=13, cell=cell, embed=0, hidden=6, layers=1, dropout=0, tie=False)
+    )
+    m.double()
+    x = torch.randint(13, (3, 7))
+    h0 = torch.randn(1, 3, 6, dtype=torch.float64)
+    state = (h0, torch.randn_like(h0)) if cell == "lstm" else h0
+    fast, fast_state = m(x, state)
+    out, dense_state = m.rnn(F.one_hot(x, 13).double(), state)
+    dense = m.head(out)
+    torch.testing.assert_close(fast, dense, rtol=1e-12, atol=1e-12)
+    for a, b in zip(
+        fast_state if cell == "lstm" else [fast_state],
+        dense_state if cell == "lstm" else [dense_state],
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    g_fast = torch.autograd.grad(fast.square().sum(), list(m.parameters()))
+    g_dense = torch.autograd.grad(dense.square().sum(), list(m.parameters()))
+    for a, b in zip(g_fast, g_dense, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
