@@ -145,13 +145,18 @@ def train(
     ] = False,
     cell: Annotated[str | None, typer.Option(help=f"rnn, gru or lstm.{_d(_M.cell)}")] = None,
     embed: Annotated[
-        int | None, typer.Option(help=f"Embedding size; 0 = one-hot.{_d(_M.embed)}")
+        int | None,
+        typer.Option(help="Embedding size; 0 = one-hot. (default: auto from corpus size)"),
     ] = None,
     hidden: Annotated[
-        int | None, typer.Option(help=f"Hidden units per layer.{_d(_M.hidden)}")
+        int | None, typer.Option(help="Hidden units per layer. (default: auto from corpus size)")
     ] = None,
-    layers: Annotated[int | None, typer.Option(help=f"Recurrent layers.{_d(_M.layers)}")] = None,
-    dropout: Annotated[float | None, typer.Option(help=f"Dropout.{_d(_M.dropout)}")] = None,
+    layers: Annotated[
+        int | None, typer.Option(help="Recurrent layers. (default: auto from corpus size)")
+    ] = None,
+    dropout: Annotated[
+        float | None, typer.Option(help="Dropout. (default: auto from corpus size)")
+    ] = None,
     tie: Annotated[
         bool | None,
         typer.Option(
@@ -190,7 +195,7 @@ def train(
     ] = None,
     lr: Annotated[float | None, typer.Option(help=f"Learning rate.{_d(_T.lr)}")] = None,
     weight_decay: Annotated[
-        float | None, typer.Option(help=f"Weight decay.{_d(_T.weight_decay)}")
+        float | None, typer.Option(help="Weight decay. (default: auto from corpus size)")
     ] = None,
     clip: Annotated[
         float | None, typer.Option(help=f"Max global gradient norm; 0 = off.{_d(_T.clip)}")

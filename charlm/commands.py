@@ -36,6 +36,7 @@ from charlm.runs import (
     new_run_name,
     split,
     train_config_for,
+    with_auto_sizes,
 )
 from charlm.runtime import choose_device, new_seed
 from charlm.sampling import check_prefix, generate
@@ -111,6 +112,11 @@ def _prepare_new(given: dict[str, Any], ckdir: Path, console):
     _notes(console, corpus)
     if given.get("seed") is None:
         given = {**given, "seed": new_seed()}
+    val_fraction = given.get("val_fraction")
+    train_text, _ = split(
+        corpus.text, TrainConfig().val_fraction if val_fraction is None else val_fraction
+    )
+    given = with_auto_sizes(given, len(train_text))
     cfg = train_config_for(given)
     train_text, val_text = split(corpus.text, cfg.val_fraction)
     vocab = Vocab.build(train_text)

@@ -35,7 +35,7 @@ class ModelConfig:
     embed: int = 128  # 0 = exact one-hot input, as in the textbook
     hidden: int = 256
     layers: int = 1
-    dropout: float = 0.5
+    dropout: float = 0.6
     tie: bool = True  # output layer shares the embedding table (needs embed > 0)
     impl: str = "torch"  # "scratch": charlm's own cells with a hand-written backward
 
@@ -72,14 +72,14 @@ class TrainConfig:
     max_time: float = 0.0  # seconds for this invocation; 0 = no limit
     optimizer: str = "adamw"
     lr: float = 3e-3
-    weight_decay: float = 0.1
+    weight_decay: float = 1.0  # decoupled (AdamW); small corpora need a lot of it
     clip: float = 1.0  # max global gradient norm; 0 = off
     warmup: int = 50  # steps of linear LR warm-up
     lr_patience: int = 2  # scheduled evaluations without improvement before the LR halves
     early_stop: int = 6  # ... before training stops; 0 = never
     val_fraction: float = 0.1
     eval_every: int = 50  # steps
-    unk_prob: float = 0.5  # chance a once-seen training character is shown as <unk>
+    unk_prob: float = 1.0  # chance a once-seen training character is shown as <unk>
     kn_order: int = 8  # Kneser-Ney n-gram mixed with the network; 0 = network alone
     mix_fraction: float = 0.05  # end of the training text kept apart to fit the mixture weight
     seed: int = 0

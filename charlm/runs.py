@@ -3,6 +3,7 @@ configs and data a Trainer needs, refusing incompatible resumes by name."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import asdict, replace
@@ -38,6 +39,34 @@ def apply_preset(given: dict[str, Any]) -> dict[str, Any]:
     if name not in PRESETS:
         raise UsageError(f"--preset must be one of {', '.join(PRESETS)}, not {name!r}")
     return {**given, **{k: v for k, v in PRESETS[name].items() if given.get(k) is None}}
+
+
+def auto_sizes(n_train: int) -> dict[str, Any]:
+    """Model size and regularisation from the training text's length: a rule, not a table.
+
+    Capacity grows like sqrt(n) (256 hidden units at ~60k characters, 1024 from ~1M), a second
+    layer comes at 1M characters, and dropout and weight decay shrink as data grows (0.6 and
+    1.0 at 60k, 0.3 and 0.25 at 1M), because a small corpus is memorised long before a large
+    one is. Tuned on one 60k corpus, then extended by these exponents, not per corpus.
+    """
+    n = max(n_train, 1)
+    hidden = int(min(1024, max(128, 64 * round(math.sqrt(n) / 64))))
+    ratio = 60_000 / n
+    return {
+        "hidden": hidden,
+        "embed": int(min(256, max(64, hidden // 2))),
+        "layers": 1 if n < 1_000_000 else 2,
+        "dropout": round(min(0.6, max(0.1, 0.6 * ratio**0.25)), 3),
+        "weight_decay": round(min(1.0, max(0.01, ratio**0.5)), 4),
+    }
+
+
+def with_auto_sizes(given: dict[str, Any], n_train: int) -> dict[str, Any]:
+    """Fill the options the user left out from auto_sizes; explicit options always win."""
+    auto = auto_sizes(n_train)
+    if given.get("embed") == 0:
+        auto.pop("embed")
+    return {**given, **{k: v for k, v in auto.items() if given.get(k) is None}}
 
 
 def default_corpus() -> Path:

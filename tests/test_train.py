@@ -82,7 +82,7 @@ def test_same_seed_same_weights(tmp_path):
 
 def test_training_lowers_perplexity_and_writes_metrics(tmp_path):
     data = make_data()
-    t = make_trainer(tmp_path, data, max_steps=120, lr=5e-3, eval_every=40)
+    t = make_trainer(tmp_path, data, max_steps=120, lr=5e-3, eval_every=40, weight_decay=0.01)
     summary = t.run()
     recs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     keys = {
