@@ -172,8 +172,9 @@ def run_train(given: dict[str, Any], device_name: str, ckdir: Path, console, qui
                 resume=payload,
             )
             console.print(
-                f"[bold]{run_dir.name}[/]: {len(train_text):,} training / "
-                f"{len(val_text):,} held-out chars, vocab {len(vocab):,}, "
+                f"[bold]{run_dir.name}[/]: {len(data.train_ids):,} training"
+                + (f" + {len(data.tune_ids):,} mixture-fit" if data.tune_ids is not None else "")
+                + f" / {len(val_text):,} held-out chars, vocab {len(vocab):,}, "
                 f"{mcfg.cell} {mcfg.layers}x{mcfg.hidden} "
                 f"({count_parameters(trainer.model):,} params), {cfg.sampler} sampler, "
                 f"device {device.type}, seed {cfg.seed}"

@@ -78,19 +78,20 @@ class KneserNey:
         p[UNK_ID] = self.unk_mass
         return p
 
+    def _levels(self, context: Sequence[int]):
+        """(discount, total, distinct followers, follower counts) from order 1 upwards, for
+        the suffixes of `context` that were seen; a longer unseen one cannot have been seen."""
+        ctx = tuple(int(c) for c in context)[-(self.order - 1) :] if self.order > 1 else ()
+        for k in range(1, min(self.order, len(ctx) + 1) + 1):
+            entry = self.tables[k].get(ctx[len(ctx) - (k - 1) :] if k > 1 else ())
+            if entry is None:
+                return
+            yield (self.discounts[k], *entry)
+
     def distribution(self, context: Sequence[int]) -> np.ndarray:
         """(V,) probabilities of the next id after `context` (only the last order-1 ids count)."""
-        ctx = tuple(int(c) for c in context)[-(self.order - 1) :] if self.order > 1 else ()
         p = self._base()
-        for k in range(1, self.order + 1):
-            if k - 1 > len(ctx):
-                break
-            h = ctx[len(ctx) - (k - 1) :] if k > 1 else ()
-            entry = self.tables[k].get(h)
-            if entry is None:
-                break  # a longer context that was never seen cannot have been seen either
-            total, n_types, followers = entry
-            d = self.discounts[k]
+        for d, total, n_types, followers in self._levels(context):
             p = p * (d * n_types / total)
             for w, c in followers.items():
                 p[w] += max(c - d, 0.0) / total
@@ -98,17 +99,8 @@ class KneserNey:
 
     def prob(self, context: Sequence[int], w: int) -> float:
         """p(w | context), the same value as distribution(context)[w] without building it."""
-        ctx = tuple(int(c) for c in context)[-(self.order - 1) :] if self.order > 1 else ()
         p = self.unk_mass if w == UNK_ID else (1 - self.unk_mass) / (self.vocab_size - 1)
-        for k in range(1, self.order + 1):
-            if k - 1 > len(ctx):
-                break
-            h = ctx[len(ctx) - (k - 1) :] if k > 1 else ()
-            entry = self.tables[k].get(h)
-            if entry is None:
-                break
-            total, n_types, followers = entry
-            d = self.discounts[k]
+        for d, total, n_types, followers in self._levels(context):
             p = p * (d * n_types / total) + max(followers.get(w, 0) - d, 0.0) / total
         return p
 
