@@ -71,6 +71,7 @@ class KneserNey:
         singles = int((raw == 1).sum())
         # Good-Turing: the chance that the next character is one never seen before.
         self.unk_mass = min(0.5, max(singles, 1) / max(len(seq), 1))
+        self._p1: np.ndarray | None = None
 
     def _base(self) -> np.ndarray:
         """p_0: the unknown symbol gets unk_mass, every known id an equal share of the rest."""
@@ -88,13 +89,27 @@ class KneserNey:
                 return
             yield (self.discounts[k], *entry)
 
+    def _unigram(self) -> np.ndarray:
+        """p_1, the same for every context, built once: its loop covers the whole vocabulary."""
+        if self._p1 is None:
+            p = self._base()
+            for d, total, n_types, followers in self._levels(()):
+                p = p * (d * n_types / total)
+                for w, c in followers.items():
+                    p[w] += max(c - d, 0.0) / total
+            self._p1 = p
+        return self._p1
+
     def distribution(self, context: Sequence[int]) -> np.ndarray:
         """(V,) probabilities of the next id after `context` (only the last order-1 ids count)."""
-        p = self._base()
-        for d, total, n_types, followers in self._levels(context):
-            p = p * (d * n_types / total)
-            for w, c in followers.items():
-                p[w] += max(c - d, 0.0) / total
+        p = self._unigram().copy()
+        for k, (d, total, n_types, followers) in enumerate(self._levels(context), start=1):
+            if k == 1:
+                continue  # already in p
+            p *= d * n_types / total
+            ids = np.fromiter(followers.keys(), dtype=np.int64, count=len(followers))
+            cnt = np.fromiter(followers.values(), dtype=np.float64, count=len(followers))
+            p[ids] += np.maximum(cnt - d, 0.0) / total
         return p
 
     def prob(self, context: Sequence[int], w: int) -> float:
