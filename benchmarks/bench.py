@@ -124,6 +124,7 @@ def bare_rate(cfg: ModelConfig, tc: TrainConfig, ids: torch.Tensor, seconds: flo
 def charlm_rate(
     cfg: ModelConfig, tc: TrainConfig, data: RunData, seconds: float, tmp: Path
 ) -> float:
+    tmp.mkdir(parents=True, exist_ok=True)
     t = Trainer(cfg, tc, data, tmp, torch.device("cpu"), [], echo=lambda s: None)
     from charlm.train import _Window
 
@@ -153,6 +154,7 @@ def textbook_configs(v: int) -> tuple[ModelConfig, TrainConfig]:
             lr=1.0,
             clip=0.01,
             warmup=0,
+            weight_decay=0.0,
             unk_prob=0.0,
             kn_order=0,
         ),
@@ -200,7 +202,10 @@ def train_flops_per_char(cfg: ModelConfig) -> float:
     for layer in range(cfg.layers):
         inp = (cfg.embed or 0) if layer == 0 else cfg.hidden  # one-hot input is a gather
         f += 2 * gates * (inp + cfg.hidden)
-    f += 2 * cfg.hidden * cfg.vocab_size
+    if cfg.tie:  # project to the embedding size, then score against the table
+        f += 2 * cfg.hidden * cfg.embed + 2 * cfg.embed * cfg.vocab_size
+    else:
+        f += 2 * cfg.hidden * cfg.vocab_size
     return 3 * f
 
 
@@ -300,6 +305,7 @@ def rows_generation(vocab: Vocab, length: int) -> None:
 def time_to(
     cfg: ModelConfig, tc: TrainConfig, data: RunData, tmp: Path, threshold: float
 ) -> float | None:
+    tmp.mkdir(parents=True, exist_ok=True)
     t = Trainer(cfg, tc, data, tmp, torch.device("cpu"), [], echo=lambda s: None)
     t.run()
     for line in (tmp / "metrics.jsonl").read_text().splitlines():

@@ -66,6 +66,10 @@ def with_auto_sizes(given: dict[str, Any], n_train: int) -> dict[str, Any]:
     auto = auto_sizes(n_train)
     if given.get("embed") == 0:
         auto.pop("embed")
+    if given.get("optimizer") not in (None, "adamw"):
+        # SGD and Adam add weight decay to the gradient, where clipping cannot bound it: a
+        # decay sized for AdamW's decoupled form would blow the weights up. Off unless asked.
+        auto["weight_decay"] = 0.0
     return {**given, **{k: v for k, v in auto.items() if given.get(k) is None}}
 
 

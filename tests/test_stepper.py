@@ -1,0 +1,28 @@
+import pytest
+import torch
+
+from charlm.config import ModelConfig
+from charlm.model import CharRNN
+from charlm.stepper import Stepper
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize(
+    ("impl", "embed", "layers"),
+    [("torch", 5, 2), ("torch", 0, 1), ("torch", 0, 2), ("scratch", 5, 2)],
+)
+def test_steps_equal_the_full_forward(cell, impl, embed, layers):
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=9, cell=cell, embed=embed, hidden=6, layers=layers, dropout=0.3,
+                      tie=embed > 0, impl=impl)  # fmt: skip
+    m = CharRNN(cfg).eval()
+    x = torch.randint(9, (3, 8))
+    full, _ = m(x)
+    logits, state = m(x[:, :2])
+    step = Stepper(m)
+    state = Stepper.split(state, cell)
+    outs = [logits[:, -1]]
+    for t in range(2, 8):
+        logit, state = step.step(x[:, t], state)
+        outs.append(logit)
+    torch.testing.assert_close(torch.stack(outs[:-1], 1), full[:, 1:7], rtol=1e-5, atol=1e-6)
