@@ -57,6 +57,8 @@ def row(name: str, charlm: float | None, ref: float | None, unit: str, target: s
     else:
         fmt = lambda v: "-" if v is None else (f"{v:,.0f}" if v >= 100 else f"{v:.3g}")  # noqa: E731
         rs = "-" if ratio is None else f"{ratio:.2f}x"
+        if kw.get("gb_per_s"):
+            target = f"{target} ({kw['gb_per_s']} GB/s of weights)"
         print(
             f"| {name:<46} | {fmt(charlm):>10} | {fmt(ref):>10} | {unit:<8} | {rs:>7} | {target} |",
             flush=True,
@@ -372,14 +374,22 @@ def main() -> None:
         head = f"| {'row':<46} | {'charlm':>10} | {'reference':>10} | {'unit':<8} | {'ratio':>7}"
         print(head + " | target |")
         print(f"|{'-' * 48}|{'-' * 12}|{'-' * 12}|{'-' * 10}|{'-' * 9}|--------|")
+    want = set(ARGS.only.split(",")) if ARGS.only else None
+    on = lambda name: want is None or name in want  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        rows_training(vocab, train_ids, val_ids, tmp, secs)
-        rows_flops(vocab, secs / 3)
-        rows_startup()
-        rows_generation(vocab, 200 if ARGS.quick else 1000)
-        rows_quality(vocab, train_ids, val_ids, tmp, 20.0 if ARGS.quick else 120.0)
-        rows_eval(vocab, train_ids)
+        if on("train") or on("flops"):
+            rows_training(vocab, train_ids, val_ids, tmp, secs)
+        if on("flops"):
+            rows_flops(vocab, secs / 3)
+        if on("startup"):
+            rows_startup()
+        if on("generate"):
+            rows_generation(vocab, 200 if ARGS.quick else 1000)
+        if on("quality"):
+            rows_quality(vocab, train_ids, val_ids, tmp, 20.0 if ARGS.quick else 120.0)
+        if on("eval"):
+            rows_eval(vocab, train_ids)
 
 
 if __name__ == "__main__":
@@ -388,5 +398,6 @@ if __name__ == "__main__":
     )
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", help="comma-separated: train,flops,startup,generate,quality,eval")
     ARGS = p.parse_args()
     main()

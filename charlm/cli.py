@@ -220,6 +220,13 @@ def train(
     unk_prob: Annotated[
         float | None, typer.Option(help=f"Chance a once-seen char trains <unk>.{_d(_T.unk_prob)}")
     ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="fp32, or bf16 (autocast the training forward pass). (default: bf16 where the "
+            "hardware has it, else fp32)"
+        ),
+    ] = None,
     kn_order: Annotated[
         int | None,
         typer.Option(

@@ -38,7 +38,7 @@ from charlm.runs import (
     train_config_for,
     with_auto_sizes,
 )
-from charlm.runtime import choose_device, new_seed
+from charlm.runtime import auto_precision, choose_device, new_seed
 from charlm.sampling import check_prefix, generate
 from charlm.train import RunData, Trainer
 from charlm.vocab import Vocab
@@ -66,7 +66,7 @@ def _notes(console, corpus) -> None:
         console.print(f"[yellow]note:[/] {note}")
 
 
-def _prepare_resume(given: dict[str, Any], ckdir: Path, console):
+def _prepare_resume(given: dict[str, Any], ckdir: Path, console, device: torch.device):
     if given["run"]:
         run_dir = ckdir / check_run_name(given["run"])
     else:
@@ -105,7 +105,7 @@ def _prepare_resume(given: dict[str, Any], ckdir: Path, console):
     return run_dir, payload, cfg, mcfg, vocab, train_text, val_text, rec
 
 
-def _prepare_new(given: dict[str, Any], ckdir: Path, console):
+def _prepare_new(given: dict[str, Any], ckdir: Path, console, device: torch.device):
     source = given["corpus"] or str(default_corpus())
     copts = corpus_options(given)
     corpus = read_corpus(source, copts)
@@ -117,6 +117,8 @@ def _prepare_new(given: dict[str, Any], ckdir: Path, console):
         corpus.text, TrainConfig().val_fraction if val_fraction is None else val_fraction
     )
     given = with_auto_sizes(given, len(train_text))
+    if given.get("precision") is None:
+        given = {**given, "precision": auto_precision(device)}
     cfg = train_config_for(given)
     train_text, val_text = split(corpus.text, cfg.val_fraction)
     vocab = Vocab.build(train_text)
@@ -147,7 +149,9 @@ def run_train(given: dict[str, Any], device_name: str, ckdir: Path, console, qui
     ckdir = Path(ckdir)
     given = apply_preset(given)
     prep = _prepare_resume if given["resume"] else _prepare_new
-    run_dir, payload, cfg, mcfg, vocab, train_text, val_text, rec = prep(given, ckdir, console)
+    run_dir, payload, cfg, mcfg, vocab, train_text, val_text, rec = prep(
+        given, ckdir, console, device
+    )
     data = _run_data(vocab, train_text, val_text, rec, cfg)
     nb = check_enough(len(data.train_ids), cfg.batch_size, cfg.seq_len)
     if given.get("eval_epochs") and given.get("eval_every") is None and not given["resume"]:
@@ -177,7 +181,7 @@ def run_train(given: dict[str, Any], device_name: str, ckdir: Path, console, qui
                 + f" / {len(val_text):,} held-out chars, vocab {len(vocab):,}, "
                 f"{mcfg.cell} {mcfg.layers}x{mcfg.hidden} "
                 f"({count_parameters(trainer.model):,} params), {cfg.sampler} sampler, "
-                f"device {device.type}, seed {cfg.seed}"
+                f"device {device.type} ({cfg.precision}), seed {cfg.seed}"
             )
             summary = trainer.run()
     except BaseException:

@@ -80,6 +80,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     eval_every: int = 50  # steps
     unk_prob: float = 1.0  # chance a once-seen training character is shown as <unk>
+    precision: str = "fp32"  # "bf16": autocast the training forward pass (CPU with bf16, CUDA)
     kn_order: int = 8  # Kneser-Ney n-gram mixed with the network; 0 = network alone
     mix_fraction: float = 0.05  # end of the training text kept apart to fit the mixture weight
     seed: int = 0
@@ -108,6 +109,7 @@ class TrainConfig:
         _check(self.eval_every >= 1, "--eval-every must be >= 1")
         _check(0.0 <= self.unk_prob <= 1.0, "--unk-prob must be in [0, 1]")
         _check(0 <= self.seed < 2**63, "--seed must be in [0, 2**63)")
+        _check(self.precision in ("fp32", "bf16"), "--precision must be fp32 or bf16")
         _check(0 <= self.kn_order <= 16, "--kn-order must be in [0, 16] (0 = no count model)")
         _check(0 < self.mix_fraction < 0.5, "--mix-fraction must be in (0, 0.5)")
 

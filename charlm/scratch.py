@@ -41,22 +41,23 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 def _rnn_forward(zx, h, Wh, bh):
     """zx (B, T, H), h (B, H) -> out (B, T, H)."""
+    zx = zx + bh  # the recurrent bias is the same every step: add it once
     out = zx.new_empty(zx.shape)
     for t in range(zx.shape[1]):
-        h = torch.tanh(zx[:, t] + h @ Wh + bh)
+        h = torch.tanh(torch.addmm(zx[:, t], h, Wh))  # two operations a step
         out[:, t] = h
     return out
 
 
 def _rnn_backward(h0, Wh, out, dout, dhT):
     T = out.shape[1]
+    dtanh = 1 - out * out  # (B, T, H): tanh' = 1 - tanh^2, for every step at once
+    WhT = Wh.t().contiguous()
     dz = torch.empty_like(out)
-    dh = dhT.clone()
+    dh = dhT
     for t in reversed(range(T)):
-        dh = dh + dout[:, t]
-        h = out[:, t]
-        dz[:, t] = dh * (1 - h * h)  # tanh' = 1 - tanh^2
-        dh = dz[:, t] @ Wh.T
+        torch.mul(dh + dout[:, t], dtanh[:, t], out=dz[:, t])
+        dh = dz[:, t] @ WhT
     return (dz, dh, *_recurrent_grads(h0, out, dz))
 
 
@@ -66,8 +67,9 @@ def _lstm_forward(zx, h, c, Wh, bh):
     out = zx.new_empty(B, T, H)
     cs = zx.new_empty(B, T, H)
     acts = zx.new_empty(B, T, 4 * H)  # gate activations, kept for backward
+    zx = zx + bh  # the recurrent bias is the same every step: add it once
     for t in range(T):
-        z = zx[:, t] + h @ Wh + bh
+        z = torch.addmm(zx[:, t], h, Wh)
         i, f = torch.sigmoid(z[:, :H]), torch.sigmoid(z[:, H : 2 * H])
         g, o = torch.tanh(z[:, 2 * H : 3 * H]), torch.sigmoid(z[:, 3 * H :])
         c = f * c + i * g
@@ -81,6 +83,7 @@ def _lstm_backward(h0, c0, Wh, out, cs, acts, dout, dhT, dcT):
     T, H = out.shape[1], out.shape[2]
     dz = torch.empty_like(acts)
     dh, dc = dhT.clone(), dcT.clone()
+    WhT = Wh.t().contiguous()
     for t in reversed(range(T)):
         i, f, g, o = acts[:, t].split(H, dim=1)
         c_prev = cs[:, t - 1] if t > 0 else c0
@@ -97,7 +100,7 @@ def _lstm_backward(h0, c0, Wh, out, cs, acts, dout, dhT, dcT):
             dim=1,
         )
         dc = dc * f
-        dh = dz[:, t] @ Wh.T
+        dh = dz[:, t] @ WhT
     return (dz, dh, dc, *_recurrent_grads(h0, out, dz))
 
 

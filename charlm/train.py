@@ -287,7 +287,9 @@ class Trainer:
         lr = lr_at(self.cfg, self.prog)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        logits, state = self.model(x, state)  # (B, T, V)
+        # bf16 autocast: matmuls in bfloat16, the loss and the weights stay float32.
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            logits, state = self.model(x, state)  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -35,16 +35,19 @@ def make_trainer(tmp_path, data, resume=None, **over):
     )
 
 
-@pytest.mark.parametrize("sampler", ["random", "consecutive"])
-def test_resume_is_bitwise_equal_to_straight_run(tmp_path, sampler):
+@pytest.mark.parametrize(
+    ("sampler", "precision"), [("random", "fp32"), ("consecutive", "fp32"), ("random", "bf16")]
+)
+def test_resume_is_bitwise_equal_to_straight_run(tmp_path, sampler, precision):
     data = make_data()
-    straight = make_trainer(tmp_path / "a", data, sampler=sampler, max_steps=46)
+    kw = dict(sampler=sampler, precision=precision)
+    straight = make_trainer(tmp_path / "a", data, max_steps=46, **kw)
     straight.run()
 
-    first = make_trainer(tmp_path / "b", data, sampler=sampler, max_steps=23)  # mid-epoch, off-eval
+    first = make_trainer(tmp_path / "b", data, max_steps=23, **kw)  # mid-epoch, off-eval
     first.run()
     payload = checkpoint.load(tmp_path / "b" / "last.pt")
-    second = make_trainer(tmp_path / "b", data, resume=payload, sampler=sampler, max_steps=46)
+    second = make_trainer(tmp_path / "b", data, resume=payload, max_steps=46, **kw)
     second.run()
 
     for (k, a), (_, b) in zip(
