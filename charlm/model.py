@@ -60,18 +60,25 @@ class CharRNN(nn.Module):
     def _gather_one_hot(self) -> bool:
         # One-hot input times W_ih is a row of W_ih: gather it instead of a (V x G*H) matmul.
         # Done for one torch layer (the textbook model); deeper stacks keep the dense input.
-        return self.cfg.impl == "torch" and self.cfg.layers == 1
+        return self.cfg.layers == 1
 
     def _one_hot_gather_forward(self, x: torch.Tensor, state: State | None):
         from charlm.scratch import recurrence
 
-        rnn, b = self.rnn, x.shape[0]
-        zx = F.embedding(x, rnn.weight_ih_l0.t()) + rnn.bias_ih_l0  # (B, T, G*H)
+        rnn, b, h = self.rnn, x.shape[0], self.cfg.hidden
+        if self.cfg.impl == "scratch":  # W_x (V, G*H) is already the gather table
+            zx = F.embedding(x, rnn.W_x_l0) + rnn.b_l0  # (B, T, G*H)
+            w_hh, b_hh = rnn.W_h_l0, rnn.W_h_l0.new_zeros(rnn.W_h_l0.shape[1])
+            if self.cfg.cell == "gru":
+                b_hh = torch.cat([rnn.b_hn_l0.new_zeros(2 * h), rnn.b_hn_l0])
+        else:
+            zx = F.embedding(x, rnn.weight_ih_l0.t()) + rnn.bias_ih_l0  # (B, T, G*H)
+            w_hh, b_hh = rnn.weight_hh_l0.t(), rnn.bias_hh_l0
         if state is None:
             zeros = zx.new_zeros(1, b, self.cfg.hidden)
             state = (zeros, zeros) if self.cfg.cell == "lstm" else zeros
         s0 = (state[0][0], state[1][0]) if self.cfg.cell == "lstm" else state[0]
-        out, s = recurrence(self.cfg.cell, zx, s0, rnn.weight_hh_l0.t(), rnn.bias_hh_l0)
+        out, s = recurrence(self.cfg.cell, zx, s0, w_hh, b_hh)
         state = (s[0][None], s[1][None]) if self.cfg.cell == "lstm" else s[None]  # (1, B, H)
         return self.logits(self.drop(out)), state
 

@@ -27,7 +27,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "hidden": 256, "layers": 1, "dropout": 0.0, "batch_size": 32, "seq_len": 35,
         "optimizer": "sgd", "lr": 100.0, "clip": 0.01, "epochs": 250, "weight_decay": 0.0,
         "warmup": 0, "val_fraction": 0.0, "kn_order": 0, "unk_prob": 0.0, "early_stop": 0,
-        "eval_epochs": 50,
+        "eval_epochs": 50, "precision": "fp32",
     },
 }  # fmt: skip
 

@@ -84,6 +84,18 @@ def test_tiny_model_overfits_tiny_corpus():
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_scratch_one_hot_gather_equals_scratch_dense(cell):
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        vocab_size=13, cell=cell, embed=0, hidden=6, layers=1, tie=False, impl="scratch"
+    )
+    m = CharRNN(cfg).double().eval()
+    x = torch.randint(13, (3, 7))
+    out, _ = m.rnn(F.one_hot(x, 13).double())
+    torch.testing.assert_close(m(x)[0], m.head(out), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_one_hot_gather_equals_dense_one_hot_matmul(cell):
     """--embed 0 computes one_hot(x) @ W_ih.T as a row gather: same values, same gradients."""
     torch.manual_seed(0)
