@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -181,6 +182,8 @@ def rows_training(vocab, train_ids, val_ids, tmp: Path, secs: float) -> None:
         ">= 1.0x",
     )
     ROWS[-1]["_rate"] = a
+    scratch = charlm_rate(replace(mcfg, impl="scratch"), tcfg, data, secs, tmp / "c")
+    row("train chars/s, --impl scratch vs torch (default)", scratch, a, "chars/s", "report")
 
 
 # ---- 2. FLOP utilisation ---

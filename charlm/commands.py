@@ -204,7 +204,10 @@ def _summary_table(console, s: dict) -> None:
     rows = [
         ("stopped", s["stopped"]),
         ("steps / epochs", f"{s['steps']:,} / {s['epochs']:.2f}"),
-        ("best held-out ppl", best),
+        (
+            "best train ppl (no held-out)" if s.get("best_is_train_ppl") else "best held-out ppl",
+            best,
+        ),
         ("last train ppl", f"{s['last_train_ppl']:.3f}" if s["last_train_ppl"] else "n/a"),
         ("time", f"{s['elapsed_s']:.1f} s"),
         ("chars/s", f"{s['chars_per_s']:,.0f}" if s["chars_per_s"] else "n/a"),

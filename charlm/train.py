@@ -79,9 +79,12 @@ class _Window:
     chars: int = 0
     seconds: float = 0.0
     grad_norm: float = 0.0
+    # the current epoch's running mean, as the textbook reports it (kept across evaluations)
+    epoch_loss_sum: float = 0.0
+    epoch_steps: int = 0
 
     def reset(self) -> None:
-        self.__init__()
+        self.loss_sum, self.steps, self.chars, self.seconds = 0.0, 0, 0, 0.0
 
 
 class _SignalGuard:
@@ -139,6 +142,10 @@ def _rng_snapshot(batch_gen_epoch_start: torch.Tensor, noise_gen: torch.Generato
     if torch.cuda.is_available():
         snap["cuda"] = torch.cuda.get_rng_state_all()
     return snap
+
+
+def _ppl(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else math.inf
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -319,6 +326,10 @@ class Trainer:
         self.prog.nonfinite_streak = 0
         if self.cfg.sampler == "consecutive":
             self.carry = detach_state(state)
+        if self.prog.batch_in_epoch == 1:
+            window.epoch_loss_sum, window.epoch_steps = 0.0, 0
+        window.epoch_loss_sum += loss_v
+        window.epoch_steps += 1
         window.loss_sum += loss_v
         window.steps += 1
         window.chars += x.numel()
@@ -335,6 +346,9 @@ class Trainer:
             "elapsed_s": round(self.prog.elapsed_s, 3),
             "train_loss": train_loss,
             "train_ppl": math.exp(train_loss) if train_loss < 700 else math.inf,
+            "epoch_train_ppl": _ppl(window.epoch_loss_sum / window.epoch_steps)
+            if window.epoch_steps
+            else None,
             "val_loss": val.loss if val else None,
             "val_ppl": val.perplexity if val else None,
             "val_ppl_net": net.perplexity if net else None,
@@ -498,8 +512,10 @@ class Trainer:
         mark = " *" if rec["best"] else ""
         write = bar.write if self.show_progress else self.echo
         write(
-            f"step {rec['step']:>6}  epoch {rec['epoch']:.2f}  train ppl {rec['train_ppl']:.2f}  "
-            f"val ppl {val}{mark}  lr {rec['lr']:.2e}  {rec['chars_per_s']:,.0f} chars/s"
+            f"step {rec['step']:>6}  epoch {rec['epoch']:.2f}  train ppl {rec['train_ppl']:.2f}"
+            + (f" (this epoch {rec['epoch_train_ppl']:.2f})" if rec["val_ppl"] is None else "")
+            + "  "
+            + f"val ppl {val}{mark}  lr {rec['lr']:.2e}  {rec['chars_per_s']:,.0f} chars/s"
         )
         for line in self.preview_lines():
             write(f"    {line}")
@@ -512,6 +528,7 @@ class Trainer:
             "epochs": self.prog.epoch + self.prog.batch_in_epoch / max(1, self.nb),
             "elapsed_s": self.prog.elapsed_s,
             "best_val_ppl": self.prog.best_val_ppl,
+            "best_is_train_ppl": len(self.data.val_ids) < 2,  # no held-out text to score
             "best_step": self.prog.best_step,
             "last_val_ppl": last["val_ppl"] if last else None,
             "last_train_ppl": last["train_ppl"] if last else None,
