@@ -182,6 +182,8 @@ def rows_training(vocab, train_ids, val_ids, tmp: Path, secs: float) -> None:
         ">= 1.0x",
     )
     ROWS[-1]["_rate"] = a
+    bf16 = charlm_rate(mcfg, replace(tcfg, precision="bf16"), data, secs, tmp / "d")
+    row("train chars/s, default + bf16 autocast (CLI default)", bf16, b, "chars/s", ">= 1.0x")
     scratch = charlm_rate(replace(mcfg, impl="scratch"), tcfg, data, secs, tmp / "c")
     row("train chars/s, --impl scratch vs torch (default)", scratch, a, "chars/s", "report")
 
@@ -374,9 +376,9 @@ def main() -> None:
             f"charlm benchmark: corpus {src}, vocab {len(vocab):,}, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads\n"
         )
-        head = f"| {'row':<46} | {'charlm':>10} | {'reference':>10} | {'unit':<8} | {'ratio':>7}"
+        head = f"| {'row':<52} | {'charlm':>10} | {'reference':>10} | {'unit':<8} | {'ratio':>7}"
         print(head + " | target |")
-        print(f"|{'-' * 48}|{'-' * 12}|{'-' * 12}|{'-' * 10}|{'-' * 9}|--------|")
+        print(f"|{'-' * 54}|{'-' * 12}|{'-' * 12}|{'-' * 10}|{'-' * 9}|--------|")
     want = set(ARGS.only.split(",")) if ARGS.only else None
     on = lambda name: want is None or name in want  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:

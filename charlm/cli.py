@@ -26,6 +26,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help and errors: faster to start (no Rich import for --help), and usage
+    # errors stay one line in scripts.
+    rich_markup_mode=None,
 )
 
 _M = ModelConfig(vocab_size=2)
@@ -261,6 +264,7 @@ def train(
 ) -> None:
     """Train a model on a corpus; writes CHECKPOINT_DIR/RUN/{best,last}.pt and metrics.jsonl.
 
+    \b
     Examples:
       charlm train --max-time 180
       charlm train --corpus jaychou_lyrics.txt.zip --run jay --cell gru --max-time 300
@@ -299,7 +303,7 @@ def generate(
     num_samples: Annotated[int, typer.Option(help="Samples, generated as one batch.")] = 1,
     lines: Annotated[int, typer.Option(help="Stop once the text has N lines (0 = off).")] = 0,
     skip_unknown: Annotated[
-        bool, typer.Option(help="Drop prefix characters the model never saw.")
+        bool, typer.Option("--skip-unknown", help="Drop prefix characters the model never saw.")
     ] = False,
     device: Device = "auto",
     checkpoint_dir: CkptDir = Path("checkpoints"),
@@ -308,6 +312,7 @@ def generate(
 ) -> None:
     """Write new lyrics to stdout, beginning with the prefix, as they are generated.
 
+    \b
     Examples:
       charlm generate --prefix 分开 --seed 1
       charlm generate --checkpoint jay --num-samples 3 --lines 4 --json
@@ -374,6 +379,7 @@ def evaluate(
     Prints the perplexity on stdout (a table on stderr), or with --json:
     {"loss", "perplexity", "bits_per_char", "chars", "unknown_chars", ...}
 
+    \b
     Examples:
       charlm evaluate
       charlm evaluate --checkpoint jay --split all --corpus other_lyrics.txt --json
@@ -427,6 +433,7 @@ def info(
 ) -> None:
     """Show a model's weight shapes, parameter counts and tensor shapes (batch-first).
 
+    \b
     Examples:
       charlm info --checkpoint jay
       charlm info --cell lstm --layers 2 --hidden 512 --vocab-size 2614 --json
