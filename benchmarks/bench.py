@@ -61,7 +61,7 @@ def row(name: str, charlm: float | None, ref: float | None, unit: str, target: s
         if kw.get("gb_per_s"):
             target = f"{target} ({kw['gb_per_s']} GB/s of weights)"
         print(
-            f"| {name:<46} | {fmt(charlm):>10} | {fmt(ref):>10} | {unit:<8} | {rs:>7} | {target} |",
+            f"| {name:<52} | {fmt(charlm):>10} | {fmt(ref):>10} | {unit:<8} | {rs:>7} | {target} |",
             flush=True,
         )
 
