@@ -96,6 +96,7 @@ def test_generate_to_file_holds_only_text(trained, tmp_path):
     assert "seed" not in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("no_color", [False, True])
 def test_no_ansi_when_stderr_is_not_a_terminal(trained, no_color):
     env = _env(NO_COLOR="1") if no_color else _env()
@@ -118,3 +119,65 @@ def test_no_ansi_when_stderr_is_not_a_terminal(trained, no_color):
 def test_python_m_and_version():
     r = subprocess.run([*CHARLM, "--version"], capture_output=True, env=_env())
     assert r.returncode == 0 and r.stdout.decode().startswith("charlm ")
+
+
+def _start_training(tmp_path: Path, run: str, *extra: str) -> tuple[subprocess.Popen, Path, bytes]:
+    corpus = tmp_path / "lyrics.txt"
+    corpus.write_text(tiny_text(), encoding="utf-8")
+    ck = tmp_path / "ck"
+    proc = subprocess.Popen(
+        [*CHARLM, "train", "--corpus", corpus, "--run", run, "--checkpoint-dir", ck, *TINY_TRAIN,
+         "--epochs", "100000", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+    )  # fmt: skip
+    header = proc.stderr.readline()
+    assert b"held-out" in header, header
+    return proc, ck / run, header
+
+
+@pytest.mark.slow
+def test_kill_during_saves_leaves_a_loadable_checkpoint(tmp_path):
+    from charlm import checkpoint
+
+    # --eval-every 1: a checkpoint is written every step, so SIGKILL lands in or near a save.
+    proc, run, _ = _start_training(tmp_path, "k", "--eval-every", "1")
+    deadline = time.time() + 60
+    while not (run / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    for delay in (0.13, 0.29, 0.41):
+        time.sleep(delay)
+        assert proc.poll() is None
+        checkpoint.load(run / "last.pt")  # always a whole file, mid-save or not
+    proc.kill()
+    proc.wait(timeout=30)
+    for name in ("last.pt", "best.pt"):
+        checkpoint.load(run / name)
+    r = subprocess.run(
+        [*CHARLM, "train", "--run", "k", "--checkpoint-dir", run.parent, "--resume", "--max-time",
+         "1", "--eval-every", "1000"], capture_output=True, env=_env(),
+    )  # fmt: skip
+    assert r.returncode == 0, (
+        r.stderr.decode()
+    )  # the stale lock of the killed trainer is taken over
+
+
+@pytest.mark.slow
+def test_second_ctrl_c_exits_at_once(tmp_path):
+    from charlm import checkpoint
+
+    proc, run, _ = _start_training(tmp_path, "c", "--eval-every", "5")
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    # every .pt present is whole (a leftover temporary file is harmless and never loaded)
+    for p in run.glob("*.pt"):
+        checkpoint.load(p)
+
+
+def test_no_arguments_shows_help():
+    r = subprocess.run(CHARLM, capture_output=True, env=_env())
+    out = (r.stdout + r.stderr).decode()
+    assert "train" in out and "generate" in out and "evaluate" in out
+    assert "Traceback" not in out
