@@ -141,7 +141,7 @@ def train(
     ] = None,
     preset: Annotated[
         str | None,
-        typer.Option(help="d2l: the textbook's setting (explicit options still win)."),
+        typer.Option(help="auto (the defaults, sized from the corpus) or d2l (the textbook)."),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue --run (default: the newest run).")

@@ -20,6 +20,8 @@ MODEL_FIELDS = ("cell", "embed", "hidden", "layers", "dropout", "tie", "impl")
 
 # Option sets a flag away. Explicit options win over a preset.
 PRESETS: dict[str, dict[str, Any]] = {
+    # The defaults: model size and regularisation from the corpus length (auto_sizes).
+    "auto": {},
     # Dive into Deep Learning, "RNN from scratch" on the Jay Chou lyrics: the first 10,000
     # characters with line breaks as spaces, one-hot input, RNN 256, SGD lr 100, clip 0.01.
     "d2l": {

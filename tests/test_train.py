@@ -135,3 +135,39 @@ def test_nonfinite_steps_never_reach_weights_then_diverge(tmp_path):
     for n, p in t.model.named_parameters():
         if n != "out_bias":
             assert torch.equal(before[n], p), n
+
+
+def test_lr_schedule_warmup_then_plateau_halving():
+    from charlm.train import Progress, lr_at
+
+    cfg = TrainConfig(lr=1e-2, warmup=4)
+    p = Progress(seed=0)
+    assert [round(lr_at(cfg, Progress(seed=0, step=s)), 6) for s in range(5)] == [
+        0.0025,
+        0.005,
+        0.0075,
+        0.01,
+        0.01,
+    ]
+    p.step, p.lr_scale = 100, 0.25
+    assert lr_at(cfg, p) == pytest.approx(0.0025)
+
+
+def test_plateau_halves_lr_and_early_stops(tmp_path):
+    data = make_data()
+    t = make_trainer(tmp_path, data, max_steps=10_000, eval_every=5, lr_patience=1, early_stop=3,
+                     lr=1e-9)  # fmt: skip
+    summary = t.run()  # a learning rate this small never improves: halve, halve, stop
+    assert summary["stopped"] == "early-stop"
+    assert t.prog.lr_scale == pytest.approx(0.5**3)
+
+
+def test_once_seen_characters_train_the_unknown_symbol(tmp_path):
+    text = tiny_text() + "独\n"  # 独 appears once in the training text
+    data = make_data(text + "分开" * 400)
+    t = make_trainer(tmp_path, data, unk_prob=1.0)
+    rare_id = data.vocab.encode("独")[0]
+    assert t.rare[rare_id] and not t.rare[data.vocab.encode("分")[0]]
+    x = torch.tensor([[rare_id, data.vocab.encode("分")[0]]])
+    nx, ny = t._noise(x, x.clone())
+    assert nx.tolist() == [[0, x[0, 1].item()]] and ny.tolist() == nx.tolist()
