@@ -295,8 +295,8 @@ def run_evaluate(
     if encoding:
         opts["encoding"] = encoding
     source = corpus_src or stored.get("source")
-    if not source:
-        raise UsageError(f"{path}: records no corpus; pass --corpus")
+    if not source or (source == "-" and not corpus_src):
+        raise UsageError(f"{path}: was trained from stdin or records no corpus; pass --corpus")
     corpus = read_corpus(source, CorpusOptions(**opts))
     _notes(console, corpus)
     if not corpus_src and stored.get("fingerprint") and corpus.fingerprint != stored["fingerprint"]:

@@ -231,3 +231,13 @@ def test_auto_sizes_rule_scales_with_corpus():
     assert big["dropout"] < small["dropout"] and big["weight_decay"] < small["weight_decay"]
     assert with_auto_sizes({"hidden": 64}, 60_000)["hidden"] == 64  # explicit wins
     assert with_auto_sizes({"optimizer": "sgd"}, 60_000)["weight_decay"] == 0.0
+
+
+def test_train_from_stdin_then_evaluate_needs_corpus(runner, tmp_path):
+    from .conftest import tiny_text
+
+    r = invoke(runner, ["train", "--corpus", "-", "--checkpoint-dir", tmp_path, "--max-steps", "3",
+                        *TINY_TRAIN], input=tiny_text())  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    r = invoke(runner, ["evaluate", "--checkpoint-dir", tmp_path])
+    assert r.exit_code == 2 and "--corpus" in r.stderr
