@@ -273,8 +273,12 @@ def naive_generate(model: CharRNN, n_samples: int, length: int) -> float:
     return n_samples * length / (time.perf_counter() - t0)
 
 
-def charlm_generate(model: CharRNN, vocab: Vocab, n_samples: int, length: int) -> float:
-    cfg = SampleConfig(length=length, num_samples=n_samples, seed=0, temperature=1.0)
+def charlm_generate(
+    model: CharRNN, vocab: Vocab, n_samples: int, length: int, precision: str = "fp32"
+) -> float:
+    cfg = SampleConfig(
+        length=length, num_samples=n_samples, seed=0, temperature=1.0, precision=precision
+    )
     t0 = time.perf_counter()
     for _ in generate(model, vocab, "分开" if "分" in vocab else "", cfg):
         pass
@@ -300,6 +304,23 @@ def rows_generation(vocab: Vocab, length: int) -> None:
     row(
         "generate chars/s, 32 samples batched",
         many,
+        naive_generate(model, 32, length // 4),
+        "chars/s",
+        ">= 15,000",
+    )
+    half = charlm_generate(model, vocab, 1, length, "bf16")
+    row(
+        "generate chars/s, 1 stream, --precision bf16",
+        half,
+        naive_generate(model, 1, length),
+        "chars/s",
+        ">= 1,500",
+        gb_per_s=round(half * weight_bytes / 2 / 1e9, 2),
+    )
+    half32 = charlm_generate(model, vocab, 32, length // 4, "bf16")
+    row(
+        "generate chars/s, 32 samples, --precision bf16",
+        half32,
         naive_generate(model, 32, length // 4),
         "chars/s",
         ">= 15,000",

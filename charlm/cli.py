@@ -302,6 +302,10 @@ def generate(
     seed: Annotated[int | None, typer.Option(help="Same seed -> same text.")] = None,
     num_samples: Annotated[int, typer.Option(help="Samples, generated as one batch.")] = 1,
     lines: Annotated[int, typer.Option(help="Stop once the text has N lines (0 = off).")] = 0,
+    precision: Annotated[
+        str,
+        typer.Option(help="fp32, or bf16 / fp16: faster steps, logits differ in the 3rd decimal."),
+    ] = "fp32",
     skip_unknown: Annotated[
         bool, typer.Option("--skip-unknown", help="Drop prefix characters the model never saw.")
     ] = False,
@@ -334,6 +338,7 @@ def generate(
         lines=lines,
         num_samples=num_samples,
         seed=seed,
+        precision=precision,
     )
     if prefix == "-":
         prefix = sys.stdin.read().rstrip("\n")

@@ -102,8 +102,9 @@ def generate(
     x = torch.tensor([start] * n, device=device)  # (B, Tp)
     logits, state = model(x)  # the whole prefix in one pass
     last = logits[:, -1]  # (B, V)
-    stepper = Stepper(model)
-    state = Stepper.split(state, model.cfg.cell)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
+    stepper = Stepper(model, dtype)
+    state = stepper.cast_states(Stepper.split(state, model.cfg.cell))
     for _ in range(cfg.length):
         if mixture:
             last = mixture.next_logprobs(last, contexts)  # (B, V) log-probs act as logits

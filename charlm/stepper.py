@@ -19,9 +19,24 @@ from charlm.model import CharRNN, State
 class Stepper:
     """Built from a CharRNN in eval mode; `step(ids (B,), states) -> (logits (B, V), states)`."""
 
-    def __init__(self, model: CharRNN) -> None:
-        self.model, self.cfg = model, model.cfg
-        self.layers = [self._layer(i) for i in range(self.cfg.layers)]
+    def __init__(self, model: CharRNN, dtype: torch.dtype = torch.float32) -> None:
+        self.model, self.cfg, self.dtype = model, model.cfg, dtype
+        # Half-precision copies halve the bytes read per character (opt-in: `--precision`).
+        cast = (lambda t: t.to(dtype)) if dtype != torch.float32 else (lambda t: t)
+        self.layers = [
+            {k: cast(v) for k, v in self._layer(i).items()} for i in range(self.cfg.layers)
+        ]
+        m = model
+        self.embed = cast(m.embed.weight.detach()) if m.embed is not None else None
+        if self.cfg.tie:
+            self.out = (
+                cast(m.proj.weight.detach()),
+                cast(m.proj.bias.detach()),
+                self.embed,
+                cast(m.out_bias.detach()),
+            )
+        else:
+            self.out = (cast(m.head.weight.detach()), cast(m.head.bias.detach()))
 
     @torch.no_grad()
     def _layer(self, i: int) -> dict[str, torch.Tensor]:
@@ -66,7 +81,7 @@ class Stepper:
         Written for few tensor operations per layer: a one-step call is bound by per-operation
         overhead as much as by arithmetic."""
         cell, H = self.cfg.cell, self.cfg.hidden
-        x = self.model.embed(ids) if self.model.embed is not None else None  # (B, E)
+        x = F.embedding(ids, self.embed) if self.embed is not None else None  # (B, E)
         new = []
         for i, layer in enumerate(self.layers):
             h = states[i][0] if cell == "lstm" else states[i]
@@ -87,4 +102,15 @@ class Stepper:
             else:
                 x = (gx if gh is None else gx + gh).tanh()
                 new.append(x)
-        return self.model.logits(x), new
+        return self._logits(x).float(), new
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        if self.cfg.tie:
+            w_p, b_p, table, bias = self.out
+            return F.linear(F.linear(h, w_p, b_p), table, bias)
+        return F.linear(h, *self.out)
+
+    def cast_states(self, states: list) -> list:
+        if self.cfg.cell == "lstm":
+            return [(h.to(self.dtype), c.to(self.dtype)) for h, c in states]
+        return [h.to(self.dtype) for h in states]

@@ -241,3 +241,12 @@ def test_train_from_stdin_then_evaluate_needs_corpus(runner, tmp_path):
     assert r.exit_code == 0, r.stderr
     r = invoke(runner, ["evaluate", "--checkpoint-dir", tmp_path])
     assert r.exit_code == 2 and "--corpus" in r.stderr
+
+
+def test_generate_bf16_is_deterministic(trained, runner):
+    args = ["generate", "--checkpoint-dir", trained, "--length", "30", "--seed", "3",
+            "--precision", "bf16"]  # fmt: skip
+    a, b = invoke(runner, args), invoke(runner, args)
+    assert a.exit_code == 0 and a.stdout == b.stdout and a.stdout.startswith("分开")
+    bad = invoke(runner, ["generate", "--checkpoint-dir", trained, "--precision", "fp8"])
+    assert bad.exit_code == 2 and "--precision" in bad.stderr

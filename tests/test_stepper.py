@@ -26,3 +26,18 @@ def test_steps_equal_the_full_forward(cell, impl, embed, layers):
         logit, state = step.step(x[:, t], state)
         outs.append(logit)
     torch.testing.assert_close(torch.stack(outs[:-1], 1), full[:, 1:7], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_steps_stay_close(dtype):
+    torch.manual_seed(0)
+    m = CharRNN(
+        ModelConfig(vocab_size=9, cell="lstm", embed=5, hidden=6, layers=2, dropout=0)
+    ).eval()
+    x = torch.randint(9, (2, 4))
+    _, state = m(x)
+    ref, _ = Stepper(m).step(x[:, -1], Stepper.split(state, "lstm"))
+    half = Stepper(m, dtype)
+    got, _ = half.step(x[:, -1], half.cast_states(Stepper.split(state, "lstm")))
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, ref, rtol=0, atol=0.05)
