@@ -18,7 +18,7 @@ import torch
 from charlm import checkpoint
 from charlm.batching import check_enough
 from charlm.config import SampleConfig, TrainConfig
-from charlm.corpus import CorpusOptions, read_corpus
+from charlm.corpus import CorpusOptions, read_corpus, split_text
 from charlm.errors import CheckpointError, Interrupted, UsageError
 from charlm.evaluate import EvalResult, target_logprobs
 from charlm.kneser_ney import KneserNey
@@ -34,7 +34,6 @@ from charlm.runs import (
     default_corpus,
     model_config_for,
     new_run_name,
-    split,
     train_config_for,
     with_auto_sizes,
 )
@@ -100,7 +99,7 @@ def _prepare_resume(given: dict[str, Any], ckdir: Path, console, device: torch.d
             console.print(f"resume: {k} {getattr(base, k)} -> {v}")
     vocab = Vocab(payload["vocab"])
     mcfg = model_config_for(len(vocab), payload["model_config"])
-    train_text, val_text = split(corpus.text, cfg.val_fraction)
+    train_text, val_text = split_text(corpus.text, cfg.val_fraction)
     rec = payload["corpus"]
     return run_dir, payload, cfg, mcfg, vocab, train_text, val_text, rec
 
@@ -113,14 +112,14 @@ def _prepare_new(given: dict[str, Any], ckdir: Path, console, device: torch.devi
     if given.get("seed") is None:
         given = {**given, "seed": new_seed()}
     val_fraction = given.get("val_fraction")
-    train_text, _ = split(
+    train_text, _ = split_text(
         corpus.text, TrainConfig().val_fraction if val_fraction is None else val_fraction
     )
     given = with_auto_sizes(given, len(train_text))
     if given.get("precision") is None:
         given = {**given, "precision": auto_precision(device)}
     cfg = train_config_for(given)
-    train_text, val_text = split(corpus.text, cfg.val_fraction)
+    train_text, val_text = split_text(corpus.text, cfg.val_fraction)
     vocab = Vocab.build(train_text)
     mcfg = model_config_for(len(vocab), given)
     name = check_run_name(given["run"]) if given["run"] else new_run_name(ckdir)
@@ -303,7 +302,7 @@ def run_evaluate(
         console.print(
             f"[yellow]warning:[/] {source} changed since training; scores may not compare"
         )
-    train_text, val_text = split(corpus.text, stored.get("val_fraction", 0.1))
+    train_text, val_text = split_text(corpus.text, stored.get("val_fraction", 0.1))
     text = {"val": val_text, "train": train_text, "all": corpus.text}[which]
     if len(text) < 2:
         raise UsageError(

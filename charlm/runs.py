@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from charlm.config import BIDIRECTIONAL_REASON, ModelConfig, TrainConfig
-from charlm.corpus import CorpusOptions, read_corpus, split_text
+from charlm.corpus import CorpusOptions
 from charlm.errors import CheckpointError, DataError, UsageError
 
 DEFAULT_CORPUS_NAME = "tang_song_zh.zip"
@@ -112,10 +112,6 @@ def corpus_options(opts: dict[str, Any]) -> CorpusOptions:
     )
 
 
-def load_text(source: str, copts: CorpusOptions):
-    return read_corpus(source, copts)
-
-
 def model_config_for(vocab_size: int, given: dict[str, Any]) -> ModelConfig:
     if given.get("bidirectional"):
         raise UsageError(f"--bidirectional: {BIDIRECTIONAL_REASON}")
@@ -158,7 +154,3 @@ def corpus_record(source: str, fingerprint: str, copts: CorpusOptions, val_fract
         "options": asdict(copts),
         "val_fraction": val_fraction,
     }
-
-
-def split(text: str, val_fraction: float) -> tuple[str, str]:
-    return split_text(text, val_fraction)

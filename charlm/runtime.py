@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import secrets
 
 import torch
@@ -35,11 +34,6 @@ def choose_device(name: str = "auto") -> torch.device:
 def new_seed() -> int:
     """A fresh seed for runs that did not ask for one (printed and stored, so it can be reused)."""
     return secrets.randbelow(2**31)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
 
 
 def make_generator(seed: int) -> torch.Generator:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from charlm import checkpoint
 from charlm.batching import batches_per_epoch, make_batches
 from charlm.config import ModelConfig, SampleConfig, TrainConfig
-from charlm.errors import DivergedError, Interrupted, ResourceError
+from charlm.errors import DivergedError, ResourceError
 from charlm.evaluate import EvalResult, target_logprobs
 from charlm.kneser_ney import KneserNey
 from charlm.mixture import Mixture, fit_weight, kn_logprobs, mix_logprobs, to_payload
@@ -538,8 +538,3 @@ class Trainer:
             "last": str(self.run_dir / "last.pt"),
             "seed": self.prog.seed,
         }
-
-
-def raise_if_interrupted(summary: dict[str, Any]) -> None:
-    if summary.get("stopped") == "interrupted" and summary.get("signal") is not None:
-        raise Interrupted(summary["signal"])
