@@ -111,15 +111,13 @@ def _prepare_new(given: dict[str, Any], ckdir: Path, console, device: torch.devi
     _notes(console, corpus)
     if given.get("seed") is None:
         given = {**given, "seed": new_seed()}
-    val_fraction = given.get("val_fraction")
-    train_text, _ = split_text(
-        corpus.text, TrainConfig().val_fraction if val_fraction is None else val_fraction
-    )
-    given = with_auto_sizes(given, len(train_text))
+    if given.get("val_fraction") is None:
+        given = {**given, "val_fraction": TrainConfig().val_fraction}
+    train_text, val_text = split_text(corpus.text, given["val_fraction"])
+    given = with_auto_sizes(given, len(train_text))  # sizes follow the training text
     if given.get("precision") is None:
         given = {**given, "precision": auto_precision(device)}
     cfg = train_config_for(given)
-    train_text, val_text = split_text(corpus.text, cfg.val_fraction)
     vocab = Vocab.build(train_text)
     mcfg = model_config_for(len(vocab), given)
     name = check_run_name(given["run"]) if given["run"] else new_run_name(ckdir)

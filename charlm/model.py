@@ -66,20 +66,14 @@ class CharRNN(nn.Module):
     def _one_hot_gather_forward(self, x: torch.Tensor, state: State | None):
         from charlm.scratch import recurrence
 
-        rnn, b, h = self.rnn, x.shape[0], self.cfg.hidden
-        if self.cfg.impl == "scratch":  # W_x (V, G*H) is already the gather table
-            zx = F.embedding(x, rnn.W_x_l0) + rnn.b_l0  # (B, T, G*H)
-            w_hh, b_hh = rnn.W_h_l0, rnn.W_h_l0.new_zeros(rnn.W_h_l0.shape[1])
-            if self.cfg.cell == "gru":
-                b_hh = torch.cat([rnn.b_hn_l0.new_zeros(2 * h), rnn.b_hn_l0])
-        else:
-            zx = F.embedding(x, rnn.weight_ih_l0.t()) + rnn.bias_ih_l0  # (B, T, G*H)
-            w_hh, b_hh = rnn.weight_hh_l0.t(), rnn.bias_hh_l0
+        b = x.shape[0]
+        w_ih, w_hh, b_ih, b_hh = layer_weights(self, 0)
+        zx = F.embedding(x, w_ih.t()) + b_ih  # (B, T, G*H) == one_hot(x) @ w_ih.T + b_ih
         if state is None:
             zeros = zx.new_zeros(1, b, self.cfg.hidden)
             state = (zeros, zeros) if self.cfg.cell == "lstm" else zeros
         s0 = (state[0][0], state[1][0]) if self.cfg.cell == "lstm" else state[0]
-        out, s = recurrence(self.cfg.cell, zx, s0, w_hh, b_hh)
+        out, s = recurrence(self.cfg.cell, zx, s0, w_hh.t(), b_hh)
         state = (s[0][None], s[1][None]) if self.cfg.cell == "lstm" else s[None]  # (1, B, H)
         return self.logits(self.drop(out)), state
 
@@ -92,6 +86,17 @@ class CharRNN(nn.Module):
         if self.cfg.tie:
             return F.linear(self.proj(h), self.embed.weight, self.out_bias)  # (..., E) -> (..., V)
         return self.head(h)
+
+
+def layer_weights(model: CharRNN, layer: int) -> tuple[torch.Tensor, ...]:
+    """Recurrent layer `layer` in torch's layout, whichever --impl holds it:
+    (weight_ih (G*H, D), weight_hh (G*H, H), bias_ih (G*H), bias_hh (G*H))."""
+    rnn = model.rnn
+    if model.cfg.impl == "scratch":
+        return rnn.torch_layout(layer)
+    return tuple(
+        getattr(rnn, f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    )
 
 
 def detach_state(state: State | None) -> State | None:

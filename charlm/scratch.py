@@ -201,11 +201,15 @@ def recurrence(cell: str, zx, state, Wh, bh):
 def layer_forward(cell: str, x, state, Wx, Wh, b, b_hn=None):
     """One layer: x (B, T, D), state h0 (B, H) or (h0, c0) -> out (B, T, H), new state."""
     zx = x @ Wx + b  # (B, T, G*H): the input part of every step in one matmul
-    H = Wh.shape[0]
-    # The GRU's candidate keeps its own recurrent bias (the reset gate multiplies it); for the
-    # other cells b already holds torch's two biases added together.
-    bh = torch.cat([b_hn.new_zeros(2 * H), b_hn]) if cell == "gru" else Wh.new_zeros(Wh.shape[1])
-    return recurrence(cell, zx, state, Wh, bh)
+    return recurrence(cell, zx, state, Wh, recurrent_bias(cell, Wh, b_hn))
+
+
+def recurrent_bias(cell: str, Wh: torch.Tensor, b_hn: torch.Tensor | None) -> torch.Tensor:
+    """b_h (G*H): the GRU's candidate keeps its own recurrent bias (the reset gate multiplies
+    it); for the other cells b already holds torch's two biases added together, so zeros."""
+    if cell == "gru":
+        return torch.cat([b_hn.new_zeros(2 * Wh.shape[0]), b_hn])
+    return Wh.new_zeros(Wh.shape[1])
 
 
 # ---- a drop-in for nn.RNN / nn.GRU / nn.LSTM (batch_first) ---
@@ -236,6 +240,11 @@ class ScratchRNN(nn.Module):
                 self.register_parameter(
                     f"b_hn_l{layer}", nn.Parameter(torch.empty(hidden).uniform_(-bound, bound))
                 )
+
+    def torch_layout(self, layer: int) -> tuple[torch.Tensor, ...]:
+        """This layer as torch's (weight_ih (G*H, D), weight_hh (G*H, H), bias_ih, bias_hh)."""
+        Wx, Wh, b, *b_hn = self.params(layer)
+        return Wx.t(), Wh.t(), b, recurrent_bias(self.cell, Wh, b_hn[0] if b_hn else None)
 
     def params(self, layer: int) -> list[torch.Tensor]:
         names = ["W_x", "W_h", "b"] + (["b_hn"] if self.cell == "gru" else [])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from charlm.model import CharRNN, State
+from charlm.model import CharRNN, State, layer_weights
 
 
 class Stepper:
@@ -40,24 +40,24 @@ class Stepper:
 
     @torch.no_grad()
     def _layer(self, i: int) -> dict[str, torch.Tensor]:
-        rnn, cell, H = self.model.rnn, self.cfg.cell, self.cfg.hidden
-        if self.cfg.impl == "scratch":
-            w_ih, w_hh = getattr(rnn, f"W_x_l{i}").t(), getattr(rnn, f"W_h_l{i}").t()
-            b_ih, b_hh = getattr(rnn, f"b_l{i}"), torch.zeros_like(getattr(rnn, f"b_l{i}"))
-            if cell == "gru":
-                b_hh = torch.cat([torch.zeros(2 * H, dtype=b_hh.dtype), getattr(rnn, f"b_hn_l{i}")])
-        else:
-            w_ih, w_hh = getattr(rnn, f"weight_ih_l{i}"), getattr(rnn, f"weight_hh_l{i}")
-            b_ih, b_hh = getattr(rnn, f"bias_ih_l{i}"), getattr(rnn, f"bias_hh_l{i}")
-        one_hot_input = i == 0 and self.cfg.embed == 0
-        layer = {"w_ih": w_ih.contiguous(), "b_ih": b_ih, "w_hh": w_hh.contiguous(), "b_hh": b_hh}
-        if one_hot_input:
-            layer["table"] = w_ih.t().contiguous()  # (V, G*H): a one-hot row picks a column
-        elif cell != "gru":
-            # [x, h] @ [W_ih | W_hh]^T in one product; the GRU needs the two parts apart.
-            layer["w"] = torch.cat([w_ih, w_hh], dim=1).contiguous()  # (G*H, D+H)
-            layer["b"] = b_ih + b_hh
-        return layer
+        w_ih, w_hh, b_ih, b_hh = layer_weights(self.model, i)
+        if i == 0 and self.cfg.embed == 0:
+            # one-hot input: a row of this (V, G*H) table instead of a product
+            return {
+                "table": w_ih.t().contiguous(),
+                "b_ih": b_ih,
+                "w_hh": w_hh.contiguous(),
+                "b_hh": b_hh,
+            }
+        if self.cfg.cell == "gru":  # the reset gate needs the two parts apart
+            return {
+                "w_ih": w_ih.contiguous(),
+                "b_ih": b_ih,
+                "w_hh": w_hh.contiguous(),
+                "b_hh": b_hh,
+            }
+        # [x, h] @ [W_ih | W_hh]^T in one product
+        return {"w": torch.cat([w_ih, w_hh], dim=1).contiguous(), "b": b_ih + b_hh}  # (G*H, D+H)
 
     def _gates(self, layer: dict, x: torch.Tensor, ids: torch.Tensor | None, h: torch.Tensor):
         if "table" in layer:  # one-hot input: gather instead of multiply
