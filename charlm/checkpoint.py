@@ -2,7 +2,10 @@
 
 The file is a plain dict of primitives and tensors, loaded with `weights_only=True` passed
 explicitly, so a file carrying pickled code is refused before any of it runs. A sha256 digest
-of the weights catches a damaged file before it is used.
+over everything else in the file (weights, vocabulary, configs, count model, optimizer,
+progress, random generator states, carried state) catches a damaged file before any of it is
+used: torch does not check the zip's CRCs, so without it a flipped byte in the vocabulary
+would load silently and change every generated character.
 """
 
 from __future__ import annotations
@@ -22,17 +25,50 @@ from charlm.config import ModelConfig
 from charlm.errors import CheckpointError, ResourceError
 from charlm.vocab import Vocab
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the digest covers the whole payload; 1: the weights only
 REQUIRED_KEYS = ("format_version", "model_config", "vocab", "model_state", "digest")
 
 
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    t = t.detach().cpu().contiguous().reshape(-1)  # 1-d: a 0-d tensor cannot be viewed as bytes
+    return t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+
+
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 over names, dtypes, shapes and raw bytes, in sorted name order."""
+    """sha256 over names, dtypes, shapes and raw bytes, in sorted name order (format 1)."""
     h = hashlib.sha256()
     for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
+        t = tensors[name]
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(_tensor_bytes(t))
+    return h.hexdigest()
+
+
+def _feed(h: Any, obj: Any) -> None:
+    """Feed one value of a payload to the hash in a canonical, type-tagged form."""
+    if isinstance(obj, torch.Tensor):
+        h.update(f"T{obj.dtype}{tuple(obj.shape)}|".encode())
+        h.update(_tensor_bytes(obj))
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}|".encode())
+        # keys may mix types (the optimizer's state is keyed by int): order by type, then text
+        for k in sorted(obj, key=lambda k: (type(k).__name__, str(k))):
+            _feed(h, k)
+            _feed(h, obj[k])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}|".encode())
+        for v in obj:
+            _feed(h, v)
+    elif obj is None or isinstance(obj, (bool, int, float, str)):
+        h.update(f"{type(obj).__name__}:{obj!r}|".encode())
+    else:
+        raise TypeError(f"a checkpoint holds only plain data, not {type(obj).__name__}")
+
+
+def payload_digest(payload: dict[str, Any]) -> str:
+    """sha256 over every entry of a payload but the digest itself."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in payload.items() if k != "digest"})
     return h.hexdigest()
 
 
@@ -50,9 +86,9 @@ def build_payload(
         "model_config": {**model_cfg.__dict__},
         "vocab": list(vocab.tokens),
         "model_state": state,
-        "digest": tensor_digest(state),
     }
     payload.update(extra)
+    payload["digest"] = payload_digest(payload)
     return payload
 
 
@@ -129,16 +165,20 @@ def validate(payload: Any, where: str) -> dict[str, Any]:
     state = payload["model_state"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{where}: model_state is not a dict of tensors")
-    if tensor_digest(state) != payload["digest"]:
+    try:
+        digest = payload_digest(payload) if version >= 2 else tensor_digest(state)
+    except TypeError as e:
+        raise CheckpointError(f"{where}: not a charlm checkpoint ({e})") from None
+    if digest != payload["digest"]:
         raise CheckpointError(
-            f"{where}: the weights do not match their stored digest (the file is damaged); "
-            "use another checkpoint, e.g. last.pt"
+            f"{where}: the contents do not match their stored digest (the file is damaged); "
+            "use another checkpoint, e.g. last.pt or best.pt"
         )
     return payload
 
 
-def restore_model(payload: dict[str, Any], where: str):
-    """Build the CharRNN, Vocab and ModelConfig a verified payload describes."""
+def restore_model(payload: dict[str, Any], where: str, device: torch.device | str = "cpu"):
+    """Build the CharRNN (on `device`), Vocab and ModelConfig a verified payload describes."""
     from charlm.model import CharRNN
 
     cfg = ModelConfig.from_dict(payload["model_config"])
@@ -148,7 +188,7 @@ def restore_model(payload: dict[str, Any], where: str):
             f"{where}: vocab has {len(vocab)} entries but model_config.vocab_size is "
             f"{cfg.vocab_size}"
         )
-    model = CharRNN(cfg)
+    model = CharRNN(cfg, device)
     expected = model.state_dict()
     state = payload["model_state"]
     missing = sorted(set(expected) - set(state))

@@ -31,12 +31,41 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-_M = ModelConfig(vocab_size=2)
-_T = TrainConfig()
+MODEL_DEFAULTS = ModelConfig(vocab_size=2)
+TRAIN_DEFAULTS = TrainConfig()
 
 
-def _d(value: object) -> str:
+def _default(value: object) -> str:
     return f" (default: {value})"
+
+
+# Model options, shared by `train` and `info` (one declaration, one help text each).
+Cell = Annotated[str | None, typer.Option(help=f"rnn, gru or lstm.{_default(MODEL_DEFAULTS.cell)}")]
+Embed = Annotated[
+    int | None,
+    typer.Option(help="Embedding size; 0 = one-hot. (default: train sizes it from the corpus)"),
+]
+Hidden = Annotated[
+    int | None,
+    typer.Option(help="Hidden units per layer. (default: train sizes it from the corpus)"),
+]
+Layers = Annotated[
+    int | None, typer.Option(help="Recurrent layers. (default: train sizes it from the corpus)")
+]
+Tie = Annotated[
+    bool | None,
+    typer.Option(
+        "--tie/--no-tie",
+        help="Share the embedding table with the output layer. (default: when --embed > 0)",
+    ),
+]
+Impl = Annotated[
+    str | None,
+    typer.Option(
+        help="torch, or scratch (charlm's own cells, hand-written BPTT)."
+        + _default(MODEL_DEFAULTS.impl)
+    ),
+]
 
 
 CkptDir = Annotated[
@@ -146,46 +175,30 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue --run (default: the newest run).")
     ] = False,
-    cell: Annotated[str | None, typer.Option(help=f"rnn, gru or lstm.{_d(_M.cell)}")] = None,
-    embed: Annotated[
-        int | None,
-        typer.Option(help="Embedding size; 0 = one-hot. (default: auto from corpus size)"),
-    ] = None,
-    hidden: Annotated[
-        int | None, typer.Option(help="Hidden units per layer. (default: auto from corpus size)")
-    ] = None,
-    layers: Annotated[
-        int | None, typer.Option(help="Recurrent layers. (default: auto from corpus size)")
-    ] = None,
+    cell: Cell = None,
+    embed: Embed = None,
+    hidden: Hidden = None,
+    layers: Layers = None,
     dropout: Annotated[
         float | None, typer.Option(help="Dropout. (default: auto from corpus size)")
     ] = None,
-    tie: Annotated[
-        bool | None,
-        typer.Option(
-            "--tie/--no-tie", help="Share the embedding table with the output layer." + _d(_M.tie)
-        ),
-    ] = None,
-    impl: Annotated[
-        str | None,
-        typer.Option(
-            help="torch, or scratch (charlm's own cells, hand-written BPTT)." + _d(_M.impl)
-        ),
-    ] = None,
+    tie: Tie = None,
+    impl: Impl = None,
     bidirectional: Annotated[
         bool, typer.Option("--bidirectional", help="Refused: cannot generate.")
     ] = False,
     sampler: Annotated[
-        str | None, typer.Option(help=f"random or consecutive.{_d(_T.sampler)}")
+        str | None, typer.Option(help=f"random or consecutive.{_default(TRAIN_DEFAULTS.sampler)}")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help=f"Windows per batch.{_d(_T.batch_size)}")
+        int | None, typer.Option(help=f"Windows per batch.{_default(TRAIN_DEFAULTS.batch_size)}")
     ] = None,
     seq_len: Annotated[
-        int | None, typer.Option(help=f"Characters per window.{_d(_T.seq_len)}")
+        int | None, typer.Option(help=f"Characters per window.{_default(TRAIN_DEFAULTS.seq_len)}")
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(help=f"Passes over the training text.{_d(_T.epochs)}")
+        int | None,
+        typer.Option(help=f"Passes over the training text.{_default(TRAIN_DEFAULTS.epochs)}"),
     ] = None,
     max_steps: Annotated[
         int | None, typer.Option(help="Stop after this many steps (0 = off).")
@@ -194,34 +207,47 @@ def train(
         float | None, typer.Option(help="Stop after this many seconds, saving.")
     ] = None,
     optimizer: Annotated[
-        str | None, typer.Option(help=f"sgd, adam or adamw.{_d(_T.optimizer)}")
+        str | None, typer.Option(help=f"sgd, adam or adamw.{_default(TRAIN_DEFAULTS.optimizer)}")
     ] = None,
-    lr: Annotated[float | None, typer.Option(help=f"Learning rate.{_d(_T.lr)}")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help=f"Learning rate.{_default(TRAIN_DEFAULTS.lr)}")
+    ] = None,
     weight_decay: Annotated[
         float | None, typer.Option(help="Weight decay. (default: auto from corpus size)")
     ] = None,
     clip: Annotated[
-        float | None, typer.Option(help=f"Max global gradient norm; 0 = off.{_d(_T.clip)}")
+        float | None,
+        typer.Option(help=f"Max global gradient norm; 0 = off.{_default(TRAIN_DEFAULTS.clip)}"),
     ] = None,
-    warmup: Annotated[int | None, typer.Option(help=f"LR warm-up steps.{_d(_T.warmup)}")] = None,
+    warmup: Annotated[
+        int | None, typer.Option(help=f"LR warm-up steps.{_default(TRAIN_DEFAULTS.warmup)}")
+    ] = None,
     eval_every: Annotated[
-        int | None, typer.Option(help=f"Steps between evaluations.{_d(_T.eval_every)}")
+        int | None,
+        typer.Option(help=f"Steps between evaluations.{_default(TRAIN_DEFAULTS.eval_every)}"),
+    ] = None,
+    eval_epochs: Annotated[
+        int | None, typer.Option(help="Evaluate every N epochs instead of --eval-every.")
     ] = None,
     early_stop: Annotated[
         int | None,
         typer.Option(
             help="Stop after this many evaluations without improvement (0 = never)."
-            + _d(_T.early_stop)
+            + _default(TRAIN_DEFAULTS.early_stop)
         ),
     ] = None,
     lr_patience: Annotated[
         int | None,
         typer.Option(
-            help="Evaluations without improvement before the LR halves." + _d(_T.lr_patience)
+            help="Evaluations without improvement before the LR halves."
+            + _default(TRAIN_DEFAULTS.lr_patience)
         ),
     ] = None,
     unk_prob: Annotated[
-        float | None, typer.Option(help=f"Chance a once-seen char trains <unk>.{_d(_T.unk_prob)}")
+        float | None,
+        typer.Option(
+            help=f"Chance a once-seen char trains <unk>.{_default(TRAIN_DEFAULTS.unk_prob)}"
+        ),
     ] = None,
     precision: Annotated[
         str | None,
@@ -233,17 +259,20 @@ def train(
     kn_order: Annotated[
         int | None,
         typer.Option(
-            help="Kneser-Ney n-gram order mixed with the network; 0 = off." + _d(_T.kn_order)
+            help="Kneser-Ney n-gram order mixed with the network; 0 = off."
+            + _default(TRAIN_DEFAULTS.kn_order)
         ),
     ] = None,
     mix_fraction: Annotated[
         float | None,
         typer.Option(
-            help="Training-text tail used to fit the mixture weight." + _d(_T.mix_fraction)
+            help="Training-text tail used to fit the mixture weight."
+            + _default(TRAIN_DEFAULTS.mix_fraction)
         ),
     ] = None,
     val_fraction: Annotated[
-        float | None, typer.Option(help=f"Held-out tail fraction.{_d(_T.val_fraction)}")
+        float | None,
+        typer.Option(help=f"Held-out tail fraction.{_default(TRAIN_DEFAULTS.val_fraction)}"),
     ] = None,
     encoding: Annotated[str | None, typer.Option(help="Corpus encoding. (default: utf-8)")] = None,
     newline: Annotated[str | None, typer.Option(help="keep, or space (the textbook).")] = None,
@@ -271,13 +300,22 @@ def train(
       charlm train --run jay --resume --epochs 80
     """
     from charlm.commands import run_train
+    from charlm.runs import TrainOptions
 
-    given = {
-        k: v
-        for k, v in locals().items()
-        if k not in ("device", "checkpoint_dir", "quiet", "json_out")
-    }
-    summary = run_train(given, device, checkpoint_dir, _console(quiet), quiet)
+    opts = TrainOptions(
+        corpus=corpus, run=run, preset=preset, resume=resume,
+        cell=cell, embed=embed, hidden=hidden, layers=layers, dropout=dropout, tie=tie,
+        impl=impl, bidirectional=bidirectional,
+        sampler=sampler, batch_size=batch_size, seq_len=seq_len, epochs=epochs,
+        max_steps=max_steps, max_time=max_time, optimizer=optimizer, lr=lr,
+        weight_decay=weight_decay, clip=clip, warmup=warmup, eval_every=eval_every,
+        eval_epochs=eval_epochs, early_stop=early_stop, lr_patience=lr_patience,
+        unk_prob=unk_prob, precision=precision, kn_order=kn_order, mix_fraction=mix_fraction,
+        val_fraction=val_fraction, seed=seed,
+        encoding=encoding, newline=newline, max_chars=max_chars,
+        max_corpus_bytes=max_corpus_bytes, preview=tuple(preview) if preview else None,
+    )  # fmt: skip
+    summary = run_train(opts, device, checkpoint_dir, _console(quiet), quiet)
     if json_out:
         print(json.dumps(summary, ensure_ascii=False), flush=True)
 
@@ -343,15 +381,15 @@ def generate(
     if prefix == "-":
         prefix = sys.stdin.read().rstrip("\n")
     run_generate(
-        cfg,
-        checkpoint,
-        prefix,
-        skip_unknown,
-        device,
-        checkpoint_dir,
-        json_out,
-        seed_given,
-        _console(quiet),
+        cfg=cfg,
+        spec=checkpoint,
+        prefix=prefix,
+        skip_unknown=skip_unknown,
+        device_name=device,
+        ckdir=checkpoint_dir,
+        json_out=json_out,
+        seed_given=seed_given,
+        console=_console(quiet),
     )
 
 
@@ -396,14 +434,14 @@ def evaluate(
     if baseline not in (None, "kn"):
         raise UsageError(f"--baseline must be kn, not {baseline!r}")
     result = run_evaluate(
-        checkpoint,
-        corpus,
-        split,
-        baseline == "kn",
-        encoding,
-        device,
-        checkpoint_dir,
-        _console(quiet),
+        spec=checkpoint,
+        corpus_src=corpus,
+        which=split,
+        baseline=baseline == "kn",
+        encoding=encoding,
+        device_name=device,
+        ckdir=checkpoint_dir,
+        console=_console(quiet),
     )
     if json_out:
         print(json.dumps(result, ensure_ascii=False), flush=True)
@@ -422,12 +460,12 @@ def info(
         str | None, typer.Option(help="Describe this .pt file or run (else the options below).")
     ] = None,
     vocab_size: Annotated[int, typer.Option(help="Vocabulary size without a checkpoint.")] = 2614,
-    cell: Annotated[str, typer.Option(help="rnn, gru or lstm.")] = _M.cell,
-    embed: Annotated[int, typer.Option(help="Embedding size; 0 = one-hot.")] = _M.embed,
-    hidden: Annotated[int, typer.Option(help="Hidden units per layer.")] = _M.hidden,
-    layers: Annotated[int, typer.Option(help="Recurrent layers.")] = _M.layers,
-    tie: Annotated[bool | None, typer.Option("--tie/--no-tie", help="Tied output layer.")] = None,
-    impl: Annotated[str, typer.Option(help="torch or scratch.")] = _M.impl,
+    cell: Cell = None,
+    embed: Embed = None,
+    hidden: Hidden = None,
+    layers: Layers = None,
+    tie: Tie = None,
+    impl: Impl = None,
     bidirectional: Annotated[
         bool, typer.Option("--bidirectional", help="Show the shapes torch would give.")
     ] = False,
@@ -451,14 +489,17 @@ def info(
         path = ckpt.resolve(checkpoint, checkpoint_dir, "best")
         cfg = ModelConfig.from_dict(ckpt.load(path)["model_config"])
     else:
+        d = MODEL_DEFAULTS
+        embed = d.embed if embed is None else embed
         cfg = ModelConfig(
-            vocab_size=vocab_size, cell=cell, embed=embed, hidden=hidden, layers=layers,
-            tie=embed > 0 if tie is None else tie, dropout=0.0, impl=impl,
+            vocab_size=vocab_size, cell=cell or d.cell, embed=embed, hidden=hidden or d.hidden,
+            layers=layers or d.layers, tie=embed > 0 if tie is None else tie, dropout=0.0,
+            impl=impl or d.impl,
         )  # fmt: skip
     if not (1 <= batch_size <= 1 << 16 and 1 <= seq_len <= 1 << 16):
         raise UsageError("--batch-size and --seq-len must be in [1, 65536]")
-    d = describe(cfg, batch_size, seq_len, bidirectional)
-    print(json.dumps(d, ensure_ascii=False) if json_out else render(d), flush=True)
+    shapes = describe(cfg, batch_size, seq_len, bidirectional)
+    print(json.dumps(shapes, ensure_ascii=False) if json_out else render(shapes), flush=True)
 
 
 def _sigterm(signum: int, _frame: object) -> None:

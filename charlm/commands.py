@@ -7,190 +7,81 @@ console, which writes to stderr.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from charlm import checkpoint
-from charlm.batching import check_enough
-from charlm.config import SampleConfig, TrainConfig
+from charlm.config import SampleConfig
 from charlm.corpus import CorpusOptions, read_corpus, split_text
-from charlm.errors import CheckpointError, Interrupted, UsageError
-from charlm.evaluate import EvalResult, target_logprobs
+from charlm.errors import Interrupted, UsageError
+from charlm.evaluate import EvalResult
 from charlm.kneser_ney import KneserNey
-from charlm.lock import RunLock
-from charlm.mixture import MAX_KN_CHARS, kn_logprobs
+from charlm.mixture import kn_logprobs, score_text
 from charlm.model import count_parameters
-from charlm.runs import (
-    apply_preset,
-    check_resume_compatible,
-    check_run_name,
-    corpus_options,
-    corpus_record,
-    default_corpus,
-    model_config_for,
-    new_run_name,
-    train_config_for,
-    with_auto_sizes,
-)
-from charlm.runtime import auto_precision, choose_device, new_seed
-from charlm.sampling import check_prefix, generate
-from charlm.train import RunData, Trainer
+from charlm.run_folder import RunFolder
+from charlm.runs import TrainOptions, apply_preset
+from charlm.runtime import choose_device
+from charlm.sampling import DEFAULT_PREFIX, PREVIEW_PREFIXES, check_prefix, generate
+from charlm.train import Trainer
+from charlm.train_setup import TrainSetup, encode, prepare
 from charlm.vocab import Vocab
 
-DEFAULT_PREFIXES = ("分开", "不分开")
 BASELINE_ORDER = 8
-# Changing these mid-run would change what the saved data position or optimizer state means.
-FROZEN_ON_RESUME = (
-    "sampler", "batch_size", "seq_len", "val_fraction", "optimizer", "seed", "kn_order",
-    "mix_fraction",
-)  # fmt: skip
-
-
-def _ids(vocab: Vocab, text: str) -> torch.Tensor:
-    return torch.from_numpy(vocab.encode(text))  # (N,) int32: 4 bytes a character
 
 
 def _default_previews(vocab: Vocab) -> list[str]:
-    ok = [p for p in DEFAULT_PREFIXES if not vocab.unknown_chars(p)]
+    ok = [p for p in PREVIEW_PREFIXES if not vocab.unknown_chars(p)]
     return ok or [""]
 
 
-def _notes(console, corpus) -> None:
-    for note in corpus.notes:
-        console.print(f"[yellow]note:[/] {note}")
-
-
-def _prepare_resume(given: dict[str, Any], ckdir: Path, console, device: torch.device):
-    if given["run"]:
-        run_dir = ckdir / check_run_name(given["run"])
-    else:
-        run_dir = checkpoint.resolve(None, ckdir, "last").parent
-    last = run_dir / "last.pt"
-    if not last.is_file():
-        raise CheckpointError(
-            f"{last}: nothing to resume (no last.pt); drop --resume to start a new run"
-        )
-    payload = checkpoint.load(last)
-    if "progress" not in payload or "optimizer_state" not in payload:
-        raise CheckpointError(f"{last}: holds no training state (progress, optimizer_state)")
-    stored = payload.get("corpus", {})
-    copts = CorpusOptions(**stored.get("options", {}))
-    if given.get("encoding"):
-        copts = CorpusOptions(**{**stored.get("options", {}), "encoding": given["encoding"]})
-    source = given["corpus"] or stored.get("source")
-    corpus = read_corpus(source, copts)
-    _notes(console, corpus)
-    check_resume_compatible(payload, given, corpus.fingerprint, str(last))
-    base = TrainConfig.from_dict(payload["train_config"])
-    cfg = train_config_for(given, base)
-    for k in FROZEN_ON_RESUME:
-        if getattr(cfg, k) != getattr(base, k):
-            raise CheckpointError(
-                f"{last}: --{k.replace('_', '-')} {getattr(cfg, k)} differs from the run's "
-                f"{getattr(base, k)}; it cannot change on --resume (start a new --run)"
-            )
-    for k, v in vars(cfg).items():
-        if v != getattr(base, k):
-            console.print(f"resume: {k} {getattr(base, k)} -> {v}")
-    vocab = Vocab(payload["vocab"])
-    mcfg = model_config_for(len(vocab), payload["model_config"])
-    train_text, val_text = split_text(corpus.text, cfg.val_fraction)
-    rec = payload["corpus"]
-    return run_dir, payload, cfg, mcfg, vocab, train_text, val_text, rec
-
-
-def _prepare_new(given: dict[str, Any], ckdir: Path, console, device: torch.device):
-    source = given["corpus"] or str(default_corpus())
-    copts = corpus_options(given)
-    corpus = read_corpus(source, copts)
-    _notes(console, corpus)
-    if given.get("seed") is None:
-        given = {**given, "seed": new_seed()}
-    if given.get("val_fraction") is None:
-        given = {**given, "val_fraction": TrainConfig().val_fraction}
-    train_text, val_text = split_text(corpus.text, given["val_fraction"])
-    given = with_auto_sizes(given, len(train_text))  # sizes follow the training text
-    if given.get("precision") is None:
-        given = {**given, "precision": auto_precision(device)}
-    cfg = train_config_for(given)
-    vocab = Vocab.build(train_text)
-    mcfg = model_config_for(len(vocab), given)
-    name = check_run_name(given["run"]) if given["run"] else new_run_name(ckdir)
-    run_dir = ckdir / name
-    if (run_dir / "last.pt").exists() or (run_dir / "best.pt").exists():
-        raise UsageError(
-            f"{run_dir}: this run already has checkpoints; pass --resume to continue it, "
-            "or pick another --run"
-        )
-    rec = corpus_record(source, corpus.fingerprint, copts, cfg.val_fraction)
-    return run_dir, None, cfg, mcfg, vocab, train_text, val_text, rec
-
-
-def _run_data(vocab: Vocab, train_text: str, val_text: str, rec: dict, cfg: TrainConfig) -> RunData:
-    """Encode the splits; with a count model, cut the tune slice off the training text."""
-    if not cfg.kn_order or len(train_text) > MAX_KN_CHARS:
-        return RunData(vocab, _ids(vocab, train_text), _ids(vocab, val_text), rec)
-    n_tune = int(len(train_text) * cfg.mix_fraction)
-    fit, tune = train_text[:-n_tune], train_text[-n_tune:]
-    return RunData(vocab, _ids(vocab, fit), _ids(vocab, val_text), rec, _ids(vocab, tune))
-
-
-def run_train(given: dict[str, Any], device_name: str, ckdir: Path, console, quiet: bool) -> dict:
+def run_train(opts: TrainOptions, device_name: str, ckdir: Path, console, quiet: bool) -> dict:
     """Set up (or resume) a run, train it, print the summary; returns the summary dict."""
     device = choose_device(device_name)
-    ckdir = Path(ckdir)
-    given = apply_preset(given)
-    prep = _prepare_resume if given["resume"] else _prepare_new
-    run_dir, payload, cfg, mcfg, vocab, train_text, val_text, rec = prep(
-        given, ckdir, console, device
-    )
-    data = _run_data(vocab, train_text, val_text, rec, cfg)
-    nb = check_enough(len(data.train_ids), cfg.batch_size, cfg.seq_len)
-    if given.get("eval_epochs") and given.get("eval_every") is None and not given["resume"]:
-        cfg = replace(cfg, eval_every=given["eval_epochs"] * nb)  # the book reports every 50 epochs
-    previews = given.get("preview") or _default_previews(vocab)
-    previews = [check_prefix(vocab, p, skip_unknown=False) for p in previews]
-
-    created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # Generated text and corpus notes: never let Rich read "[Chorus]" as markup.
+    echo = lambda line: console.print(line, markup=False, highlight=False)  # noqa: E731
+    setup = prepare(apply_preset(opts), Path(ckdir), device, echo)
+    data, mcfg, cfg = setup.data, setup.model_config, setup.train_config
+    previews = [check_prefix(data.vocab, p, skip_unknown=False) for p in opts.preview or ()]
+    folder = RunFolder(setup.run_dir)
+    created = not folder.path.exists()
+    folder.path.mkdir(parents=True, exist_ok=True)
     try:
-        with RunLock(run_dir):
+        with folder.lock():
             trainer = Trainer(
-                mcfg,
-                cfg,
-                data,
-                run_dir,
-                device,
-                previews,
-                # Previews are generated text: never let Rich read "[Chorus]" as markup.
-                echo=lambda line: console.print(line, markup=False, highlight=False),
+                mcfg, cfg, data, folder, device,
+                previews=previews or _default_previews(data.vocab),
+                echo=echo,
                 show_progress=sys.stderr.isatty() and not quiet,
-                resume=payload,
-            )
-            console.print(
-                f"[bold]{run_dir.name}[/]: {len(data.train_ids):,} training"
-                + (f" + {len(data.tune_ids):,} mixture-fit" if data.tune_ids is not None else "")
-                + f" / {len(val_text):,} held-out chars, vocab {len(vocab):,}, "
-                f"{mcfg.cell} {mcfg.layers}x{mcfg.hidden} "
-                f"({count_parameters(trainer.model):,} params), {cfg.sampler} sampler, "
-                f"device {device.type} ({cfg.precision}), seed {cfg.seed}"
-            )
+                resume=setup.resume,
+            )  # fmt: skip
+            _header(console, setup, trainer, device)
             summary = trainer.run()
     except BaseException:
-        # A fresh run that never wrote a checkpoint leaves no folder behind.
-        if created and not any((run_dir / n).exists() for n in ("best.pt", "last.pt")):
-            shutil.rmtree(run_dir, ignore_errors=True)
+        if created:
+            folder.remove_if_unused()
         raise
     _summary_table(console, summary)
     if summary["stopped"] == "interrupted":
-        console.print(f"resume with: charlm train --run {run_dir.name} --resume")
+        console.print(f"resume with: charlm train --run {folder.path.name} --resume")
         raise Interrupted(summary["signal"])
     return summary
+
+
+def _header(console, setup: TrainSetup, trainer: Trainer, device: torch.device) -> None:
+    data, mcfg, cfg = setup.data, setup.model_config, setup.train_config
+    tune = f" + {len(data.tune_ids):,} mixture-fit" if data.tune_ids is not None else ""
+    console.print(
+        f"[bold]{setup.run_dir.name}[/]: {len(data.train_ids):,} training{tune} / "
+        f"{len(data.val_ids):,} held-out chars, vocab {len(data.vocab):,}, "
+        f"{mcfg.cell} {mcfg.layers}x{mcfg.hidden} "
+        f"({count_parameters(trainer.model):,} params), {cfg.sampler} sampler, "
+        f"device {device.type} ({cfg.precision}), seed {cfg.seed}"
+    )
+    for note in setup.notes:
+        console.print(f"[yellow]note:[/] {note}")
 
 
 def _summary_table(console, s: dict) -> None:
@@ -219,12 +110,13 @@ def _summary_table(console, s: dict) -> None:
 def _load_for_use(spec: str | None, ckdir: Path, device: torch.device):
     path = checkpoint.resolve(spec, Path(ckdir), "best")
     payload = checkpoint.load(path)
-    model, vocab, _ = checkpoint.restore_model(payload, str(path))
+    model, vocab, _ = checkpoint.restore_model(payload, str(path), device)
     mixture = checkpoint.restore_mixture(payload, len(vocab), str(path))
-    return path, payload, model.to(device), vocab, mixture
+    return path, payload, model, vocab, mixture
 
 
 def run_generate(
+    *,
     cfg: SampleConfig,
     spec: str | None,
     prefix: str | None,
@@ -239,7 +131,7 @@ def run_generate(
     device = choose_device(device_name)
     path, _, model, vocab, mixture = _load_for_use(spec, ckdir, device)
     if prefix is None:
-        prefix = "分开" if not vocab.unknown_chars("分开") else ""
+        prefix = DEFAULT_PREFIX if not vocab.unknown_chars(DEFAULT_PREFIX) else ""
     prefix = check_prefix(vocab, prefix, skip_unknown)
     if not seed_given:
         console.print(f"[dim]seed {cfg.seed}[/]")
@@ -275,6 +167,7 @@ def run_generate(
 
 
 def run_evaluate(
+    *,
     spec: str | None,
     corpus_src: str | None,
     which: str,
@@ -295,7 +188,8 @@ def run_evaluate(
     if not source or (source == "-" and not corpus_src):
         raise UsageError(f"{path}: was trained from stdin or records no corpus; pass --corpus")
     corpus = read_corpus(source, CorpusOptions(**opts))
-    _notes(console, corpus)
+    for note in corpus.notes:
+        console.print(f"[yellow]note:[/] {note}", markup=True)
     if not corpus_src and stored.get("fingerprint") and corpus.fingerprint != stored["fingerprint"]:
         console.print(
             f"[yellow]warning:[/] {source} changed since training; scores may not compare"
@@ -306,18 +200,14 @@ def run_evaluate(
         raise UsageError(
             f"--split {which} of {source} has fewer than 2 characters; try --split all"
         )
-    ids = _ids(vocab, text)
-    net_lp = target_logprobs(model, ids, device)
-    net = EvalResult.from_logprobs(net_lp, ids[1:])
-    shipped = net
-    result: dict[str, Any] = {}
-    if mixture is not None:
-        mixed = mixture.mix(net_lp, kn_logprobs(mixture.kn, ids))
-        shipped = EvalResult.from_logprobs(mixed, ids[1:])
-        result["mix_weight"] = mixture.weight
-    result = {**shipped.as_dict(), **result, "network": net.as_dict()}
+    ids = encode(vocab, text)
+    scores = score_text(model, ids, device, mixture)
+    result: dict[str, Any] = scores.shipped.as_dict()
+    if scores.weight is not None:
+        result["mix_weight"] = scores.weight
+    result["network"] = scores.network.as_dict()
     if baseline:
-        kn = KneserNey(_ids(vocab, train_text).tolist(), len(vocab), BASELINE_ORDER)
+        kn = KneserNey(encode(vocab, train_text).tolist(), len(vocab), BASELINE_ORDER)
         result["baseline_kn"] = EvalResult.from_logprobs(kn_logprobs(kn, ids), ids[1:]).as_dict()
     result.update({"split": which, "corpus": source, "checkpoint": str(path)})
     _eval_table(console, result)

@@ -14,7 +14,10 @@ import torch
 from charlm.model import CharRNN, detach_state
 from charlm.vocab import UNK_ID
 
-IGNORE = -100
+
+def perplexity(loss: float) -> float:
+    """exp(mean loss in nats); inf where exp would overflow."""
+    return math.exp(loss) if loss < 700 else math.inf
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class EvalResult:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.loss) if self.loss < 700 else math.inf
+        return perplexity(self.loss)
 
     @property
     def bits_per_char(self) -> float:
@@ -83,8 +86,9 @@ def target_logprobs(
         return torch.zeros(0, dtype=torch.float64)
     b = streams or default_streams(n)
     per = -(-n // b)  # ceil: every stream gets `per` positions; the tail is padded
-    x = torch.full((b * per,), 0, dtype=torch.long)
-    y = torch.full((b * per,), IGNORE, dtype=torch.long)
+    # The last stream is padded with id 0 up to `per`; those positions are cut off at the end.
+    x = torch.zeros(b * per, dtype=torch.long)
+    y = torch.zeros(b * per, dtype=torch.long)
     x[:n] = ids[:-1].long()
     y[:n] = ids[1:].long()
     x, y = x.view(b, per).to(device), y.view(b, per).to(device)  # (B, L)
@@ -93,7 +97,7 @@ def target_logprobs(
     for s in range(0, per, chunk):
         logits, state = model(x[:, s : s + chunk], state)  # (B, t, V)
         state = detach_state(state)
-        tgt = y[:, s : s + chunk].clamp_min(0)  # padding positions are dropped below
-        lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tgt[..., None])[..., 0]
+        tgt = y[:, s : s + chunk, None]  # (B, t, 1)
+        lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tgt)[..., 0]
         out[:, s : s + chunk] = lp.double().cpu()  # (B, t)
     return out.flatten()[:n]

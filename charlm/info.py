@@ -9,12 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from charlm.config import BIDIRECTIONAL_REASON, ModelConfig
-from charlm.model import CharRNN
-
-_TORCH = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+from charlm.model import TORCH_MODULES, CharRNN
 
 
 def _shape(t: torch.Tensor) -> list[int]:
@@ -37,17 +34,21 @@ def describe(
         "input x": _shape(x),
         f"{'embedding' if cfg.embed else 'one-hot'} output": _shape(inp),
     }
-    tensors["rnn output"] = _shape(out)
-    if cfg.cell == "lstm":
-        tensors["state h_n"], tensors["state c_n"] = _shape(state[0]), _shape(state[1])
-    else:
-        tensors["state h_n"] = _shape(state)
+    tensors = {**tensors, "rnn output": _shape(out), **_state_shapes(state)}
     tensors["logits"] = _shape(logits)
-    weights = [
-        {"name": n, "shape": _shape(p), "params": p.numel()} for n, p in model.named_parameters()
-    ]
+    return _summary(cfg.__dict__, batch, seq_len, model.named_parameters(), tensors)
+
+
+def _state_shapes(state) -> dict[str, list[int]]:
+    """h_n, and c_n for an LSTM, from a charlm tuple state or torch's (bare h or (h, c))."""
+    state = state if isinstance(state, tuple) else (state,)
+    return {f"state {name}_n": _shape(t) for name, t in zip("hc", state, strict=False)}
+
+
+def _summary(model_config: dict, batch: int, seq_len: int, named_params, tensors: dict) -> dict:
+    weights = [{"name": n, "shape": _shape(p), "params": p.numel()} for n, p in named_params]
     return {
-        "model_config": cfg.__dict__,
+        "model_config": model_config,
         "batch": batch,
         "seq_len": seq_len,
         "weights": weights,
@@ -58,30 +59,15 @@ def describe(
 
 
 def _describe_bidirectional(cfg: ModelConfig, batch: int, seq_len: int) -> dict[str, Any]:
-    rnn = _TORCH[cfg.cell](
+    rnn = TORCH_MODULES[cfg.cell](
         cfg.input_size, cfg.hidden, cfg.layers, batch_first=True, bidirectional=True
     )
     x = torch.zeros(batch, seq_len, cfg.input_size)
     out, state = rnn(x)
-    tensors = {"rnn input": _shape(x), "rnn output": _shape(out)}
-    if cfg.cell == "lstm":
-        tensors["state h_n"], tensors["state c_n"] = _shape(state[0]), _shape(state[1])
-    else:
-        tensors["state h_n"] = _shape(state)
-    weights = [
-        {"name": f"rnn.{n}", "shape": _shape(p), "params": p.numel()}
-        for n, p in rnn.named_parameters()
-    ]
-    return {
-        "model_config": {**cfg.__dict__, "bidirectional": True},
-        "batch": batch,
-        "seq_len": seq_len,
-        "weights": weights,
-        "total_params": sum(w["params"] for w in weights),
-        "tensors": tensors,
-        "generates": False,
-        "reason": BIDIRECTIONAL_REASON,
-    }
+    tensors = {"rnn input": _shape(x), "rnn output": _shape(out), **_state_shapes(state)}
+    named = ((f"rnn.{n}", p) for n, p in rnn.named_parameters())
+    d = _summary({**cfg.__dict__, "bidirectional": True}, batch, seq_len, named, tensors)
+    return {**d, "generates": False, "reason": BIDIRECTIONAL_REASON}
 
 
 def render(d: dict[str, Any]) -> str:

@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from charlm.evaluate import EvalResult, target_logprobs
 from charlm.kneser_ney import KneserNey
 
 MAX_KN_CHARS = 5_000_000  # count tables live in Python dicts; past this the network is alone
+MIN_TUNE_CHARS = 64  # fewer tune characters than this cannot fit a weight worth shipping
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,58 @@ class Mixture:
         p_kn = torch.from_numpy(np.stack([self.kn.distribution(c) for c in contexts]))
         p = self.weight * p_net + (1 - self.weight) * p_kn
         return torch.log(p).to(net_logits.device)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One text scored: what ships (the mixture when there is one) and the network alone."""
+
+    shipped: EvalResult
+    network: EvalResult
+    weight: float | None  # the network's share in the mixture; None = network alone
+
+
+def score_text(
+    model: torch.nn.Module,
+    ids: torch.Tensor,
+    device: torch.device | str,
+    mixture: Mixture | None = None,
+    kn_logp: torch.Tensor | None = None,
+) -> Scores:
+    """Score ids (N,) under the network and, with a mixture, under the mixture too.
+    `kn_logp` (N-1,): the count model's log-probs of these ids, when the caller has them."""
+    net_logp = target_logprobs(model, ids, device)  # (N-1,)
+    network = EvalResult.from_logprobs(net_logp, ids[1:])
+    if mixture is None:
+        return Scores(network, network, None)
+    kn_logp = kn_logprobs(mixture.kn, ids) if kn_logp is None else kn_logp
+    shipped = EvalResult.from_logprobs(mixture.mix(net_logp, kn_logp), ids[1:])
+    return Scores(shipped, network, mixture.weight)
+
+
+class MixtureFit:
+    """A run's count model, and the honest way to fit its weight.
+
+    Two count models: one counts the training text without the tune slice and scores the tune
+    slice (so the weight is fitted on text neither model has seen), the other counts all of it
+    and is the one that ships. `fit(model)` gives the mixture for the network as it is now.
+    """
+
+    def __init__(self, fit_ids: torch.Tensor, tune_ids: torch.Tensor, order: int, vocab: int):
+        self.order = order
+        self.ids = torch.cat([fit_ids, tune_ids]).to(torch.int32)  # (N_fit + N_tune,)
+        self.kn = KneserNey(self.ids.tolist(), vocab, order)
+        self.tune_ids = tune_ids
+        self.tune_kn_logp = kn_logprobs(KneserNey(fit_ids.tolist(), vocab, order), tune_ids)
+
+    def fit(self, model: torch.nn.Module, device: torch.device | str, weight: float | None = None):
+        """The mixture with its weight fitted by EM on the tune slice (or the given weight)."""
+        if weight is None:
+            weight = fit_weight(target_logprobs(model, self.tune_ids, device), self.tune_kn_logp)
+        return Mixture(self.kn, weight)
+
+    def payload(self, weight: float) -> dict[str, Any]:
+        return to_payload(self.ids, self.order, weight)
 
 
 def mix_logprobs(net_logp: torch.Tensor, kn_logp: torch.Tensor, weight: float) -> torch.Tensor:

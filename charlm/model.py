@@ -4,7 +4,9 @@
                  ─► RNN / GRU / LSTM, L layers, dropout between layers ─► (B, T, H)
                  ─► dropout ─► linear ─► logits (B, T, V)
 
-The state is whatever torch's recurrent module uses: h (L, B, H), or (h, c) for an LSTM.
+One state representation everywhere in charlm: a tuple of (L, B, H) tensors, `(h,)` for an
+RNN or GRU and `(h, c)` for an LSTM. Only `CharRNN._recurrence` converts to and from the form
+torch's modules take (a bare tensor for RNN/GRU), so nothing else special-cases the LSTM.
 """
 
 from __future__ import annotations
@@ -15,15 +17,49 @@ from torch import nn
 
 from charlm.config import ModelConfig
 
-State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+State = tuple[torch.Tensor, ...]  # (h,) or (h, c), each (L, B, H)
 
-_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+TORCH_MODULES = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+def state_size(cell: str) -> int:
+    """How many tensors a cell's state holds: 2 for an LSTM (h, c), else 1 (h)."""
+    return 2 if cell == "lstm" else 1
+
+
+def zero_state(cell: str, layers: int, batch: int, hidden: int, like: torch.Tensor) -> State:
+    """The all-zero initial state, on `like`'s device and dtype."""
+    return tuple(like.new_zeros(layers, batch, hidden) for _ in range(state_size(cell)))
+
+
+def detach_state(state: State | None) -> State | None:
+    """Cut the graph at a batch boundary (truncated BPTT): the values carry on, the gradient
+    does not, otherwise backward would run through every batch since the epoch began."""
+    return None if state is None else tuple(s.detach() for s in state)
+
+
+def choose_path(cfg: ModelConfig, device: torch.device | str = "cpu") -> str:
+    """How the input reaches the recurrence, chosen once when the model is built:
+
+    embedding       an embedding table, then the recurrent module (--embed N)
+    one_hot_gather  one layer with one-hot input: one_hot(x) @ W_ih.T is a row of W_ih, so the
+                    input part of every gate is a gather, and charlm's recurrence
+                    (scratch.recurrence) runs the time steps; exact, and much faster on a CPU
+    one_hot_dense   one-hot vectors into the module: deeper stacks, and torch's cells on a
+                    GPU, where cuDNN's fused kernel beats a per-step loop even with dense input
+    """
+    if cfg.embed > 0:
+        return "embedding"
+    if cfg.layers == 1 and (torch.device(device).type == "cpu" or cfg.impl == "scratch"):
+        return "one_hot_gather"
+    return "one_hot_dense"
 
 
 class CharRNN(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, device: torch.device | str = "cpu") -> None:
         super().__init__()
         self.cfg = cfg
+        self.path = choose_path(cfg, device)
         self.embed = nn.Embedding(cfg.vocab_size, cfg.embed) if cfg.embed > 0 else None
         # torch warns (and does nothing) for dropout with one layer
         between = cfg.dropout if cfg.layers > 1 else 0.0
@@ -32,7 +68,7 @@ class CharRNN(nn.Module):
 
             self.rnn = ScratchRNN(cfg.cell, cfg.input_size, cfg.hidden, cfg.layers, between)
         else:
-            self.rnn = _CELLS[cfg.cell](
+            self.rnn = TORCH_MODULES[cfg.cell](
                 cfg.input_size, cfg.hidden, num_layers=cfg.layers, batch_first=True, dropout=between
             )
         self.drop = nn.Dropout(cfg.dropout)
@@ -44,38 +80,37 @@ class CharRNN(nn.Module):
             self.out_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
         else:
             self.head = nn.Linear(cfg.hidden, cfg.vocab_size)
+        self.to(device)
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """x (B, T) int64 -> logits (B, T, V) and the state after the last step."""
-        if self.embed is not None:
-            inp = self.drop(self.embed(x))  # (B, T, E)
-        elif self._gather_one_hot and (x.device.type == "cpu" or self.cfg.impl == "scratch"):
-            # On a GPU, cuDNN's fused kernel beats a per-step loop even with the dense input.
-            return self._one_hot_gather_forward(x, state)
+        """x (B, T) int64, state (see State) or None for zeros -> logits (B, T, V), state."""
+        if self.path == "embedding":
+            out, state = self._recurrence(self.drop(self.embed(x)), state)  # (B, T, E)->(B, T, H)
+        elif self.path == "one_hot_gather":
+            out, state = self._gathered_recurrence(x, state)
         else:
-            inp = F.one_hot(x, self.cfg.vocab_size).to(self.out_dtype)  # (B, T, V)
-        out, state = self.rnn(inp, state)  # (B, T, H)
+            one_hot = F.one_hot(x, self.cfg.vocab_size).to(self.out_dtype)  # (B, T, V)
+            out, state = self._recurrence(one_hot, state)
         return self.logits(self.drop(out)), state  # (B, T, V)
 
-    @property
-    def _gather_one_hot(self) -> bool:
-        # One-hot input times W_ih is a row of W_ih: gather it instead of a (V x G*H) matmul.
-        # Done for one torch layer (the textbook model); deeper stacks keep the dense input.
-        return self.cfg.layers == 1
+    def _recurrence(self, inp: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+        """inp (B, T, D) -> out (B, T, H) and the tuple state. The one place that speaks torch's
+        state form: a bare h tensor for nn.RNN / nn.GRU, (h, c) for nn.LSTM."""
+        if self.cfg.impl == "scratch":
+            return self.rnn(inp, state)  # ScratchRNN takes and returns the tuple form
+        bare = self.cfg.cell != "lstm"
+        out, new = self.rnn(inp, state[0] if bare and state is not None else state)
+        return out, ((new,) if bare else tuple(new))
 
-    def _one_hot_gather_forward(self, x: torch.Tensor, state: State | None):
+    def _gathered_recurrence(self, x: torch.Tensor, state: State | None):
         from charlm.scratch import recurrence
 
-        b = x.shape[0]
         w_ih, w_hh, b_ih, b_hh = layer_weights(self, 0)
         zx = F.embedding(x, w_ih.t()) + b_ih  # (B, T, G*H) == one_hot(x) @ w_ih.T + b_ih
         if state is None:
-            zeros = zx.new_zeros(1, b, self.cfg.hidden)
-            state = (zeros, zeros) if self.cfg.cell == "lstm" else zeros
-        s0 = (state[0][0], state[1][0]) if self.cfg.cell == "lstm" else state[0]
-        out, s = recurrence(self.cfg.cell, zx, s0, w_hh.t(), b_hh)
-        state = (s[0][None], s[1][None]) if self.cfg.cell == "lstm" else s[None]  # (1, B, H)
-        return self.logits(self.drop(out)), state
+            state = zero_state(self.cfg.cell, 1, x.shape[0], self.cfg.hidden, zx)
+        out, last = recurrence(self.cfg.cell, zx, tuple(s[0] for s in state), w_hh.t(), b_hh)
+        return out, tuple(s[None] for s in last)  # each (1, B, H)
 
     @property
     def out_dtype(self) -> torch.dtype:
@@ -91,35 +126,12 @@ class CharRNN(nn.Module):
 def layer_weights(model: CharRNN, layer: int) -> tuple[torch.Tensor, ...]:
     """Recurrent layer `layer` in torch's layout, whichever --impl holds it:
     (weight_ih (G*H, D), weight_hh (G*H, H), bias_ih (G*H), bias_hh (G*H))."""
-    rnn = model.rnn
     if model.cfg.impl == "scratch":
-        return rnn.torch_layout(layer)
+        return model.rnn.torch_layout(layer)
     return tuple(
-        getattr(rnn, f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        getattr(model.rnn, f"{n}_l{layer}")
+        for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
     )
-
-
-def detach_state(state: State | None) -> State | None:
-    """Cut the graph at a batch boundary (truncated BPTT): the values carry on, the gradient
-    does not, otherwise backward would run through every batch since the epoch began."""
-    if state is None:
-        return None
-    if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)
-    return state.detach()
-
-
-def state_tensors(state: State | None) -> list[torch.Tensor]:
-    """The state as a list of tensors (for checkpoints): [], [h] or [h, c]."""
-    if state is None:
-        return []
-    return list(state) if isinstance(state, tuple) else [state]
-
-
-def state_from_tensors(tensors: list[torch.Tensor], cell: str) -> State | None:
-    if not tensors:
-        return None
-    return (tensors[0], tensors[1]) if cell == "lstm" else tensors[0]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,12 +1,12 @@
-"""Run folders: naming, the bundled corpus, and turning options (or a checkpoint) into the
-configs and data a Trainer needs, refusing incompatible resumes by name."""
+"""Train options and the rules that turn them into configs: presets, the sizing rule, run
+names, the bundled corpus, and which changes --resume refuses (naming both values)."""
 
 from __future__ import annotations
 
 import math
 import os
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,11 @@ from charlm.errors import CheckpointError, DataError, UsageError
 
 DEFAULT_CORPUS_NAME = "tang_song_zh.zip"
 MODEL_FIELDS = ("cell", "embed", "hidden", "layers", "dropout", "tie", "impl")
+# Changing these mid-run would change what the saved data position or optimizer state means.
+FROZEN_ON_RESUME = (
+    "sampler", "batch_size", "seq_len", "val_fraction", "optimizer", "seed", "kn_order",
+    "mix_fraction",
+)  # fmt: skip
 
 
 # Option sets a flag away. Explicit options win over a preset.
@@ -34,13 +39,65 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def apply_preset(given: dict[str, Any]) -> dict[str, Any]:
-    name = given.get("preset")
-    if not name:
-        return given
-    if name not in PRESETS:
-        raise UsageError(f"--preset must be one of {', '.join(PRESETS)}, not {name!r}")
-    return {**given, **{k: v for k, v in PRESETS[name].items() if given.get(k) is None}}
+@dataclass(frozen=True)
+class TrainOptions:
+    """Every `charlm train` option as the user gave it. None means "not given": a preset, the
+    sizing rule (auto_sizes), the stored run (on --resume) or TrainConfig's default decides."""
+
+    corpus: str | None = None
+    run: str | None = None
+    preset: str | None = None
+    resume: bool = False
+    # the model (ModelConfig)
+    cell: str | None = None
+    embed: int | None = None
+    hidden: int | None = None
+    layers: int | None = None
+    dropout: float | None = None
+    tie: bool | None = None
+    impl: str | None = None
+    bidirectional: bool = False
+    # training (TrainConfig)
+    sampler: str | None = None
+    batch_size: int | None = None
+    seq_len: int | None = None
+    epochs: int | None = None
+    max_steps: int | None = None
+    max_time: float | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    clip: float | None = None
+    warmup: int | None = None
+    eval_every: int | None = None
+    eval_epochs: int | None = None  # evaluate every N epochs instead (resolved to eval_every)
+    early_stop: int | None = None
+    lr_patience: int | None = None
+    unk_prob: float | None = None
+    precision: str | None = None
+    kn_order: int | None = None
+    mix_fraction: float | None = None
+    val_fraction: float | None = None
+    seed: int | None = None
+    # the corpus (CorpusOptions)
+    encoding: str | None = None
+    newline: str | None = None
+    max_chars: int | None = None
+    max_corpus_bytes: int | None = None
+    # previews printed at each evaluation
+    preview: tuple[str, ...] | None = None
+
+    def fill(self, values: dict[str, Any]) -> TrainOptions:
+        """These values for the options left out; options given always win."""
+        return replace(self, **{k: v for k, v in values.items() if getattr(self, k) is None})
+
+
+def apply_preset(opts: TrainOptions) -> TrainOptions:
+    if not opts.preset:
+        return opts
+    if opts.preset not in PRESETS:
+        raise UsageError(f"--preset must be one of {', '.join(PRESETS)}, not {opts.preset!r}")
+    return opts.fill(PRESETS[opts.preset])
 
 
 def auto_sizes(n_train: int) -> dict[str, Any]:
@@ -63,16 +120,16 @@ def auto_sizes(n_train: int) -> dict[str, Any]:
     }
 
 
-def with_auto_sizes(given: dict[str, Any], n_train: int) -> dict[str, Any]:
+def with_auto_sizes(opts: TrainOptions, n_train: int) -> TrainOptions:
     """Fill the options the user left out from auto_sizes; explicit options always win."""
     auto = auto_sizes(n_train)
-    if given.get("embed") == 0:
+    if opts.embed == 0:
         auto.pop("embed")
-    if given.get("optimizer") not in (None, "adamw"):
+    if opts.optimizer not in (None, "adamw"):
         # SGD and Adam add weight decay to the gradient, where clipping cannot bound it: a
         # decay sized for AdamW's decoupled form would blow the weights up. Off unless asked.
         auto["weight_decay"] = 0.0
-    return {**given, **{k: v for k, v in auto.items() if given.get(k) is None}}
+    return opts.fill(auto)
 
 
 def default_corpus() -> Path:
@@ -103,39 +160,41 @@ def check_run_name(name: str) -> str:
     return name
 
 
-def corpus_options(opts: dict[str, Any]) -> CorpusOptions:
+def corpus_options(opts: TrainOptions) -> CorpusOptions:
     return CorpusOptions(
-        encoding=opts.get("encoding"),
-        newline=opts.get("newline") or "keep",
-        max_chars=opts.get("max_chars") or 0,
-        **({"max_bytes": opts["max_corpus_bytes"]} if opts.get("max_corpus_bytes") else {}),
+        encoding=opts.encoding,
+        newline=opts.newline or "keep",
+        max_chars=opts.max_chars or 0,
+        **({"max_bytes": opts.max_corpus_bytes} if opts.max_corpus_bytes else {}),
     )
 
 
-def model_config_for(vocab_size: int, given: dict[str, Any]) -> ModelConfig:
-    if given.get("bidirectional"):
+def model_config_for(vocab_size: int, opts: TrainOptions) -> ModelConfig:
+    if opts.bidirectional:
         raise UsageError(f"--bidirectional: {BIDIRECTIONAL_REASON}")
-    fields = {k: given[k] for k in MODEL_FIELDS if given.get(k) is not None}
-    if fields.get("embed") == 0 and "tie" not in fields:
-        fields["tie"] = False  # one-hot input has no table to tie to
-    return ModelConfig(vocab_size=vocab_size, **fields)
+    given = {k: getattr(opts, k) for k in MODEL_FIELDS if getattr(opts, k) is not None}
+    if given.get("embed") == 0 and "tie" not in given:
+        given["tie"] = False  # one-hot input has no table to tie to
+    return ModelConfig(vocab_size=vocab_size, **given)
 
 
-def train_config_for(given: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
-    names = set(asdict(TrainConfig()).keys())
-    changes = {k: v for k, v in given.items() if k in names and v is not None}
+def train_config_for(opts: TrainOptions, base: TrainConfig | None = None) -> TrainConfig:
+    """TrainConfig from the options given, over `base` (the stored run on --resume)."""
+    names = [f.name for f in fields(TrainConfig)]
+    changes = {k: getattr(opts, k) for k in names if getattr(opts, k) is not None}
     return replace(base, **changes) if base else TrainConfig(**changes)
 
 
 def check_resume_compatible(
-    payload: dict[str, Any], given: dict[str, Any], fingerprint: str, where: str
+    payload: dict[str, Any], opts: TrainOptions, fingerprint: str, where: str
 ) -> None:
     """Refuse an architecture or corpus change on --resume, naming both values."""
     stored = payload["model_config"]
     for k in MODEL_FIELDS:
-        if given.get(k) is not None and given[k] != stored.get(k):
+        value = getattr(opts, k)
+        if value is not None and value != stored.get(k):
             raise CheckpointError(
-                f"{where}: --{k} {given[k]} differs from the run's {k} {stored.get(k)}; "
+                f"{where}: --{k} {value} differs from the run's {k} {stored.get(k)}; "
                 f"drop --{k} to resume, or start a new --run"
             )
     old = payload.get("corpus", {}).get("fingerprint")
@@ -146,11 +205,24 @@ def check_resume_compatible(
         )
 
 
-def corpus_record(source: str, fingerprint: str, copts: CorpusOptions, val_fraction: float) -> dict:
+def check_frozen_on_resume(cfg: TrainConfig, base: TrainConfig, where: str) -> None:
+    """Options whose change would change what the saved data position or optimizer means."""
+    for k in FROZEN_ON_RESUME:
+        if getattr(cfg, k) != getattr(base, k):
+            raise CheckpointError(
+                f"{where}: --{k.replace('_', '-')} {getattr(cfg, k)} differs from the run's "
+                f"{getattr(base, k)}; it cannot change on --resume (start a new --run)"
+            )
+
+
+def corpus_record(
+    source: str, fingerprint: str, options: CorpusOptions, val_fraction: float
+) -> dict[str, Any]:
+    """What a checkpoint records about its corpus (to resume, evaluate, and refuse another)."""
     src = source if source == "-" else str(Path(source).resolve())
     return {
         "source": src,
         "fingerprint": fingerprint,
-        "options": asdict(copts),
+        "options": asdict(options),
         "val_fraction": val_fraction,
     }

@@ -13,8 +13,12 @@ from charlm.config import SampleConfig
 from charlm.errors import DataError
 from charlm.mixture import Mixture
 from charlm.model import CharRNN
+from charlm.runtime import make_generator
 from charlm.stepper import Stepper
 from charlm.vocab import UNK_ID, Vocab
+
+DEFAULT_PREFIX = "分开"  # the textbook's prefix: generate's default
+PREVIEW_PREFIXES = (DEFAULT_PREFIX, "不分开")  # sampled at each training evaluation
 
 
 def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -89,8 +93,7 @@ def generate(
     the count model's mixed distribution.
     """
     model.eval()
-    g = torch.Generator()
-    g.manual_seed(cfg.seed)
+    g = make_generator(cfg.seed)
     n = cfg.num_samples
     lines = [prefix.count("\n")] * n
     done = [cfg.lines > 0 and c >= cfg.lines for c in lines]
@@ -104,7 +107,7 @@ def generate(
     last = logits[:, -1]  # (B, V)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
     stepper = Stepper(model, dtype)
-    state = stepper.cast_states(Stepper.split(state, model.cfg.cell))
+    state = stepper.cast_states(Stepper.split(state))
     for _ in range(cfg.length):
         if mixture:
             last = mixture.next_logprobs(last, contexts)  # (B, V) log-probs act as logits

@@ -11,7 +11,7 @@ Fused gate layout (G gates of H units side by side, batch-first x (B, T, D)):
                h' = (1 - u) n + u h
 
 W_x (D, G*H), W_h (H, G*H), b (G*H); the GRU keeps its candidate's recurrent bias b_hn (H)
-apart because the reset gate multiplies it. Mapping to torch (`from_torch`): W_x =
+apart because the reset gate multiplies it. Mapping to torch (`copy_from_torch`): W_x =
 weight_ih.T, W_h = weight_hh.T, b = bias_ih + bias_hh (GRU: for r and u only; the n part of
 bias_ih goes in b, bias_hh's n part is b_hn). Gate orders match torch's: LSTM (i, f, g, o),
 GRU (r, z, n).
@@ -189,17 +189,16 @@ def _z(grad, like):
 
 
 def recurrence(cell: str, zx, state, Wh, bh):
-    """zx (B, T, G*H) input part of the gates, state h0 (B, H) or (h0, c0), W_h (H, G*H),
-    b_h (G*H) -> out (B, T, H) and the final state, with the hand-written backward."""
-    if cell == "lstm":
-        out, h, c = _LSTMLayer.apply(zx, state[0], state[1], Wh, bh)
-        return out, (h, c)
-    out, h = (_GRULayer if cell == "gru" else _RNNLayer).apply(zx, state, Wh, bh)
-    return out, h
+    """zx (B, T, G*H) input part of the gates, state (h0,) or (h0, c0) each (B, H), W_h
+    (H, G*H), b_h (G*H) -> out (B, T, H) and the final state in the same tuple form, with the
+    hand-written backward."""
+    layer = {"rnn": _RNNLayer, "gru": _GRULayer, "lstm": _LSTMLayer}[cell]
+    out, *last = layer.apply(zx, *state, Wh, bh)
+    return out, tuple(last)
 
 
 def layer_forward(cell: str, x, state, Wx, Wh, b, b_hn=None):
-    """One layer: x (B, T, D), state h0 (B, H) or (h0, c0) -> out (B, T, H), new state."""
+    """One layer: x (B, T, D), state (h0,) or (h0, c0) each (B, H) -> out (B, T, H), state."""
     zx = x @ Wx + b  # (B, T, G*H): the input part of every step in one matmul
     return recurrence(cell, zx, state, Wh, recurrent_bias(cell, Wh, b_hn))
 
@@ -212,12 +211,34 @@ def recurrent_bias(cell: str, Wh: torch.Tensor, b_hn: torch.Tensor | None) -> to
     return Wh.new_zeros(Wh.shape[1])
 
 
+# ---- one step at a time, for generation (stepper.py) ---
+
+
+def cell_step(cell: str, gx: torch.Tensor, gh: torch.Tensor | None, state: tuple) -> tuple:
+    """The same equations as the recurrences above for one step: gx (B, G*H) the input part of
+    the gates with its bias, gh (B, G*H) the recurrent part with its bias (None when the caller
+    already summed both into gx; the GRU needs them apart), state (h,) or (h, c) each (B, H)
+    -> the new state. Written for few tensor operations: a one-step call is bound by
+    per-operation overhead as much as by arithmetic."""
+    H = state[0].shape[-1]
+    if cell == "gru":
+        ru = (gx[:, : 2 * H] + gh[:, : 2 * H]).sigmoid()
+        n = torch.addcmul(gx[:, 2 * H :], ru[:, :H], gh[:, 2 * H :]).tanh()
+        return (torch.lerp(n, state[0], ru[:, H:]),)  # (1 - u) n + u h
+    z = gx if gh is None else gx + gh
+    if cell == "rnn":
+        return (z.tanh(),)
+    s = z.sigmoid()  # i, f, o from one call (the g slice is unused)
+    c = torch.addcmul(s[:, H : 2 * H] * state[1], s[:, :H], z[:, 2 * H : 3 * H].tanh())
+    return (s[:, 3 * H :] * c.tanh(), c)
+
+
 # ---- a drop-in for nn.RNN / nn.GRU / nn.LSTM (batch_first) ---
 
 
 class ScratchRNN(nn.Module):
-    """Same interface as torch's batch-first recurrent modules: forward(x, state) ->
-    (out (B, T, H), h (L, B, H) or (h, c)); dropout between layers as torch does it."""
+    """Like torch's batch-first recurrent modules, with charlm's tuple state: forward(x, state)
+    -> (out (B, T, H), (h,) or (h, c) each (L, B, H)); dropout between layers as torch's."""
 
     def __init__(self, cell: str, input_size: int, hidden: int, layers: int, dropout: float = 0.0):
         super().__init__()
@@ -251,23 +272,21 @@ class ScratchRNN(nn.Module):
         return [getattr(self, f"{n}_l{layer}") for n in names]
 
     def forward(self, x: torch.Tensor, state=None):
-        B = x.shape[0]
+        """x (B, T, D), state (see model.State) or None -> out (B, T, H), state."""
         if state is None:
-            zeros = x.new_zeros(self.layers, B, self.hidden)
-            state = (zeros, zeros.clone()) if self.cell == "lstm" else zeros
-        hs, cs = [], []
+            state = tuple(
+                x.new_zeros(self.layers, x.shape[0], self.hidden)
+                for _ in range(2 if self.cell == "lstm" else 1)
+            )
+        finals = []
         for layer in range(self.layers):
             if layer > 0 and self.dropout and self.training:
                 x = nn.functional.dropout(x, self.dropout, training=True)
-            s = (state[0][layer], state[1][layer]) if self.cell == "lstm" else state[layer]
-            x, s = layer_forward(self.cell, x, s, *self.params(layer))
-            if self.cell == "lstm":
-                hs.append(s[0])
-                cs.append(s[1])
-            else:
-                hs.append(s)
-        h = torch.stack(hs)
-        return x, ((h, torch.stack(cs)) if self.cell == "lstm" else h)
+            x, last = layer_forward(
+                self.cell, x, tuple(s[layer] for s in state), *self.params(layer)
+            )
+            finals.append(last)
+        return x, tuple(torch.stack(parts) for parts in zip(*finals, strict=True))  # (L, B, H)
 
     @torch.no_grad()
     def copy_from_torch(self, m: nn.RNNBase) -> None:

@@ -4,8 +4,8 @@ A generated character costs one cell step, and a step with batch 1 is bound by r
 weights once. torch's nn.LSTM spends most of a one-step call on bookkeeping (about 1.6 ms for
 LSTM 512x2 here, where reading the 13 MB of weights takes 0.3 ms), so the stepper fuses each
 layer's input and recurrent weights into one (G*H, D+H) matrix, prepared once: a step is then
-one matrix-vector product per layer plus the gate arithmetic. Same equations as the model; the
-values agree with CharRNN.forward to float rounding (tested).
+one matrix-vector product per layer plus the gate arithmetic (`scratch.cell_step`, beside the
+training recurrences). The values agree with CharRNN.forward to float rounding (tested).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from charlm.model import CharRNN, State, layer_weights
+from charlm.scratch import cell_step
 
 
 class Stepper:
@@ -68,40 +69,19 @@ class Stepper:
         return F.linear(x, layer["w_ih"], layer["b_ih"]), F.linear(h, layer["w_hh"], layer["b_hh"])
 
     @staticmethod
-    def split(state: State, cell: str) -> list:
-        """CharRNN's state ((L, B, H) tensors) -> one entry per layer, the stepper's own form."""
-        if cell == "lstm":
-            return [(h, c) for h, c in zip(state[0], state[1], strict=True)]
-        return list(state)
+    def split(state: State) -> list[State]:
+        """CharRNN's state ((L, B, H) tensors) -> one (B, H) tuple per layer."""
+        return [tuple(s[i] for s in state) for i in range(state[0].shape[0])]
 
     @torch.inference_mode()
-    def step(self, ids: torch.Tensor, states: list) -> tuple[torch.Tensor, list]:
-        """ids (B,) and per-layer states (see split) -> logits (B, V) and the next states.
-
-        Written for few tensor operations per layer: a one-step call is bound by per-operation
-        overhead as much as by arithmetic."""
-        cell, H = self.cfg.cell, self.cfg.hidden
+    def step(self, ids: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
+        """ids (B,) and per-layer states (see split) -> logits (B, V) and the next states."""
         x = F.embedding(ids, self.embed) if self.embed is not None else None  # (B, E)
         new = []
         for i, layer in enumerate(self.layers):
-            h = states[i][0] if cell == "lstm" else states[i]
-            gx, gh = self._gates(layer, x, ids if i == 0 else None, h)  # (B, G*H)
-            if cell == "lstm":
-                z = gx if gh is None else gx + gh
-                s = z.sigmoid()  # i, f, o from one call (the g slice is unused)
-                c = torch.addcmul(
-                    s[:, H : 2 * H] * states[i][1], s[:, :H], z[:, 2 * H : 3 * H].tanh()
-                )
-                x = s[:, 3 * H :] * c.tanh()
-                new.append((x, c))
-            elif cell == "gru":
-                ru = (gx[:, : 2 * H] + gh[:, : 2 * H]).sigmoid()
-                n = torch.addcmul(gx[:, 2 * H :], ru[:, :H], gh[:, 2 * H :]).tanh()
-                x = torch.lerp(n, h, ru[:, H:])  # (1 - u) n + u h
-                new.append(x)
-            else:
-                x = (gx if gh is None else gx + gh).tanh()
-                new.append(x)
+            gx, gh = self._gates(layer, x, ids if i == 0 else None, states[i][0])  # (B, G*H)
+            new.append(cell_step(self.cfg.cell, gx, gh, states[i]))
+            x = new[-1][0]  # this layer's h feeds the next
         return self._logits(x).float(), new
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
@@ -110,7 +90,5 @@ class Stepper:
             return F.linear(F.linear(h, w_p, b_p), table, bias)
         return F.linear(h, *self.out)
 
-    def cast_states(self, states: list) -> list:
-        if self.cfg.cell == "lstm":
-            return [(h.to(self.dtype), c.to(self.dtype)) for h, c in states]
-        return [h.to(self.dtype) for h in states]
+    def cast_states(self, states: list[State]) -> list[State]:
+        return [tuple(t.to(self.dtype) for t in s) for s in states]

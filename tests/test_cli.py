@@ -222,17 +222,6 @@ def test_scratch_impl_checkpoint_generates_and_evaluates(runner, corpus_file, tm
     assert e.exit_code == 0 and math.isfinite(json.loads(e.stdout)["perplexity"])
 
 
-def test_auto_sizes_rule_scales_with_corpus():
-    from charlm.runs import auto_sizes, with_auto_sizes
-
-    small, big = auto_sizes(60_000), auto_sizes(2_000_000)
-    assert small["hidden"] == 256 and small["dropout"] == 0.6 and small["weight_decay"] == 1.0
-    assert big["hidden"] > small["hidden"] and big["layers"] == 2
-    assert big["dropout"] < small["dropout"] and big["weight_decay"] < small["weight_decay"]
-    assert with_auto_sizes({"hidden": 64}, 60_000)["hidden"] == 64  # explicit wins
-    assert with_auto_sizes({"optimizer": "sgd"}, 60_000)["weight_decay"] == 0.0
-
-
 def test_train_from_stdin_then_evaluate_needs_corpus(runner, tmp_path):
     from .conftest import tiny_text
 

@@ -17,7 +17,8 @@ def test_shapes_equal_the_real_modules(cell):
     d = describe(cfg, batch=3, seq_len=5)
     logits, state = CharRNN(cfg)(torch.zeros(3, 5, dtype=torch.long))
     assert d["tensors"]["logits"] == list(logits.shape) == [3, 5, 11]
-    h = state[0] if cell == "lstm" else state
+    h = state[0]  # (h,) or (h, c): charlm's one state form
+    assert len(state) == (2 if cell == "lstm" else 1)
     assert d["tensors"]["state h_n"] == list(h.shape) == [2, 3, 6]
     assert d["total_params"] == sum(p.numel() for p in CharRNN(cfg).parameters())
 

@@ -5,10 +5,9 @@ import torch
 from torch import nn
 
 from charlm.config import ModelConfig
+from charlm.model import TORCH_MODULES as TORCH
 from charlm.model import CharRNN
 from charlm.scratch import ScratchRNN, layer_forward
-
-TORCH = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
@@ -20,17 +19,17 @@ def test_matches_torch_module_with_copied_weights(cell, layers):
     ours.copy_from_torch(ref)
     x = torch.randn(2, 3, 4, dtype=torch.float64)
     h0 = torch.randn(layers, 2, 5, dtype=torch.float64)
-    state = (h0, torch.randn_like(h0)) if cell == "lstm" else h0
-    out_r, st_r = ref(x, state)
+    state = (h0, torch.randn_like(h0)) if cell == "lstm" else (h0,)
+    out_r, st_r = ref(x, state if cell == "lstm" else h0)
+    st_r = st_r if cell == "lstm" else (st_r,)  # torch's bare h -> charlm's tuple state
     out_o, st_o = ours(x, state)
     torch.testing.assert_close(out_o, out_r)
-    for a, b in zip(
-        st_o if cell == "lstm" else [st_o], st_r if cell == "lstm" else [st_r], strict=True
-    ):
+    assert len(st_o) == len(st_r)
+    for a, b in zip(st_o, st_r, strict=True):
         torch.testing.assert_close(a, b)
     # gradients through everything match torch's too
-    (out_r.sum() + (st_r[0] if cell == "lstm" else st_r).square().sum()).backward()
-    (out_o.sum() + (st_o[0] if cell == "lstm" else st_o).square().sum()).backward()
+    (out_r.sum() + st_r[0].square().sum()).backward()
+    (out_o.sum() + st_o[0].square().sum()).backward()
     torch.testing.assert_close(ours.W_x_l0.grad, ref.weight_ih_l0.grad.T)
     torch.testing.assert_close(ours.W_h_l0.grad, ref.weight_hh_l0.grad.T)
 
@@ -49,10 +48,10 @@ def test_hand_backward_passes_gradcheck(cell):
         params.append(torch.randn(H, **d))
 
     def f(x, h0, c0, *p):
-        state = (h0, c0) if cell == "lstm" else h0
+        state = (h0, c0) if cell == "lstm" else (h0,)
         out, s = layer_forward(cell, x, state, *p)
         # use every output, including the carried state, so every backward path is checked
-        extra = (s[0] * 2 + s[1] * 3).sum() if cell == "lstm" else (s * 2).sum()
+        extra = sum((t * (2 + k)).sum() for k, t in enumerate(s))
         return (
             out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
         ).sum() + extra

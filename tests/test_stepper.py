@@ -20,7 +20,7 @@ def test_steps_equal_the_full_forward(cell, impl, embed, layers):
     full, _ = m(x)
     logits, state = m(x[:, :2])
     step = Stepper(m)
-    state = Stepper.split(state, cell)
+    state = Stepper.split(state)
     outs = [logits[:, -1]]
     for t in range(2, 8):
         logit, state = step.step(x[:, t], state)
@@ -36,8 +36,8 @@ def test_half_precision_steps_stay_close(dtype):
     ).eval()
     x = torch.randint(9, (2, 4))
     _, state = m(x)
-    ref, _ = Stepper(m).step(x[:, -1], Stepper.split(state, "lstm"))
+    ref, _ = Stepper(m).step(x[:, -1], Stepper.split(state))
     half = Stepper(m, dtype)
-    got, _ = half.step(x[:, -1], half.cast_states(Stepper.split(state, "lstm")))
+    got, _ = half.step(x[:, -1], half.cast_states(Stepper.split(state)))
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, ref, rtol=0, atol=0.05)

@@ -1,0 +1,64 @@
+"""One run folder's files behind one small object:
+
+checkpoints/<run>/last.pt        everything needed to resume (written at each evaluation)
+                 /best.pt        weights, vocabulary, configs: what generate/evaluate use
+                 /metrics.jsonl  one JSON object per evaluation
+                 /.lock          one trainer at a time (lock.py)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from charlm import checkpoint
+from charlm.lock import RunLock
+
+
+class RunFolder:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.last = self.path / "last.pt"
+        self.best = self.path / "best.pt"
+        self.metrics = self.path / "metrics.jsonl"
+
+    def has_checkpoints(self) -> bool:
+        return self.last.exists() or self.best.exists()
+
+    def lock(self) -> RunLock:
+        return RunLock(self.path)
+
+    def save_last(self, payload: dict[str, Any]) -> None:
+        checkpoint.save(payload, self.last)
+
+    def save_best(self, payload: dict[str, Any]) -> None:
+        checkpoint.save(payload, self.best)
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.metrics, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics.exists():
+            return []
+        lines = self.metrics.read_text(encoding="utf-8").splitlines()
+        return [json.loads(ln) for ln in lines if ln.strip()]
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop records after `step`: on resume they belong to a future that did not happen."""
+        records = self.read_metrics()
+        keep = [r for r in records if r.get("step", 0) <= step]
+        if len(keep) != len(records):
+            tmp = self.metrics.with_suffix(".jsonl.tmp")
+            tmp.write_text(
+                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep), encoding="utf-8"
+            )
+            os.replace(tmp, self.metrics)
+
+    def remove_if_unused(self) -> None:
+        """A fresh run that never wrote a checkpoint leaves no folder behind."""
+        if not self.has_checkpoints():
+            shutil.rmtree(self.path, ignore_errors=True)

@@ -1,0 +1,169 @@
+"""From `charlm train`'s options to everything a Trainer needs: the corpus read and split, the
+vocabulary, the configs, the run folder, and (on --resume) the verified last.pt.
+
+    TrainOptions ─► prepare() ─► TrainSetup (configs, vocab, RunData, run folder, resume payload)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from charlm import checkpoint
+from charlm.batching import check_enough
+from charlm.config import ModelConfig, TrainConfig
+from charlm.corpus import Corpus, CorpusOptions, read_corpus, split_text
+from charlm.errors import CheckpointError, UsageError
+from charlm.mixture import MAX_KN_CHARS, MIN_TUNE_CHARS
+from charlm.runs import (
+    TrainOptions,
+    check_frozen_on_resume,
+    check_resume_compatible,
+    check_run_name,
+    corpus_options,
+    corpus_record,
+    default_corpus,
+    model_config_for,
+    new_run_name,
+    train_config_for,
+    with_auto_sizes,
+)
+from charlm.runtime import auto_precision, bf16_supported, new_seed
+from charlm.vocab import Vocab
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The encoded corpus a run trains on, and what identifies it."""
+
+    vocab: Vocab
+    train_ids: torch.Tensor  # (N_train,) int32: what the network trains on
+    val_ids: torch.Tensor  # (N_val,) int32; may be empty
+    corpus: dict[str, Any]  # source, fingerprint, options, val_fraction: stored in checkpoints
+    tune_ids: torch.Tensor | None = None  # (N_tune,) end of the training text, kept from the
+    # network and from the count model that fits the mixture weight; None = no mixture
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    run_dir: Path
+    model_config: ModelConfig
+    train_config: TrainConfig
+    data: RunData
+    resume: dict[str, Any] | None  # the verified last.pt payload, or None for a new run
+    notes: tuple[str, ...] = ()  # decisions the run header should mention
+
+
+def encode(vocab: Vocab, text: str) -> torch.Tensor:
+    return torch.from_numpy(vocab.encode(text))  # (N,) int32: 4 bytes a character
+
+
+def run_data(vocab: Vocab, train: str, val: str, corpus: dict, cfg: TrainConfig) -> RunData:
+    """Encode the splits; with a count model, cut the tune slice off the end of the training
+    text (the network never trains on it, and the count model that fits the weight never
+    counts it)."""
+    n_tune = int(len(train) * cfg.mix_fraction)
+    if not cfg.kn_order or len(train) > MAX_KN_CHARS or n_tune < MIN_TUNE_CHARS:
+        return RunData(vocab, encode(vocab, train), encode(vocab, val), corpus)
+    fit, tune = train[:-n_tune], train[-n_tune:]
+    return RunData(vocab, encode(vocab, fit), encode(vocab, val), corpus, encode(vocab, tune))
+
+
+def mixture_note(train_chars: int, cfg: TrainConfig, data: RunData) -> str | None:
+    """Why a run asked for a count model trains the network alone, if it does."""
+    if not cfg.kn_order or data.tune_ids is not None:
+        return None
+    if train_chars > MAX_KN_CHARS:
+        return f"network alone: no count model above {MAX_KN_CHARS:,} training characters"
+    return (
+        f"network alone: --mix-fraction {cfg.mix_fraction:g} of {train_chars:,} training "
+        f"characters is under the {MIN_TUNE_CHARS} needed to fit the mixture weight; "
+        "raise --mix-fraction or use a longer corpus"
+    )
+
+
+def prepare(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Echo) -> TrainSetup:
+    """A new run, or the run --resume continues; refuses what cannot work, before any folder
+    is made."""
+    if opts.resume:
+        setup = _prepare_resume(opts, ckdir, echo)
+    else:
+        setup = _prepare_new(opts.fill({"precision": auto_precision(device)}), ckdir, echo)
+    cfg = setup.train_config
+    nb = check_enough(len(setup.data.train_ids), cfg.batch_size, cfg.seq_len)
+    if opts.eval_epochs and opts.eval_every is None and not opts.resume:
+        # the textbook reports every N epochs
+        setup = replace(setup, train_config=replace(cfg, eval_every=opts.eval_epochs * nb))
+    if setup.train_config.precision == "bf16" and not bf16_supported(device):
+        raise UsageError(
+            f"--precision bf16: this {device.type} has no native bf16 (emulated it would be "
+            "slower, and torch's CPU LSTM refuses it); pass --precision fp32"
+        )
+    return setup
+
+
+def _read(source: str, options: CorpusOptions, echo: Echo) -> Corpus:
+    corpus = read_corpus(source, options)
+    for note in corpus.notes:
+        echo(f"note: {note}")
+    return corpus
+
+
+def _prepare_new(opts: TrainOptions, ckdir: Path, echo: Echo) -> TrainSetup:
+    source = opts.corpus or str(default_corpus())
+    copts = corpus_options(opts)
+    corpus = _read(source, copts, echo)
+    opts = opts.fill({"seed": new_seed(), "val_fraction": TrainConfig().val_fraction})
+    train_text, val_text = split_text(corpus.text, opts.val_fraction)
+    opts = with_auto_sizes(opts, len(train_text))  # sizes follow the training text
+    cfg = train_config_for(opts)
+    vocab = Vocab.build(train_text)
+    mcfg = model_config_for(len(vocab), opts)
+    run_dir = ckdir / (check_run_name(opts.run) if opts.run else new_run_name(ckdir))
+    if (run_dir / "last.pt").exists() or (run_dir / "best.pt").exists():
+        raise UsageError(
+            f"{run_dir}: this run already has checkpoints; pass --resume to continue it, "
+            "or pick another --run"
+        )
+    record = corpus_record(source, corpus.fingerprint, copts, cfg.val_fraction)
+    data = run_data(vocab, train_text, val_text, record, cfg)
+    note = mixture_note(len(train_text), cfg, data)
+    return TrainSetup(run_dir, mcfg, cfg, data, None, (note,) if note else ())
+
+
+def _prepare_resume(opts: TrainOptions, ckdir: Path, echo: Echo) -> TrainSetup:
+    if opts.run:
+        run_dir = ckdir / check_run_name(opts.run)
+    else:
+        run_dir = checkpoint.resolve(None, ckdir, "last").parent
+    last = run_dir / "last.pt"
+    if not last.is_file():
+        raise CheckpointError(
+            f"{last}: nothing to resume (no last.pt); drop --resume to start a new run"
+        )
+    payload = checkpoint.load(last)
+    if "progress" not in payload or "optimizer_state" not in payload:
+        raise CheckpointError(f"{last}: holds no training state (progress, optimizer_state)")
+    stored = payload.get("corpus", {})
+    copts = CorpusOptions(**stored.get("options", {}))
+    if opts.encoding:
+        copts = replace(copts, encoding=opts.encoding)
+    corpus = _read(opts.corpus or stored.get("source"), copts, echo)
+    check_resume_compatible(payload, opts, corpus.fingerprint, str(last))
+    base = TrainConfig.from_dict(payload["train_config"])
+    cfg = train_config_for(opts, base)
+    check_frozen_on_resume(cfg, base, str(last))
+    for k, v in vars(cfg).items():
+        if v != getattr(base, k):
+            echo(f"resume: {k} {getattr(base, k)} -> {v}")
+    vocab = Vocab(payload["vocab"])
+    mcfg = ModelConfig.from_dict(payload["model_config"])
+    train_text, val_text = split_text(corpus.text, cfg.val_fraction)
+    data = run_data(vocab, train_text, val_text, payload["corpus"], cfg)
+    return TrainSetup(run_dir, mcfg, cfg, data, payload)

@@ -1,0 +1,80 @@
+"""runs.py: options, presets, the sizing rule, run names, what --resume refuses."""
+
+from dataclasses import fields
+
+import pytest
+
+from charlm.config import ModelConfig, TrainConfig
+from charlm.errors import CheckpointError, UsageError
+from charlm.runs import (
+    PRESETS,
+    TrainOptions,
+    apply_preset,
+    auto_sizes,
+    check_frozen_on_resume,
+    check_resume_compatible,
+    check_run_name,
+    model_config_for,
+    train_config_for,
+    with_auto_sizes,
+)
+
+
+def test_auto_sizes_rule_scales_with_corpus():
+    small, big = auto_sizes(60_000), auto_sizes(2_000_000)
+    assert small["hidden"] == 256 and small["dropout"] == 0.6 and small["weight_decay"] == 1.0
+    assert big["hidden"] > small["hidden"] and big["layers"] == 2
+    assert big["dropout"] < small["dropout"] and big["weight_decay"] < small["weight_decay"]
+    assert with_auto_sizes(TrainOptions(hidden=64), 60_000).hidden == 64  # explicit wins
+    assert with_auto_sizes(TrainOptions(), 60_000).hidden == 256
+    assert with_auto_sizes(TrainOptions(optimizer="sgd"), 60_000).weight_decay == 0.0
+    assert with_auto_sizes(TrainOptions(embed=0), 60_000).embed == 0  # one-hot stays one-hot
+
+
+def test_every_option_is_a_field_and_presets_name_only_options():
+    names = {f.name for f in fields(TrainOptions)}
+    # every TrainConfig and ModelConfig knob can be given as an option
+    assert {f.name for f in fields(TrainConfig)} <= names
+    assert {f.name for f in fields(ModelConfig)} - {"vocab_size"} <= names
+    for preset in PRESETS.values():
+        assert set(preset) <= names  # a misspelt key would be a silent no-op
+    with pytest.raises(TypeError):
+        TrainOptions(eval_epoch=3)  # misspelt: refused, never read as None
+
+
+def test_preset_fills_only_what_is_not_given():
+    opts = apply_preset(TrainOptions(preset="d2l", hidden=128))
+    assert opts.hidden == 128 and opts.cell == "rnn" and opts.eval_epochs == 50
+    with pytest.raises(UsageError, match="--preset must be one of"):
+        apply_preset(TrainOptions(preset="nope"))
+    assert apply_preset(TrainOptions()) == TrainOptions()
+
+
+def test_configs_from_options():
+    m = model_config_for(30, TrainOptions(cell="gru", embed=0, hidden=16))
+    assert (m.cell, m.embed, m.tie, m.hidden) == ("gru", 0, False, 16)  # one-hot: untied
+    with pytest.raises(UsageError, match="bidirectional"):
+        model_config_for(30, TrainOptions(bidirectional=True))
+    base = TrainConfig(lr=0.1, seed=4)
+    t = train_config_for(TrainOptions(lr=0.5), base)
+    assert t.lr == 0.5 and t.seed == 4
+
+
+def test_resume_refuses_architecture_corpus_and_frozen_changes():
+    payload = {"model_config": {"cell": "lstm", "hidden": 32}, "corpus": {"fingerprint": "abc"}}
+    check_resume_compatible(payload, TrainOptions(hidden=32), "abc", "last.pt")
+    with pytest.raises(CheckpointError, match="--hidden 64 differs from the run's hidden 32"):
+        check_resume_compatible(payload, TrainOptions(hidden=64), "abc", "last.pt")
+    with pytest.raises(CheckpointError, match="corpus differs"):
+        check_resume_compatible(payload, TrainOptions(), "xyz", "last.pt")
+    base = TrainConfig(batch_size=8)
+    check_frozen_on_resume(TrainConfig(batch_size=8, lr=1.0), base, "last.pt")  # lr may change
+    with pytest.raises(CheckpointError, match="--batch-size 16 differs"):
+        check_frozen_on_resume(TrainConfig(batch_size=16), base, "last.pt")
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", ".hidden", "a\\b"])
+def test_bad_run_names(name):
+    with pytest.raises(UsageError, match="one folder name"):
+        check_run_name(name)
+    assert check_run_name("jay-2") == "jay-2"
