@@ -33,8 +33,11 @@ from charlm.config import ModelConfig, SampleConfig, TrainConfig  # noqa: E402
 from charlm.corpus import read_corpus, split_text  # noqa: E402
 from charlm.evaluate import evaluate  # noqa: E402
 from charlm.model import CharRNN  # noqa: E402
+from charlm.run_folder import RunFolder  # noqa: E402
+from charlm.runtime import bf16_supported  # noqa: E402
 from charlm.sampling import generate  # noqa: E402
-from charlm.train import RunData, Trainer  # noqa: E402
+from charlm.train import Trainer, train_step  # noqa: E402
+from charlm.train_setup import RunData  # noqa: E402
 from charlm.vocab import Vocab  # noqa: E402
 
 JAYCHOU = ROOT.parent / "shared" / "corpora" / "jaychou_lyrics.txt.zip"
@@ -124,17 +127,23 @@ def bare_rate(cfg: ModelConfig, tc: TrainConfig, ids: torch.Tensor, seconds: flo
                 return chars / (time.perf_counter() - t0)
 
 
+def _trainer(cfg: ModelConfig, tc: TrainConfig, data: RunData, tmp: Path) -> Trainer:
+    return Trainer(cfg, tc, data, RunFolder(tmp), torch.device("cpu"), previews=[],
+                   echo=lambda s: None)  # fmt: skip
+
+
 def charlm_rate(
     cfg: ModelConfig, tc: TrainConfig, data: RunData, seconds: float, tmp: Path
 ) -> float:
     tmp.mkdir(parents=True, exist_ok=True)
-    t = Trainer(cfg, tc, data, tmp, torch.device("cpu"), [], echo=lambda s: None)
-    from charlm.train import _Window
-
-    batches, w, n, t0, chars = t._batches(), _Window(), 0, None, 0
+    t = _trainer(cfg, tc, data, tmp)
+    batches, n, t0, chars = t._batches(), 0, None, 0
     while True:
         x, y = next(batches)
-        t._step(x, y, w)
+        # the trainer's own step, as run() calls it (lr, clip, precision, carried state)
+        r = train_step(t.model, t.opt, x, y, t.carry, lr=t._lr(), clip=tc.clip,
+                       bf16=tc.precision == "bf16")  # fmt: skip
+        t.carry = r.state if tc.sampler == "consecutive" else None
         n += 1
         if n == 3:
             t0 = time.perf_counter()
@@ -182,8 +191,11 @@ def rows_training(vocab, train_ids, val_ids, tmp: Path, secs: float) -> None:
         ">= 1.0x",
     )
     ROWS[-1]["_rate"] = a
-    bf16 = charlm_rate(mcfg, replace(tcfg, precision="bf16"), data, secs, tmp / "d")
-    row("train chars/s, default + bf16 autocast (CLI default)", bf16, b, "chars/s", ">= 1.0x")
+    if bf16_supported(torch.device("cpu")):
+        bf16 = charlm_rate(mcfg, replace(tcfg, precision="bf16"), data, secs, tmp / "d")
+        row("train chars/s, default + bf16 autocast (CLI default)", bf16, b, "chars/s", ">= 1.0x")
+    else:
+        row("train chars/s, bf16 autocast: no native bf16 on this CPU", None, b, "chars/s")
     scratch = charlm_rate(replace(mcfg, impl="scratch"), tcfg, data, secs, tmp / "c")
     row("train chars/s, --impl scratch vs torch (default)", scratch, a, "chars/s", "report")
 
@@ -337,8 +349,7 @@ def time_to(
     cfg: ModelConfig, tc: TrainConfig, data: RunData, tmp: Path, threshold: float
 ) -> float | None:
     tmp.mkdir(parents=True, exist_ok=True)
-    t = Trainer(cfg, tc, data, tmp, torch.device("cpu"), [], echo=lambda s: None)
-    t.run()
+    _trainer(cfg, tc, data, tmp).run()
     for line in (tmp / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)
         if rec["val_ppl"] is not None and rec["val_ppl"] < threshold:

@@ -121,3 +121,107 @@ def test_failed_save_keeps_previous_file(saved, monkeypatch):
         checkpoint.save({"x": 1}, path)
     assert path.read_bytes() == before
     assert not list(path.parent.glob(".*tmp*"))
+
+
+@pytest.fixture(scope="module")
+def run_last(tmp_path_factory):
+    """A real last.pt with every part: vocabulary, count model, optimizer, progress, carry."""
+    from charlm.config import TrainConfig
+    from charlm.corpus import split_text
+    from charlm.run_folder import RunFolder
+    from charlm.train import Trainer
+    from charlm.train_setup import run_data
+
+    from .conftest import tiny_text
+
+    path = tmp_path_factory.mktemp("run")
+    train, val = split_text(tiny_text(), 0.1)
+    vocab = Vocab.build(train)
+    cfg = TrainConfig(batch_size=4, seq_len=8, max_steps=6, eval_every=3, kn_order=3,
+                      sampler="consecutive", seed=1)  # fmt: skip
+    data = run_data(vocab, train, val, {"source": "tiny", "fingerprint": "f"}, cfg)
+    mcfg = ModelConfig(vocab_size=len(vocab), cell="lstm", embed=4, hidden=6)
+    Trainer(mcfg, cfg, data, RunFolder(path), torch.device("cpu"), previews=[]).run()
+    return path / "last.pt"
+
+
+def _damaged(payload, part):
+    if part == "vocab":
+        payload["vocab"][5], payload["vocab"][6] = payload["vocab"][6], payload["vocab"][5]
+    elif part == "kn ids":
+        payload["kn"]["ids"][10] = (payload["kn"]["ids"][10] + 1) % len(payload["vocab"])
+    elif part == "mix weight":
+        payload["kn"]["weight"] = 0.5
+    elif part == "optimizer":
+        state = payload["optimizer_state"]["state"]
+        state[0]["exp_avg"].view(-1)[0] += 1.0
+    elif part == "progress":
+        payload["progress"]["batch_in_epoch"] += 1
+    elif part == "rng":
+        payload["progress"]["rng"]["batch_epoch_start"][100] ^= 1
+    elif part == "carry":
+        payload["carry"][0].view(-1)[0] += 1.0
+    elif part == "config":
+        payload["model_config"]["dropout"] = 0.1
+    elif part == "train config":
+        payload["train_config"]["lr"] = 1.0
+    else:
+        raise AssertionError(part)
+
+
+PARTS = ["vocab", "kn ids", "mix weight", "optimizer", "progress", "rng", "carry", "config",
+         "train config"]  # fmt: skip
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_damage_to_any_part_is_refused(run_last, tmp_path, part):
+    payload = torch.load(run_last, weights_only=True)
+    assert payload["format_version"] == checkpoint.FORMAT_VERSION and payload["kn"]
+    _damaged(payload, part)
+    path = tmp_path / "last.pt"
+    torch.save(payload, path)  # the old digest kept: what a flipped byte on disk looks like
+    with pytest.raises(CheckpointError, match="digest"):
+        checkpoint.load(path)
+
+
+def test_a_flipped_byte_in_any_stored_record_is_refused(run_last, tmp_path):
+    """torch does not check the zip's CRCs: flip one byte inside each tensor record, and at
+    several places in the pickle. A damaged tensor is always refused; a flip in the pickle is
+    refused or changes nothing that is loaded (e.g. an unused memo index)."""
+    import zipfile
+
+    raw = run_last.read_bytes()
+    original = checkpoint.load(run_last)
+    with zipfile.ZipFile(run_last) as z:
+        infos = [i for i in z.infolist() if i.file_size > 0 and "/data" in i.filename]
+    tensors = 0
+    for info in infos:
+        # stored (uncompressed) members: the data starts after the local header, whose extra
+        # field (torch's alignment padding) is not the central directory's
+        head = raw[info.header_offset : info.header_offset + 30]
+        start = info.header_offset + 30 + int.from_bytes(head[26:28], "little")
+        start += int.from_bytes(head[28:30], "little")
+        is_pickle = info.filename.endswith("data.pkl")
+        spots = range(0, info.file_size, max(1, info.file_size // 40)) if is_pickle else [0]
+        for spot in spots:
+            damaged = bytearray(raw)
+            damaged[start + spot] ^= 0x01
+            path = tmp_path / "flip.pt"
+            path.write_bytes(bytes(damaged))
+            try:
+                loaded = checkpoint.load(path)
+            except CheckpointError:
+                continue
+            assert is_pickle, info.filename  # a damaged tensor must never load
+            assert checkpoint.payload_digest(loaded) == checkpoint.payload_digest(original)
+        tensors += not is_pickle
+    assert tensors >= 20  # weights, optimizer moments, count-model ids, rng states, carry
+
+
+def test_format_1_checkpoints_still_load(saved):
+    path, _ = saved
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 1
+    payload["digest"] = checkpoint.tensor_digest(payload["model_state"])
+    torch.save(payload, path)
+    assert checkpoint.load(path)["format_version"] == 1

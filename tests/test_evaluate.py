@@ -1,10 +1,11 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from charlm.config import ModelConfig
-from charlm.evaluate import evaluate
+from charlm.evaluate import evaluate, target_logprobs
 from charlm.model import CharRNN
 
 
@@ -21,11 +22,16 @@ def test_matches_one_full_forward_and_units():
     assert math.isclose(r.bits_per_char, r.loss / math.log(2))
 
 
-def test_streams_cover_every_character_once():
+def test_streams_equal_one_stream_per_segment():
+    """4 streams = the text cut in 4 segments, each scored from a zero state on its own."""
     torch.manual_seed(0)
     m = CharRNN(ModelConfig(vocab_size=5, cell="gru", embed=3, hidden=4, layers=1, dropout=0))
-    ids = torch.randint(5, (103,), dtype=torch.int32)
+    ids = torch.randint(5, (103,), dtype=torch.int32)  # 102 predictions: streams of 26
     ids[5] = 0
+    multi = target_logprobs(m, ids, streams=4, chunk=8)
+    starts = range(0, 102, 26)
+    ref = torch.cat([target_logprobs(m, ids[s : s + 27], streams=1) for s in starts])
+    torch.testing.assert_close(multi, ref, rtol=1e-6, atol=1e-6)
     r = evaluate(m, ids, streams=4, chunk=8)
-    assert r.chars == 102 and r.unknown_chars == int((ids[1:] == 0).sum())
-    assert math.isfinite(r.loss)
+    assert r.unknown_chars == int((ids[1:] == 0).sum()) > 0
+    assert r.loss == pytest.approx(float(-ref.double().mean()), rel=1e-6)

@@ -51,3 +51,23 @@ def test_payload_round_trip():
     m = from_payload(block, vocab_size=8)
     assert m.weight == 0.7 and m.kn.order == 3
     assert math.isclose(m.kn.prob([1, 2], 3), KneserNey(IDS, 8, 3).prob([1, 2], 3))
+
+
+def test_values_computed_by_hand():
+    """Text 1 2 1 2 1 3, order 2, vocabulary {<unk>, 1, 2, 3}:
+    bigram counts (1,2)=2 (2,1)=2 (1,3)=1 -> n1=1, n2=2, D2 = 1/(1+2*2) = 0.2;
+    continuation counts of 1, 2, 3 are all 1 -> D1 = 1 and p1 = p0;
+    p0: <unk> gets the Good-Turing mass 1/6 (one character seen once in six), the rest 5/18.
+    p(2|1) = p1(2) * D2 * 2 types / 3 + (2 - 0.2) / 3 = 5/18 * 2/15 + 0.6."""
+    kn = KneserNey([1, 2, 1, 2, 1, 3], vocab_size=4, order=2)
+    assert kn.discounts[2] == pytest.approx(0.2) and kn.discounts[1] == pytest.approx(1.0)
+    assert kn.unk_mass == pytest.approx(1 / 6)
+    back = 5 / 18 * 2 / 15
+    assert kn.prob([1], 2) == pytest.approx(back + 1.8 / 3, rel=1e-12)
+    assert kn.prob([1], 3) == pytest.approx(back + 0.8 / 3, rel=1e-12)
+    assert kn.prob([1], 1) == pytest.approx(back, rel=1e-12)
+    assert kn.prob([1], UNK_ID) == pytest.approx(1 / 6 * 2 / 15, rel=1e-12)
+    assert kn.prob([3], 2) == pytest.approx(5 / 18, rel=1e-12)  # unseen context: p1
+    assert kn.log_probs([1, 2, 1]) == pytest.approx(
+        [math.log(back + 0.6), math.log(kn.prob([2], 1))]
+    )

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from charlm.errors import UsageError
-from charlm.runtime import auto_precision, choose_device, make_generator
+from charlm.runtime import auto_precision, bf16_supported, choose_device, make_generator
 
 
 def test_auto_device_and_absent_devices(monkeypatch):
@@ -20,8 +20,16 @@ def test_auto_prefers_cuda_when_present(monkeypatch):
     assert choose_device("auto").type == "cuda"
 
 
-def test_auto_precision_and_generators():
-    assert auto_precision(torch.device("cpu")) in ("bf16", "fp32")
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_follows_native_bf16(monkeypatch, native):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    assert bf16_supported(torch.device("cpu")) is native
+    assert auto_precision(torch.device("cpu")) == ("bf16" if native else "fp32")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: native)
+    assert auto_precision(torch.device("cuda")) == ("bf16" if native else "fp32")
     assert auto_precision(torch.device("mps")) == "fp32"
-    a, b = make_generator(3), make_generator(3)
-    assert torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b))
+
+
+def test_make_generator_is_a_seeded_cpu_generator():
+    g = make_generator(3)
+    assert g.device.type == "cpu" and g.initial_seed() == 3

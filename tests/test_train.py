@@ -297,7 +297,9 @@ def test_train_step_is_one_clipped_step():
     before = [p.detach().clone() for p in m.parameters()]
     r = train_step(m, opt, x, y, None, lr=0.5, clip=1e-3, bf16=False)
     assert r.finite and r.grad_norm > 1e-3 and opt.param_groups[0]["lr"] == 0.5
-    step = torch.cat([(b - p.detach()).flatten() for b, p in zip(before, m.parameters(), strict=True)])
+    step = torch.cat(
+        [(b - p.detach()).flatten() for b, p in zip(before, m.parameters(), strict=True)]
+    )
     assert step.norm().item() == pytest.approx(0.5 * 1e-3, rel=1e-4)  # lr x clipped norm
     assert len(r.state) == 1 and not r.state[0].requires_grad  # detached
 
