@@ -17,10 +17,49 @@ def trained(runner, corpus_file, tmp_path):
     return ck
 
 
-def test_train_writes_run_and_stdout_is_empty(trained, runner, corpus_file):
-    run = trained / "t"
+def test_train_writes_run_and_stdout_is_empty(runner, corpus_file, tmp_path):
+    r = invoke(runner, ["train", "--corpus", corpus_file, "--run", "t", "--checkpoint-dir",
+                        tmp_path, "--max-steps", "20", *TINY_TRAIN])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == ""  # messages, previews and the summary all go to stderr
+    assert "training summary" in r.stderr and "step     20" in r.stderr
+    run = tmp_path / "t"
     assert {"best.pt", "last.pt", "metrics.jsonl"} <= {p.name for p in run.iterdir()}
     assert not (run / ".lock").exists()
+
+
+def test_resume_announces_and_applies_a_changed_weight_decay(trained, runner):
+    from charlm import checkpoint
+
+    r = invoke(runner, ["train", "--run", "t", "--checkpoint-dir", trained, "--resume",
+                        "--max-steps", "61", "--weight-decay", "0.25"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert "resume: weight_decay" in r.stderr and "-> 0.25" in r.stderr
+    last = checkpoint.load(trained / "t" / "last.pt")
+    assert last["optimizer_state"]["param_groups"][0]["weight_decay"] == 0.25
+
+
+def test_too_short_for_a_tune_slice_trains_the_network_alone_and_says_so(runner, tmp_path):
+    from .conftest import tiny_text
+
+    corpus = tmp_path / "short.txt"
+    corpus.write_text(tiny_text(8), encoding="utf-8")  # ~500 training chars: 5 % is too few
+    r = invoke(runner, ["train", "--corpus", corpus, "--run", "s", "--checkpoint-dir", tmp_path,
+                        "--max-steps", "2", "--batch-size", "2", "--seq-len", "8",
+                        "--seed", "1", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert "network alone" in r.stderr and "--mix-fraction" in r.stderr
+    assert "mixture-fit" not in r.stderr
+
+
+def test_bf16_without_native_support_is_refused(runner, corpus_file, tmp_path, monkeypatch):
+    import charlm.train_setup
+
+    monkeypatch.setattr(charlm.train_setup, "bf16_supported", lambda device: False)
+    r = invoke(runner, ["train", "--corpus", corpus_file, "--run", "b", "--checkpoint-dir",
+                        tmp_path, "--precision", "bf16", *TINY_TRAIN])  # fmt: skip
+    assert r.exit_code == 2 and "--precision fp32" in r.stderr and r.stdout == ""
+    assert not (tmp_path / "b").exists()
 
 
 def test_train_json_summary(runner, corpus_file, tmp_path):

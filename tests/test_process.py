@@ -162,15 +162,20 @@ def test_kill_during_saves_leaves_a_loadable_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_second_ctrl_c_exits_at_once(tmp_path):
+def test_ctrl_c_twice_exits_130_with_checkpoints_whole(tmp_path):
     from charlm import checkpoint
 
     proc, run, _ = _start_training(tmp_path, "c", "--eval-every", "5")
-    time.sleep(1.0)
+    deadline = time.time() + 60
+    while not (run / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)  # inside the training loop: the first evaluation has saved
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    # Two signals this close may reach the process as one (POSIX does not queue them); what
+    # the second one does is tested in-process in test_signals.py. Here: exit 130, files whole.
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert "Traceback" not in err.decode()
     # every .pt present is whole (a leftover temporary file is harmless and never loaded)
     for p in run.glob("*.pt"):
         checkpoint.load(p)

@@ -4,7 +4,7 @@ import torch
 from charlm.config import ModelConfig, SampleConfig
 from charlm.errors import DataError, UsageError
 from charlm.model import CharRNN
-from charlm.sampling import check_prefix, filter_logits, generate
+from charlm.sampling import check_prefix, filter_logits, generate, pick_next
 from charlm.vocab import Vocab
 
 
@@ -34,17 +34,48 @@ def test_starts_with_prefix_and_has_length(mv):
 def test_same_seed_same_text_and_batched_samples(mv):
     m, v = mv
     cfg = SampleConfig(length=40, seed=5, num_samples=3)
-    assert text_of(m, v, "我", cfg) == text_of(m, v, "我", cfg)
-    assert text_of(m, v, "我", SampleConfig(length=40, seed=5)) == text_of(
-        m, v, "我", SampleConfig(length=40, seed=5)
-    )
+    batch = text_of(m, v, "我", cfg)
+    assert batch == text_of(m, v, "我", cfg)
+    assert len(set(batch)) == 3  # each row of the batch draws its own characters
+    assert text_of(m, v, "我", SampleConfig(length=40, seed=6, num_samples=3)) != batch
+    # greedy rows of a batch are the single greedy text, computed one row at a time
+    greedy = SampleConfig(length=15, temperature=0, num_samples=4)
+    single = SampleConfig(length=15, temperature=0)
+    assert text_of(m, v, "我", greedy) == text_of(m, v, "我", single) * 4
 
 
-def test_greedy_is_argmax_and_seed_free(mv):
+@torch.no_grad()
+def test_greedy_is_the_argmax_of_the_full_forward(mv):
     m, v = mv
-    a = text_of(m, v, "分", SampleConfig(length=20, temperature=0, seed=1))
-    b = text_of(m, v, "分", SampleConfig(length=20, temperature=0, seed=2))
-    assert a == b
+    (text,) = text_of(m, v, "分", SampleConfig(length=20, temperature=0, seed=1))
+    ids = [int(i) for i in v.encode("分")]
+    for _ in range(20):  # the reference: a full forward over everything so far, then argmax
+        logits, _ = m.eval()(torch.tensor([ids]))
+        row = logits[0, -1].clone()
+        row[0] = float("-inf")  # never the unknown symbol
+        ids.append(int(row.argmax()))
+    assert text == "".join(v.tokens[i] for i in ids)
+    assert text_of(m, v, "分", SampleConfig(length=20, temperature=0, seed=2)) == [text]
+
+
+def test_samples_follow_the_distribution_within_top_k_and_top_p():
+    probs = torch.tensor([0.0, 0.4, 0.25, 0.15, 0.1, 0.06, 0.04])  # id 0 is <unk>
+    logits = torch.log(probs).expand(20_000, -1).clone()
+    g = torch.Generator().manual_seed(0)
+
+    def freq(cfg):
+        ids = pick_next(logits.clone(), cfg, g)
+        return torch.bincount(ids, minlength=7).double() / len(ids)
+
+    f = freq(SampleConfig(temperature=1.0))
+    assert torch.allclose(f, probs.double(), atol=0.015)  # 3.5 sigma at n = 20,000
+    f = freq(SampleConfig(temperature=1.0, top_k=3))
+    assert f[4:].sum() == 0 and torch.allclose(f[1:4], probs[1:4].double() / 0.8, atol=0.015)
+    f = freq(SampleConfig(temperature=1.0, top_p=0.6))  # 0.4 + 0.25 reaches 0.6: two kept
+    assert f[3:].sum() == 0 and torch.allclose(f[1:3], probs[1:3].double() / 0.65, atol=0.015)
+    f = freq(SampleConfig(temperature=0.5))  # p^2, renormalised
+    sharp = probs.double() ** 2 / (probs.double() ** 2).sum()
+    assert torch.allclose(f, sharp, atol=0.015)
 
 
 def test_lines_stop(mv):
