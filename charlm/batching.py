@@ -35,15 +35,15 @@ def batches_per_epoch(n: int, batch_size: int, seq_len: int) -> int:
 
 def check_enough(n: int, batch_size: int, seq_len: int, what: str = "the training text") -> int:
     """Raise DataError naming the counts when `n` ids cannot fill one batch."""
-    nb = batches_per_epoch(n, batch_size, seq_len)
-    if nb < 1:
+    n_batches = batches_per_epoch(n, batch_size, seq_len)
+    if n_batches < 1:
         need = batch_size * seq_len + seq_len
         raise DataError(
             f"{what} has {n:,} characters but one batch of --batch-size {batch_size} x "
             f"--seq-len {seq_len} needs {need:,}; lower --batch-size or --seq-len, or use a "
             "longer corpus"
         )
-    return nb
+    return n_batches
 
 
 def _offset(seq_len: int, generator: torch.Generator) -> int:
@@ -54,13 +54,13 @@ def random_batches(
     ids: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator, start: int = 0
 ) -> Iterator[Batch]:
     """Shuffled independent windows. `ids` (N,) any integer dtype; yields int64 (B, T) pairs."""
-    nb = batches_per_epoch(len(ids), batch_size, seq_len)
+    n_batches = batches_per_epoch(len(ids), batch_size, seq_len)
     offset = _offset(seq_len, generator)
-    n_windows = nb * batch_size
+    n_windows = n_batches * batch_size
     perm = torch.randperm((len(ids) - seq_len) // seq_len, generator=generator)[:n_windows]
-    starts = offset + perm * seq_len  # (nb*B,)
+    starts = offset + perm * seq_len  # (n_batches*B,)
     steps = torch.arange(seq_len)  # (T,)
-    for k in range(start, nb):
+    for k in range(start, n_batches):
         idx = starts[k * batch_size : (k + 1) * batch_size, None] + steps  # (B, T)
         yield ids[idx].long(), ids[idx + 1].long()
 
@@ -69,12 +69,12 @@ def consecutive_batches(
     ids: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator, start: int = 0
 ) -> Iterator[Batch]:
     """B parallel streams read left to right; row b of each batch continues row b of the last."""
-    nb = batches_per_epoch(len(ids), batch_size, seq_len)
+    n_batches = batches_per_epoch(len(ids), batch_size, seq_len)
     offset = _offset(seq_len, generator)
-    # Stream b starts at offset + b*stride; stride >= nb*seq_len so streams never overlap.
+    # Stream b starts at offset + b*stride; stride >= n_batches*seq_len so streams never overlap.
     stride = (len(ids) - 1 - offset) // batch_size
     rows = offset + torch.arange(batch_size)[:, None] * stride  # (B, 1)
-    for k in range(start, nb):
+    for k in range(start, n_batches):
         idx = rows + k * seq_len + torch.arange(seq_len)  # (B, T)
         yield ids[idx].long(), ids[idx + 1].long()
 

@@ -8,7 +8,7 @@ dicts of primitives (`dataclasses.asdict`), never pickled.
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 
 from charlm.errors import CheckpointError, UsageError
 
@@ -157,7 +157,3 @@ def _from_dict(cls, d: dict, what: str):
         return cls(**{k: v for k, v in d.items() if k in known})
     except (UsageError, TypeError) as e:
         raise CheckpointError(f"{what} is invalid: {e}") from None
-
-
-def to_dict(cfg) -> dict:
-    return asdict(cfg)

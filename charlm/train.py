@@ -24,21 +24,28 @@ from tqdm import tqdm
 
 from charlm import checkpoint
 from charlm.batching import batches_per_epoch, make_batches
-from charlm.config import ModelConfig, SampleConfig, TrainConfig
+from charlm.config import ModelConfig, TrainConfig
 from charlm.errors import DivergedError, ResourceError
 from charlm.evaluate import perplexity
 from charlm.mixture import MixtureFit, Scores, kn_logprobs, score_text
 from charlm.model import CharRNN, State, detach_state
 from charlm.noise import UnknownNoise
 from charlm.optim import Plateau, lr_at, make_optimizer, restore_optimizer
+from charlm.reporting import (
+    Window,
+    eval_line,
+    eval_record,
+    preview_lines,
+    progress_bar,
+    run_summary,
+    show_step,
+)
 from charlm.run_folder import RunFolder
 from charlm.runtime import make_generator
-from charlm.sampling import generate
 from charlm.signals import SignalGuard
 from charlm.train_setup import RunData
 
 MAX_NONFINITE_STREAK = 8  # consecutive skipped steps before training is called diverged
-PREVIEW_CHARS = 40
 
 
 @dataclass
@@ -101,34 +108,6 @@ def train_step(
     return StepResult(loss_v, norm_v, detach_state(state), True)
 
 
-@dataclass
-class Window:
-    """Running sums between two evaluations, and over the current epoch (as the textbook
-    reports training perplexity)."""
-
-    loss_sum: float = 0.0
-    steps: int = 0
-    chars: int = 0
-    seconds: float = 0.0
-    grad_norm: float = 0.0
-    epoch_loss_sum: float = 0.0
-    epoch_steps: int = 0
-
-    def add(self, r: StepResult, chars: int, seconds: float, new_epoch: bool) -> None:
-        if new_epoch:
-            self.epoch_loss_sum, self.epoch_steps = 0.0, 0
-        self.loss_sum += r.loss
-        self.epoch_loss_sum += r.loss
-        self.steps += 1
-        self.epoch_steps += 1
-        self.chars += chars
-        self.seconds += seconds
-        self.grad_norm = r.grad_norm
-
-    def reset(self) -> None:
-        self.loss_sum, self.steps, self.chars, self.seconds = 0.0, 0, 0, 0.0
-
-
 @contextlib.contextmanager
 def _out_of_memory_as_resource_error(cfg: TrainConfig) -> Iterator[None]:
     try:
@@ -150,8 +129,8 @@ class Trainer:
 
     def __init__(
         self,
-        model_cfg: ModelConfig,
-        cfg: TrainConfig,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
         data: RunData,
         folder: RunFolder,
         device: torch.device,
@@ -161,7 +140,9 @@ class Trainer:
         show_progress: bool = False,
         resume: dict[str, Any] | None = None,
     ) -> None:
-        self.model_cfg, self.cfg, self.data, self.folder = model_cfg, cfg, data, folder
+        cfg = train_config
+        self.model_config, self.train_config = model_config, train_config
+        self.data, self.folder = data, folder
         self.device, self.previews, self.echo = device, previews, echo
         self.show_progress = show_progress
         self.batches_per_epoch = batches_per_epoch(len(data.train_ids), cfg.batch_size, cfg.seq_len)
@@ -173,7 +154,7 @@ class Trainer:
         if resume is None:
             self.prog = Progress(seed=cfg.seed)
             torch.manual_seed(cfg.seed)  # weights, then dropout masks, come from this stream
-            self.model = CharRNN(model_cfg, device)
+            self.model = CharRNN(model_config, device)
             self.opt = make_optimizer(self.model, cfg)
             self.batch_gen = make_generator(cfg.seed + 1)
             self.noise_gen = make_generator(cfg.seed + 2)
@@ -193,7 +174,7 @@ class Trainer:
 
     def _restore(self, payload: dict[str, Any]) -> None:
         self.model, _, _ = checkpoint.restore_model(payload, str(self.folder.last), self.device)
-        self.opt = restore_optimizer(self.model, self.cfg, payload["optimizer_state"])
+        self.opt = restore_optimizer(self.model, self.train_config, payload["optimizer_state"])
         self.prog = Progress(**payload["progress"])
         self.rng = self.prog.rng
         if "cuda" in self.rng and torch.cuda.is_available():
@@ -204,34 +185,19 @@ class Trainer:
 
     def payload(self, with_training_state: bool) -> dict[str, Any]:
         """What a checkpoint holds; best.pt (for generate/evaluate) has no training state."""
-        extra: dict[str, Any] = {
-            "kn": self.mix_fit.payload(self.prog.mix_weight) if self.mix_fit else None,
-            "train_config": asdict(self.cfg),
-            "corpus": self.data.corpus,
-            "metrics": {
-                k: getattr(self.prog, k) for k in ("step", "epoch", "best_val_ppl", "best_step")
-            },
-        }
-        if with_training_state:
-            self.prog.rng = {**self.rng, "torch": torch.get_rng_state()}
-            if torch.cuda.is_available():
-                self.prog.rng["cuda"] = torch.cuda.get_rng_state_all()
-            extra["progress"] = asdict(self.prog)
-            extra["optimizer_state"] = self.opt.state_dict()
-            extra["carry"] = [t.detach().cpu() for t in self.carry or ()]
-        return checkpoint.build_payload(self.model, self.model_cfg, self.data.vocab, extra)
+        return checkpoint_payload(self, with_training_state)
 
     # ---- the loop ---------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
         """Train until epochs, --max-steps, --max-time, early stopping or a signal."""
-        cfg, prog, window = self.cfg, self.prog, Window()
+        cfg, prog, window = self.train_config, self.prog, Window()
         torch.set_rng_state(self.rng["torch"])  # dropout draws continue this run's stream
         started, elapsed0, reason, last = time.perf_counter(), prog.elapsed_s, None, None
         with (
             SignalGuard() as guard,
             self.noise,  # the once-seen characters are put back on the way out
-            self._bar() as bar,
+            progress_bar(self._step_limit(), prog.step, self.show_progress) as bar,
             _out_of_memory_as_resource_error(cfg),
         ):
             for x, y in self._batches():
@@ -244,7 +210,7 @@ class Trainer:
                 )  # fmt: skip
                 self._account(r, window, x.numel(), time.perf_counter() - t0)
                 prog.elapsed_s = elapsed0 + time.perf_counter() - started
-                self._show(bar, window)
+                show_step(bar, window, self.show_progress)
                 # 2. a signal stops at this step boundary (saved below, not evaluated)
                 if guard.signum is not None:
                     reason = "interrupted"
@@ -272,13 +238,13 @@ class Trainer:
         """Batches from the current position to the step limit, epoch by epoch. Each epoch
         starts from the generator states saved at its start, so a resume mid-epoch replays
         the same batches and the same unknown-symbol noise."""
-        while self.prog.epoch < self.cfg.epochs:
+        while self.prog.epoch < self.train_config.epochs:
             self.batch_gen.set_state(self.rng["batch_epoch_start"])
             self.noise_gen.set_state(self.rng["noise_epoch_start"])
             self.noise.draw_epoch(self.noise_gen)
             if self.prog.batch_in_epoch == 0:
                 self.carry = None  # a new epoch starts new streams
-            cfg, start = self.cfg, self.prog.batch_in_epoch
+            cfg, start = self.train_config, self.prog.batch_in_epoch
             ids = self.data.train_ids
             for batch in make_batches(
                 cfg.sampler, ids, cfg.batch_size, cfg.seq_len, self.batch_gen, start=start
@@ -300,29 +266,30 @@ class Trainer:
             prog.skipped_steps += 1
             self.carry = None
             if prog.nonfinite_streak >= MAX_NONFINITE_STREAK:
+                lr, clip = self.train_config.lr, self.train_config.clip
                 raise DivergedError(
                     f"training diverged: {MAX_NONFINITE_STREAK} steps in a row had a non-finite "
-                    f"loss or gradient (step {prog.step}); lower --lr (now {self.cfg.lr:g}) "
-                    f"or set --clip (now {self.cfg.clip:g}); {self.folder.best} is untouched"
+                    f"loss or gradient (step {prog.step}); lower --lr (now {lr:g}) or set "
+                    f"--clip (now {clip:g}); {self.folder.best} is untouched"
                 )
             return
         prog.nonfinite_streak = 0
         # random windows are unrelated, so each starts from zeros; consecutive ones carry on
-        self.carry = r.state if self.cfg.sampler == "consecutive" else None
+        self.carry = r.state if self.train_config.sampler == "consecutive" else None
         window.add(r, chars, seconds, new_epoch=prog.batch_in_epoch == 1)
 
     def _lr(self) -> float:
-        return lr_at(self.cfg, self.prog.step, Plateau(**self.prog.plateau).lr_scale)
+        return lr_at(self.train_config, self.prog.step, Plateau(**self.prog.plateau).lr_scale)
 
     def _step_limit(self) -> int:
-        total = self.cfg.epochs * self.batches_per_epoch
-        return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
+        total = self.train_config.epochs * self.batches_per_epoch
+        return min(total, self.train_config.max_steps) if self.train_config.max_steps else total
 
     # ---- evaluation, previews, progress -----------------------------------------------------
 
     def _evaluate(self, window: Window, bar: tqdm, scheduled: bool) -> dict[str, Any]:
         """Score, move best.pt and (if scheduled) the plateau rule, log, save last.pt."""
-        prog, cfg = self.prog, self.cfg
+        prog, cfg = self.prog, self.train_config
         scores = self.held_out_scores()
         train_loss = window.loss_sum / window.steps if window.steps else math.nan
         # without held-out text, "best" falls back to training perplexity
@@ -336,7 +303,8 @@ class Trainer:
             self.folder.save_best(self.payload(with_training_state=False))
         if scheduled:
             prog.plateau = asdict(Plateau(**prog.plateau).after(score, finite, cfg))
-        rec = self._record(window, scores, train_loss, improved)
+        rec = eval_record(self.prog, window, scores, train_loss, improved, self._lr(),
+                          self.batches_per_epoch)  # fmt: skip
         self.folder.append_metrics(rec)
         self._report(rec, bar)
         window.reset()
@@ -355,87 +323,35 @@ class Trainer:
         kn_logp = self.val_kn_logp if self.mix_fit else None
         return score_text(self.model, self.data.val_ids, self.device, self.mixture, kn_logp)
 
-    def _record(self, w: Window, scores: Scores | None, train_loss: float, best: bool) -> dict:
-        prog = self.prog
-        return {
-            "step": prog.step,
-            "epoch": prog.epoch + prog.batch_in_epoch / max(1, self.batches_per_epoch),
-            "elapsed_s": round(prog.elapsed_s, 3),
-            "train_loss": train_loss,
-            "train_ppl": perplexity(train_loss),
-            "epoch_train_ppl": (
-                perplexity(w.epoch_loss_sum / w.epoch_steps) if w.epoch_steps else None
-            ),
-            "val_loss": scores.shipped.loss if scores else None,
-            "val_ppl": scores.shipped.perplexity if scores else None,
-            "val_ppl_net": scores.network.perplexity if scores else None,
-            "mix_weight": scores.weight if scores else None,
-            "lr": self._lr(),
-            "grad_norm": w.grad_norm,
-            "chars_per_s": w.chars / w.seconds if w.seconds > 0 else 0.0,
-            "best": best,
-        }  # fmt: skip
-
     def preview_lines(self) -> list[str]:
-        out = []
-        for i, prefix in enumerate(self.previews):
-            cfg = SampleConfig(length=PREVIEW_CHARS, temperature=0.8, seed=self.cfg.seed + i)
-            pieces = generate(self.model, self.data.vocab, prefix, cfg, self.device, self.mixture)
-            out.append("".join(p[0] for p in pieces).replace("\n", " ⏎ "))
-        return out
-
-    def _bar(self) -> tqdm:
-        return tqdm(
-            total=self._step_limit(),
-            initial=self.prog.step,
-            file=sys.stderr,
-            unit="step",
-            disable=not self.show_progress,
-            dynamic_ncols=True,
-            leave=False,
-        )
-
-    def _show(self, bar: tqdm, w: Window) -> None:
-        bar.update(1)
-        if self.show_progress and w.steps:
-            loss = w.loss_sum / w.steps
-            cps = w.chars / max(w.seconds, 1e-9)
-            bar.set_postfix(
-                loss=f"{loss:.3f}", ppl=f"{perplexity(min(loss, 50)):.1f}", cps=f"{cps:,.0f}"
-            )
+        return preview_lines(self.model, self.data.vocab, self.previews, self.train_config.seed,
+                             self.device, self.mixture)  # fmt: skip
 
     def _report(self, rec: dict[str, Any], bar: tqdm) -> None:
-        val = f"{rec['val_ppl']:.2f}" if rec["val_ppl"] is not None else "n/a"
-        if rec["mix_weight"] is not None:
-            val += f" (net {rec['val_ppl_net']:.2f}, w {rec['mix_weight']:.2f})"
-        this_epoch = ""
-        if rec["val_ppl"] is None:  # the textbook's per-epoch training perplexity
-            this_epoch = f" (this epoch {rec['epoch_train_ppl']:.2f})"
         write = bar.write if self.show_progress else self.echo
-        write(
-            f"step {rec['step']:>6}  epoch {rec['epoch']:.2f}  train ppl {rec['train_ppl']:.2f}"
-            f"{this_epoch}  val ppl {val}{' *' if rec['best'] else ''}  lr {rec['lr']:.2e}  "
-            f"{rec['chars_per_s']:,.0f} chars/s"
-        )
+        write(eval_line(rec))
         for line in self.preview_lines():
             write(f"    {line}")
 
     def summary(self, reason: str, last: dict[str, Any] | None) -> dict[str, Any]:
-        prog = self.prog
-        return {
-            "run_dir": str(self.folder.path),
-            "stopped": reason,
-            "steps": prog.step,
-            "epochs": prog.epoch + prog.batch_in_epoch / max(1, self.batches_per_epoch),
-            "elapsed_s": prog.elapsed_s,
-            "best_val_ppl": prog.best_val_ppl,
-            "best_is_train_ppl": len(self.data.val_ids) < 2,  # no held-out text to score
-            "best_step": prog.best_step,
-            "last_val_ppl": last["val_ppl"] if last else None,
-            "last_train_ppl": last["train_ppl"] if last else None,
-            "chars_per_s": last["chars_per_s"] if last else None,
-            "skipped_steps": prog.skipped_steps,
-            "best": str(self.folder.best),
-            "last": str(self.folder.last),
-            "seed": prog.seed,
-        }
+        return run_summary(self.prog, reason, last, self.folder, self.batches_per_epoch,
+                           has_val=len(self.data.val_ids) >= 2)  # fmt: skip
+
+
+def checkpoint_payload(t: Trainer, with_training_state: bool) -> dict[str, Any]:
+    """A trainer's checkpoint: weights, vocabulary, configs, count model, corpus record, and
+    with the training state, everything an exact resume needs."""
+    extra: dict[str, Any] = {
+        "kn": t.mix_fit.payload(t.prog.mix_weight) if t.mix_fit else None,
+        "train_config": asdict(t.train_config),
+        "corpus": t.data.corpus,
+        "metrics": {k: getattr(t.prog, k) for k in ("step", "epoch", "best_val_ppl", "best_step")},
+    }
+    if with_training_state:
+        t.prog.rng = {**t.rng, "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            t.prog.rng["cuda"] = torch.cuda.get_rng_state_all()
+        extra["progress"] = asdict(t.prog)
+        extra["optimizer_state"] = t.opt.state_dict()
+        extra["carry"] = [s.detach().cpu() for s in t.carry or ()]
+    return checkpoint.build_payload(t.model, t.model_config, t.data.vocab, extra)

@@ -117,8 +117,8 @@ def _read(source: str, options: CorpusOptions, echo: Echo) -> Corpus:
 
 def _prepare_new(opts: TrainOptions, ckdir: Path, echo: Echo) -> TrainSetup:
     source = opts.corpus or str(default_corpus())
-    copts = corpus_options(opts)
-    corpus = _read(source, copts, echo)
+    corpus_opts = corpus_options(opts)
+    corpus = _read(source, corpus_opts, echo)
     opts = opts.fill({"seed": new_seed(), "val_fraction": TrainConfig().val_fraction})
     train_text, val_text = split_text(corpus.text, opts.val_fraction)
     opts = with_auto_sizes(opts, len(train_text))  # sizes follow the training text
@@ -131,7 +131,7 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, echo: Echo) -> TrainSetup:
             f"{run_dir}: this run already has checkpoints; pass --resume to continue it, "
             "or pick another --run"
         )
-    record = corpus_record(source, corpus.fingerprint, copts, cfg.val_fraction)
+    record = corpus_record(source, corpus.fingerprint, corpus_opts, cfg.val_fraction)
     data = run_data(vocab, train_text, val_text, record, cfg)
     note = mixture_note(len(train_text), cfg, data)
     return TrainSetup(run_dir, mcfg, cfg, data, None, (note,) if note else ())
@@ -150,11 +150,16 @@ def _prepare_resume(opts: TrainOptions, ckdir: Path, echo: Echo) -> TrainSetup:
     payload = checkpoint.load(last)
     if "progress" not in payload or "optimizer_state" not in payload:
         raise CheckpointError(f"{last}: holds no training state (progress, optimizer_state)")
+    if payload["format_version"] < checkpoint.FORMAT_VERSION:
+        raise CheckpointError(
+            f"{last}: format {payload['format_version']} training state (an older charlm) cannot "
+            "be resumed exactly by this one; start a new --run (its best.pt still generates)"
+        )
     stored = payload.get("corpus", {})
-    copts = CorpusOptions(**stored.get("options", {}))
+    corpus_opts = CorpusOptions(**stored.get("options", {}))
     if opts.encoding:
-        copts = replace(copts, encoding=opts.encoding)
-    corpus = _read(opts.corpus or stored.get("source"), copts, echo)
+        corpus_opts = replace(corpus_opts, encoding=opts.encoding)
+    corpus = _read(opts.corpus or stored.get("source"), corpus_opts, echo)
     check_resume_compatible(payload, opts, corpus.fingerprint, str(last))
     base = TrainConfig.from_dict(payload["train_config"])
     cfg = train_config_for(opts, base)

@@ -1,5 +1,6 @@
-"""CHECKLIST.md cases through the real CLI: exit code, one-line message, empty stdout, and every
-file that existed before is byte-identical after."""
+"""Reliability cases through the real CLI (encodings, damaged zips and checkpoints, divergence,
+out of memory, locks): exit code, one-line message, empty stdout, and every file that existed
+before is byte-identical after."""
 
 from __future__ import annotations
 
@@ -208,6 +209,22 @@ def test_resume_refuses_bad_last(runner, run_ck, corpus_file):
     r = invoke(runner, ["train", "--checkpoint-dir", run_ck, "--run", "r", "--resume"])
     _fails_cleanly(r, 4, str(last))
     assert tree_digest(run_ck) == before
+
+
+def test_resume_of_an_older_format_is_refused_by_name(runner, run_ck):
+    import torch
+
+    from charlm import checkpoint
+
+    last = run_ck / "r" / "last.pt"
+    payload = torch.load(last, weights_only=True)
+    payload["format_version"] = 1
+    payload["digest"] = checkpoint.tensor_digest(payload["model_state"])  # what format 1 kept
+    torch.save(payload, last)
+    before = tree_digest(run_ck)
+    r = invoke(runner, ["train", "--checkpoint-dir", run_ck, "--run", "r", "--resume"])
+    _fails_cleanly(r, 4, "format 1")
+    assert "new --run" in r.stderr and tree_digest(run_ck) == before
 
 
 # ---- training faults --------------------------------------------------------------------------

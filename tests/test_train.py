@@ -264,7 +264,9 @@ def test_random_sampler_resets_state_and_consecutive_resets_each_epoch(tmp_path,
 
         monkeypatch.setattr(t.model, "forward", spy)
         nb = t.batches_per_epoch
-        t.cfg = TrainConfig(**{**t.cfg.__dict__, "max_steps": nb + 3, "eval_every": 1000})
+        t.train_config = TrainConfig(
+            **{**t.train_config.__dict__, "max_steps": nb + 3, "eval_every": 1000}
+        )
         t.run()
         assert len(starts) == nb + 3
         if sampler == "random":

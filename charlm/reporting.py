@@ -1,0 +1,132 @@
+"""What training shows and logs: running sums between evaluations, the metrics record of an
+evaluation, its one-line report, the progress bar, and the end-of-run summary."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm import tqdm
+
+from charlm.config import SampleConfig
+from charlm.evaluate import perplexity
+from charlm.mixture import Scores
+from charlm.run_folder import RunFolder
+from charlm.sampling import generate
+
+PREVIEW_CHARS = 40
+
+
+@dataclass
+class Window:
+    """Running sums between two evaluations, and over the current epoch (as the textbook
+    reports training perplexity)."""
+
+    loss_sum: float = 0.0
+    steps: int = 0
+    chars: int = 0
+    seconds: float = 0.0
+    grad_norm: float = 0.0
+    epoch_loss_sum: float = 0.0
+    epoch_steps: int = 0
+
+    def add(self, r: Any, chars: int, seconds: float, new_epoch: bool) -> None:
+        if new_epoch:
+            self.epoch_loss_sum, self.epoch_steps = 0.0, 0
+        self.loss_sum += r.loss
+        self.epoch_loss_sum += r.loss
+        self.steps += 1
+        self.epoch_steps += 1
+        self.chars += chars
+        self.seconds += seconds
+        self.grad_norm = r.grad_norm
+
+    def reset(self) -> None:
+        self.loss_sum, self.steps, self.chars, self.seconds = 0.0, 0, 0, 0.0
+
+
+def eval_record(prog: Any, w: Window, scores: Scores | None, train_loss: float, best: bool,
+                lr: float, batches_per_epoch: int) -> dict[str, Any]:  # fmt: skip
+    """One line of metrics.jsonl: where training is and how it scores."""
+    return {
+        "step": prog.step,
+        "epoch": prog.epoch + prog.batch_in_epoch / max(1, batches_per_epoch),
+        "elapsed_s": round(prog.elapsed_s, 3),
+        "train_loss": train_loss,
+        "train_ppl": perplexity(train_loss),
+        "epoch_train_ppl": (
+            perplexity(w.epoch_loss_sum / w.epoch_steps) if w.epoch_steps else None
+        ),
+        "val_loss": scores.shipped.loss if scores else None,
+        "val_ppl": scores.shipped.perplexity if scores else None,
+        "val_ppl_net": scores.network.perplexity if scores else None,
+        "mix_weight": scores.weight if scores else None,
+        "lr": lr,
+        "grad_norm": w.grad_norm,
+        "chars_per_s": w.chars / w.seconds if w.seconds > 0 else 0.0,
+        "best": best,
+    }
+
+
+def preview_lines(model: Any, vocab: Any, prefixes: list[str], seed: int, device: Any,
+                  mixture: Any) -> list[str]:  # fmt: skip
+    """A short sample from each prefix, on one line each (line breaks shown as ⏎)."""
+    out = []
+    for i, prefix in enumerate(prefixes):
+        cfg = SampleConfig(length=PREVIEW_CHARS, temperature=0.8, seed=seed + i)
+        pieces = generate(model, vocab, prefix, cfg, device, mixture)
+        out.append("".join(p[0] for p in pieces).replace("\n", " ⏎ "))
+    return out
+
+
+def eval_line(rec: dict[str, Any]) -> str:
+    """The evaluation as one line for stderr."""
+    val = f"{rec['val_ppl']:.2f}" if rec["val_ppl"] is not None else "n/a"
+    if rec["mix_weight"] is not None:
+        val += f" (net {rec['val_ppl_net']:.2f}, w {rec['mix_weight']:.2f})"
+    this_epoch = ""
+    if rec["val_ppl"] is None:  # the textbook's per-epoch training perplexity
+        this_epoch = f" (this epoch {rec['epoch_train_ppl']:.2f})"
+    return (
+        f"step {rec['step']:>6}  epoch {rec['epoch']:.2f}  train ppl {rec['train_ppl']:.2f}"
+        f"{this_epoch}  val ppl {val}{' *' if rec['best'] else ''}  lr {rec['lr']:.2e}  "
+        f"{rec['chars_per_s']:,.0f} chars/s"
+    )
+
+
+def progress_bar(total: int, initial: int, show: bool) -> tqdm:
+    """A tqdm bar on stderr, only when it is a terminal (`show`)."""
+    return tqdm(total=total, initial=initial, file=sys.stderr, unit="step", disable=not show,
+                dynamic_ncols=True, leave=False)  # fmt: skip
+
+
+def show_step(bar: tqdm, w: Window, show: bool) -> None:
+    bar.update(1)
+    if show and w.steps:
+        loss = w.loss_sum / w.steps
+        cps = w.chars / max(w.seconds, 1e-9)
+        bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{perplexity(min(loss, 50)):.1f}",
+                        cps=f"{cps:,.0f}")  # fmt: skip
+
+
+def run_summary(prog: Any, reason: str, last: dict[str, Any] | None, folder: RunFolder,
+                batches_per_epoch: int, has_val: bool) -> dict[str, Any]:  # fmt: skip
+    """What `charlm train` reports at the end (and prints as JSON with --json)."""
+    return {
+        "run_dir": str(folder.path),
+        "stopped": reason,
+        "steps": prog.step,
+        "epochs": prog.epoch + prog.batch_in_epoch / max(1, batches_per_epoch),
+        "elapsed_s": prog.elapsed_s,
+        "best_val_ppl": prog.best_val_ppl,
+        "best_is_train_ppl": not has_val,  # no held-out text to score
+        "best_step": prog.best_step,
+        "last_val_ppl": last["val_ppl"] if last else None,
+        "last_train_ppl": last["train_ppl"] if last else None,
+        "chars_per_s": last["chars_per_s"] if last else None,
+        "skipped_steps": prog.skipped_steps,
+        "best": str(folder.best),
+        "last": str(folder.last),
+        "seed": prog.seed,
+    }
