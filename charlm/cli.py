@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Annotated, Any
@@ -299,6 +300,7 @@ def train(
       charlm train --corpus jaychou_lyrics.txt.zip --run jay --cell gru --max-time 300
       charlm train --run jay --resume --epochs 80
     """
+    started = time.monotonic()  # --max-time is the wall time of the whole command
     from charlm.commands import run_train
     from charlm.runs import TrainOptions
 
@@ -315,7 +317,7 @@ def train(
         encoding=encoding, newline=newline, max_chars=max_chars,
         max_corpus_bytes=max_corpus_bytes, preview=tuple(preview) if preview else None,
     )  # fmt: skip
-    summary = run_train(opts, device, checkpoint_dir, _console(quiet), quiet)
+    summary = run_train(opts, device, checkpoint_dir, _console(quiet), quiet, started_at=started)
     if json_out:
         print(json.dumps(summary, ensure_ascii=False), flush=True)
 

@@ -37,12 +37,22 @@ def _default_previews(vocab: Vocab) -> list[str]:
     return ok or [""]
 
 
-def run_train(opts: TrainOptions, device_name: str, ckdir: Path, console, quiet: bool) -> dict:
-    """Set up (or resume) a run, train it, print the summary; returns the summary dict."""
+def run_train(
+    opts: TrainOptions,
+    device_name: str,
+    ckdir: Path,
+    console,
+    quiet: bool,
+    started_at: float | None = None,
+) -> dict:
+    """Set up (or resume) a run, train it, print the summary; returns the summary dict.
+    `started_at` (time.monotonic()): when the command started, for --max-time."""
     device = choose_device(device_name)
     # Generated text and corpus notes: never let Rich read "[Chorus]" as markup.
     echo = lambda line: console.print(line, markup=False, highlight=False)  # noqa: E731
-    setup = prepare(apply_preset(opts), Path(ckdir), device, echo)
+    # A status line while nothing else moves (Rich shows it on a terminal only, not in a pipe).
+    with console.status("reading the corpus and building the vocabulary..."):
+        setup = prepare(apply_preset(opts), Path(ckdir), device, echo)
     data, mcfg, cfg = setup.data, setup.model_config, setup.train_config
     previews = [check_prefix(data.vocab, p, skip_unknown=False) for p in opts.preview or ()]
     folder = RunFolder(setup.run_dir)
@@ -50,13 +60,15 @@ def run_train(opts: TrainOptions, device_name: str, ckdir: Path, console, quiet:
     folder.path.mkdir(parents=True, exist_ok=True)
     try:
         with folder.lock():
-            trainer = Trainer(
-                mcfg, cfg, data, folder, device,
-                previews=previews or _default_previews(data.vocab),
-                echo=echo,
-                show_progress=sys.stderr.isatty() and not quiet,
-                resume=setup.resume,
-            )  # fmt: skip
+            with console.status("building the model and the count model..."):
+                trainer = Trainer(
+                    mcfg, cfg, data, folder, device,
+                    previews=previews or _default_previews(data.vocab),
+                    echo=echo,
+                    show_progress=sys.stderr.isatty() and not quiet,
+                    resume=setup.resume,
+                    started_at=started_at,
+                )  # fmt: skip
             _header(console, setup, trainer, device)
             summary = trainer.run()
     except BaseException:
@@ -73,9 +85,12 @@ def run_train(opts: TrainOptions, device_name: str, ckdir: Path, console, quiet:
 def _header(console, setup: TrainSetup, trainer: Trainer, device: torch.device) -> None:
     data, mcfg, cfg = setup.data, setup.model_config, setup.train_config
     tune = f" + {len(data.tune_ids):,} mixture-fit" if data.tune_ids is not None else ""
+    capped = ""
+    if len(data.val_ids) > len(trainer.eval_ids):  # training scores a fixed first part
+        capped = f" (first {len(trainer.eval_ids) - 1:,} scored at each evaluation)"
     console.print(
         f"[bold]{setup.run_dir.name}[/]: {len(data.train_ids):,} training{tune} / "
-        f"{len(data.val_ids):,} held-out chars, vocab {len(data.vocab):,}, "
+        f"{len(data.val_ids):,} held-out chars{capped}, vocab {len(data.vocab):,}, "
         f"{mcfg.cell} {mcfg.layers}x{mcfg.hidden} "
         f"({count_parameters(trainer.model):,} params), {cfg.sampler} sampler, "
         f"device {device.type} ({cfg.precision}), seed {cfg.seed}"
@@ -207,7 +222,7 @@ def run_evaluate(
         result["mix_weight"] = scores.weight
     result["network"] = scores.network.as_dict()
     if baseline:
-        kn = KneserNey(encode(vocab, train_text).tolist(), len(vocab), BASELINE_ORDER)
+        kn = KneserNey(encode(vocab, train_text), len(vocab), BASELINE_ORDER)
         result["baseline_kn"] = EvalResult.from_logprobs(kn_logprobs(kn, ids), ids[1:]).as_dict()
     result.update({"split": which, "corpus": source, "checkpoint": str(path)})
     _eval_table(console, result)

@@ -1,130 +1,251 @@
-"""Interpolated Kneser-Ney character n-gram model: the count-based baseline.
+"""Interpolated Kneser-Ney character n-gram model: the count-based baseline, in arrays.
 
     p_k(w | h) = max(c_k(h w) - D_k, 0) / c_k(h)  +  D_k * t_k(h) / c_k(h) * p_{k-1}(w | h')
 
 where h' drops the oldest character of h, c_N are raw counts at the highest order, c_k (k < N)
 are continuation counts (how many distinct characters precede h w), t_k(h) is the number of
-distinct w seen after h, and D_k = n1 / (n1 + 2 n2) from that order's count-of-counts. A context
+distinct w seen after h, and D_k = n1 / (n1 + 2 n2) from that order's count-of-counts (at least
+0.1, so nothing gets probability 0). A context
 never seen falls through to the next lower order. The unigram level gives the unknown symbol
 the Good-Turing mass of unseen characters (characters seen once / all characters), so text with
 new characters gets an honest probability rather than ~0.
+
+The tables are sorted integer arrays, built with np.unique and read with searchsorted: no
+Python loop over the text. Every k-gram has an id, its index in the sorted keys of level k:
+
+    key_k(g) = id_{k-1}(g without its last character) * V + last character     (id_0 = 0)
+
+so a context's followers are one contiguous slice of the next level's keys, and a context is
+found by walking its characters one level at a time. The tables (keys and counts per level)
+are what a checkpoint stores: loading is a read, not a rebuild.
 """
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from charlm.vocab import UNK_ID
 
-Context = tuple[int, ...]
+MIN_DISCOUNT = 0.1
+
+
+def _as_ids(ids: Any) -> np.ndarray:
+    """A sequence, numpy array or CPU tensor of ids -> (N,) int64."""
+    if hasattr(ids, "numpy"):
+        ids = ids.numpy()
+    return np.asarray(ids, dtype=np.int64).reshape(-1)
+
+
+def _find(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Index of each query in sorted `keys`, or -1 where it is absent."""
+    pos = np.searchsorted(keys, query)
+    pos = np.minimum(pos, len(keys) - 1) if len(keys) else np.zeros_like(query)
+    hit = (keys[pos] == query) if len(keys) else np.zeros(query.shape, dtype=bool)
+    return np.where(hit, pos, -1)
 
 
 class KneserNey:
-    """Built from training ids; `prob` scores one character, `distribution` gives all of them."""
+    """Built from training ids (or from stored tables); `log_probs` scores a text,
+    `distributions` gives the next-id probabilities after many contexts at once."""
 
-    def __init__(self, ids: Sequence[int], vocab_size: int, order: int = 8) -> None:
+    def __init__(self, ids: Any, vocab_size: int, order: int = 8) -> None:
         if order < 1:
             raise ValueError("order must be >= 1")
-        self.order, self.vocab_size = order, vocab_size
-        seq = [int(i) for i in ids]
-        # types[k]: set of distinct k-grams; raw counts only for the highest order.
-        top: dict[Context, int] = defaultdict(int)
-        types: list[set[Context]] = [set() for _ in range(order + 1)]
-        for i in range(len(seq)):
-            for k in range(1, order + 1):
-                if i - k + 1 < 0:
-                    break
-                g = tuple(seq[i - k + 1 : i + 1])
-                types[k].add(g)
-                if k == order:
-                    top[g] += 1
-        counts: list[dict[Context, int]] = [dict() for _ in range(order + 1)]
-        counts[order] = dict(top)
-        for k in range(1, order):
-            cont: dict[Context, int] = defaultdict(int)
-            for g in types[k + 1]:
-                cont[g[1:]] += 1  # one more distinct left neighbour of the k-gram g[1:]
-            # k-grams only ever seen at the very start have no left neighbour: count them once
-            for g in types[k]:
-                cont.setdefault(g, 1)
-            counts[k] = dict(cont)
-        # Per order and context: total count, distinct followers, follower counts.
-        self.tables: list[dict[Context, tuple[int, int, dict[int, int]]]] = [{}]
-        self.discounts: list[float] = [0.0]
+        seq = _as_ids(ids)
+        n, v = len(seq), vocab_size
+        keys: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]  # level 0: the empty gram
+        counts: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+        ctx = np.zeros(n, dtype=np.int64)  # id of the (k-1)-gram ending just before each i
+        gram_prev = None  # id of the (k-1)-gram ending at each position
         for k in range(1, order + 1):
-            table: dict[Context, list] = {}
-            n1 = n2 = 0
-            for g, c in counts[k].items():
-                entry = table.setdefault(g[:-1], [0, 0, {}])
-                entry[0] += c
-                entry[1] += 1
-                entry[2][g[-1]] = c
-                n1 += c == 1
-                n2 += c == 2
-            self.tables.append({h: (e[0], e[1], e[2]) for h, e in table.items()})
-            self.discounts.append(n1 / (n1 + 2 * n2) if n1 + n2 else 0.5)
-        raw = np.bincount(np.asarray(seq, dtype=np.int64), minlength=vocab_size)
+            start = k - 1  # the first position where a k-gram ends
+            if start >= n:  # text shorter than k: no k-grams, so no left neighbours below
+                counts[k - 1] = np.ones_like(counts[k - 1]) if k > 1 else counts[k - 1]
+                keys.append(np.zeros(0, dtype=np.int64))
+                counts.append(np.zeros(0, dtype=np.int64))
+                continue
+            uniq, first, inv = np.unique(
+                ctx[start:] * v + seq[start:], return_index=True, return_inverse=True
+            )
+            gram = np.full(n, -1, dtype=np.int64)
+            gram[start:] = inv.reshape(-1)  # id of the k-gram ending at each position
+            if k > 1:
+                # continuation counts of level k-1: distinct left neighbours of each (k-1)-gram
+                # = distinct k-grams it ends; a (k-1)-gram seen only at the very start has none
+                # and counts once
+                cont = np.bincount(gram_prev[start + first], minlength=len(keys[k - 1]))
+                counts[k - 1] = np.maximum(cont, 1)
+            keys.append(uniq)
+            counts.append(np.bincount(inv.reshape(-1), minlength=len(uniq)))  # raw counts
+            ctx = np.concatenate([[-1], gram[:-1]])
+            gram_prev = gram
+        raw = np.bincount(seq, minlength=v) if n else np.zeros(v, dtype=np.int64)
         singles = int((raw == 1).sum())
         # Good-Turing: the chance that the next character is one never seen before.
-        self.unk_mass = min(0.5, max(singles, 1) / max(len(seq), 1))
-        self._p1: np.ndarray | None = None
+        unk_mass = min(0.5, max(singles, 1) / max(n, 1))
+        discounts = [0.0] + [_discount(c) for c in counts[1:]]
+        self._set(order, v, unk_mass, np.array(discounts), keys[1:], counts[1:])
 
-    def _base(self) -> np.ndarray:
-        """p_0: the unknown symbol gets unk_mass, every known id an equal share of the rest."""
-        p = np.full(self.vocab_size, (1 - self.unk_mass) / (self.vocab_size - 1))
-        p[UNK_ID] = self.unk_mass
+    def _set(self, order, vocab_size, unk_mass, discounts, keys, counts) -> None:
+        self.order, self.vocab_size, self.unk_mass = order, vocab_size, float(unk_mass)
+        self.discounts = [float(d) for d in discounts]  # [0, D_1, ..., D_order]
+        self.keys = [np.zeros(1, dtype=np.int64), *keys]  # per level, sorted
+        self.counts = [np.zeros(1, dtype=np.int64), *counts]  # per level, aligned with keys
+        # Per level k and context id (a (k-1)-gram): total count and distinct followers.
+        self.totals, self.types = [np.zeros(0)], [np.zeros(0)]
+        for k in range(1, order + 1):
+            n_ctx = len(self.keys[k - 1])
+            ctx = self.keys[k] // vocab_size
+            self.totals.append(np.bincount(ctx, weights=self.counts[k], minlength=n_ctx))
+            self.types.append(np.bincount(ctx, minlength=n_ctx).astype(np.float64))
+        base = np.full(vocab_size, (1 - self.unk_mass) / (vocab_size - 1))
+        base[UNK_ID] = self.unk_mass
+        self._base = base
+        self._p1 = self._extend(base[None], np.zeros(1, dtype=np.int64), 1)[0]
+
+    # ---- storage ------------------------------------------------------------------------------
+
+    def tables(self) -> dict[str, Any]:
+        """The model as plain arrays (numpy; the checkpoint stores them as tensors)."""
+        return {
+            "order": self.order,
+            "vocab_size": self.vocab_size,
+            "unk_mass": self.unk_mass,
+            "discounts": np.array(self.discounts),
+            "keys": self.keys[1:],
+            "counts": self.counts[1:],
+        }
+
+    @classmethod
+    def from_tables(cls, t: dict[str, Any]) -> KneserNey:
+        """The inverse of tables(); raises ValueError on tables that do not fit together."""
+        order, v = int(t["order"]), int(t["vocab_size"])
+        keys = [_as_ids(k) for k in t["keys"]]
+        counts = [_as_ids(c) for c in t["counts"]]
+        if not 1 <= order <= 16 or len(keys) != order or len(counts) != order or v < 2:
+            raise ValueError("count-model tables do not match their order")
+        for k, (kk, cc) in enumerate(zip(keys, counts, strict=True), start=1):
+            n_prev = 1 if k == 1 else len(keys[k - 2])
+            if len(kk) != len(cc) or (len(kk) and (kk[0] < 0 or kk[-1] >= n_prev * v)):
+                raise ValueError(f"count-model level {k} is inconsistent")
+            if len(kk) > 1 and not (np.diff(kk) > 0).all():
+                raise ValueError(f"count-model level {k} keys are not sorted")
+        kn = cls.__new__(cls)
+        kn._set(order, v, float(t["unk_mass"]), _as_ids_f(t["discounts"]), keys, counts)
+        return kn
+
+    # ---- contexts -----------------------------------------------------------------------------
+
+    def _gram_ids(self, rows: np.ndarray) -> list[np.ndarray]:
+        """rows (B, L) ids, right-aligned contexts (-1 = nothing) -> for j = 0..order-1, the
+        id of the j-gram made of each row's last j ids, (B,), -1 where unseen."""
+        b, width = rows.shape
+        out = [np.zeros(b, dtype=np.int64)]
+        for j in range(1, self.order):
+            gid = np.zeros(b, dtype=np.int64)
+            if j > width:
+                out.append(np.full(b, -1, dtype=np.int64))
+                continue
+            for m in range(1, j + 1):  # walk the last j ids, oldest first
+                c = rows[:, width - j + m - 1]
+                ok = (gid >= 0) & (c >= 0)
+                query = np.where(ok, gid, 0) * self.vocab_size + np.where(ok, c, 0)
+                gid = np.where(ok, _find(self.keys[m], query), -1)
+            out.append(gid)
+        return out
+
+    def _totals(self, k: int, ctx_ids: np.ndarray) -> np.ndarray:
+        """Level k's total count under each context id; 0 for -1 (unseen) or no followers."""
+        if len(self.totals[k]) == 0:
+            return np.zeros(len(ctx_ids))
+        return np.where(ctx_ids >= 0, self.totals[k][np.maximum(ctx_ids, 0)], 0.0)
+
+    def _extend(self, p: np.ndarray, ctx_ids: np.ndarray, k: int) -> np.ndarray:
+        """Interpolate level k into p (B, V), row b under context ctx_ids[b] (-1 = unseen)."""
+        v, d = self.vocab_size, self.discounts[k]
+        total = self._totals(k, ctx_ids)
+        rows = np.nonzero(total > 0)[0]
+        if len(rows) == 0:
+            return p
+        p = p.copy()
+        keys, counts = self.keys[k], self.counts[k]
+        for b in rows:
+            c, t = ctx_ids[b], total[b]
+            lo, hi = np.searchsorted(keys, [c * v, (c + 1) * v])
+            p[b] *= d * self.types[k][c] / t
+            p[b, keys[lo:hi] - c * v] += np.maximum(counts[lo:hi] - d, 0.0) / t
         return p
 
-    def _levels(self, context: Sequence[int]):
-        """(discount, total, distinct followers, follower counts) from order 1 upwards, for
-        the suffixes of `context` that were seen; a longer unseen one cannot have been seen."""
-        ctx = tuple(int(c) for c in context)[-(self.order - 1) :] if self.order > 1 else ()
-        for k in range(1, min(self.order, len(ctx) + 1) + 1):
-            entry = self.tables[k].get(ctx[len(ctx) - (k - 1) :] if k > 1 else ())
-            if entry is None:
-                return
-            yield (self.discounts[k], *entry)
+    # ---- scoring and distributions ------------------------------------------------------------
 
-    def _unigram(self) -> np.ndarray:
-        """p_1, the same for every context, built once: its loop covers the whole vocabulary."""
-        if self._p1 is None:
-            p = self._base()
-            for d, total, n_types, followers in self._levels(()):
-                p = p * (d * n_types / total)
-                for w, c in followers.items():
-                    p[w] += max(c - d, 0.0) / total
-            self._p1 = p
-        return self._p1
+    def distributions(self, contexts: Sequence[Sequence[int]]) -> np.ndarray:
+        """(B, V) probabilities of the next id after each context (its last order-1 ids)."""
+        width = self.order - 1
+        rows = np.full((len(contexts), max(width, 1)), -1, dtype=np.int64)
+        for b, ctx in enumerate(contexts):
+            tail = list(ctx)[-width:] if width else []
+            if tail:
+                rows[b, -len(tail) :] = tail
+        grams = self._gram_ids(rows)
+        p = np.repeat(self._p1[None], len(contexts), axis=0)
+        alive = np.ones(len(contexts), dtype=bool)
+        for k in range(2, self.order + 1):
+            ctx = np.where(alive, grams[k - 1], -1)
+            alive &= self._totals(k, ctx) > 0  # an unseen context stops the walk up the orders
+            p = self._extend(p, np.where(alive, ctx, -1), k)
+        return p
 
     def distribution(self, context: Sequence[int]) -> np.ndarray:
-        """(V,) probabilities of the next id after `context` (only the last order-1 ids count)."""
-        p = self._unigram().copy()
-        for k, (d, total, n_types, followers) in enumerate(self._levels(context), start=1):
-            if k == 1:
-                continue  # already in p
-            p *= d * n_types / total
-            ids = np.fromiter(followers.keys(), dtype=np.int64, count=len(followers))
-            cnt = np.fromiter(followers.values(), dtype=np.float64, count=len(followers))
-            p[ids] += np.maximum(cnt - d, 0.0) / total
-        return p
+        """(V,) probabilities of the next id after `context`."""
+        return self.distributions([context])[0]
+
+    def log_probs(self, ids: Any) -> np.ndarray:
+        """ln p(ids[i] | ids[:i]) for i >= 1, shape (N-1,), as evaluate() scores the network;
+        all positions at once, one searchsorted per order."""
+        seq = _as_ids(ids)
+        n, v = len(seq), self.vocab_size
+        if n < 2:
+            return np.zeros(0)
+        w = seq[1:]  # targets (N-1,)
+        p = self._base[w]
+        alive = np.ones(n - 1, dtype=bool)
+        gram = np.zeros(n, dtype=np.int64)  # id of the (k-1)-gram ending at each position
+        for k in range(1, self.order + 1):
+            # the (k-1)-gram ending just before each target (level 1: the empty context)
+            ctx = np.zeros(n - 1, dtype=np.int64) if k == 1 else gram[:-1]
+            total = self._totals(k, ctx)
+            alive &= total > 0
+            if not alive.any():
+                break  # no position has a context seen at this order, nor at any higher one
+            c = np.where(alive, ctx, 0)
+            hit = _find(self.keys[k], c * v + w)
+            cnt = np.where(hit >= 0, self.counts[k][np.maximum(hit, 0)], 0)
+            d = self.discounts[k]
+            t = np.where(alive, total, 1.0)
+            types = self.types[k][c] if len(self.types[k]) else np.zeros(n - 1)  # (N-1,)
+            p = np.where(alive, p * (d * types / t) + np.maximum(cnt - d, 0.0) / t, p)
+            if k < self.order:  # the k-grams ending at each position, for the next order
+                prev = np.concatenate([[-1], gram[:-1]]) if k > 1 else np.zeros(n, np.int64)
+                ok = prev >= 0
+                gram = np.where(ok, _find(self.keys[k], np.where(ok, prev, 0) * v + seq), -1)
+        return np.log(p)
 
     def prob(self, context: Sequence[int], w: int) -> float:
-        """p(w | context), the same value as distribution(context)[w] without building it."""
-        p = self.unk_mass if w == UNK_ID else (1 - self.unk_mass) / (self.vocab_size - 1)
-        for d, total, n_types, followers in self._levels(context):
-            p = p * (d * n_types / total) + max(followers.get(w, 0) - d, 0.0) / total
-        return p
+        """p(w | context): one entry of distribution(context)."""
+        return float(self.distribution(context)[w])
 
-    def log_probs(self, ids: Sequence[int]) -> np.ndarray:
-        """ln p(ids[i] | ids[:i]) for i >= 1, shape (N-1,), as evaluate() scores the network."""
-        seq = [int(i) for i in ids]
-        return np.array(
-            [
-                math.log(self.prob(seq[max(0, i - self.order + 1) : i], seq[i]))
-                for i in range(1, len(seq))
-            ]
-        )
+
+def _as_ids_f(x: Any) -> np.ndarray:
+    if hasattr(x, "numpy"):
+        x = x.numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _discount(counts: np.ndarray) -> float:
+    """D = n1 / (n1 + 2 n2), at least MIN_DISCOUNT: a level without singletons (a text of
+    repeated lines) would otherwise give D = 0, and characters unseen after a context p = 0."""
+    n1, n2 = int((counts == 1).sum()), int((counts == 2).sum())
+    return max(n1 / (n1 + 2 * n2), MIN_DISCOUNT) if n1 + n2 else 0.5

@@ -22,7 +22,7 @@ import torch
 from charlm.evaluate import EvalResult, target_logprobs
 from charlm.kneser_ney import KneserNey
 
-MAX_KN_CHARS = 5_000_000  # count tables live in Python dicts; past this the network is alone
+MAX_KN_CHARS = 5_000_000  # past this the network trains alone (kept from the dict-table days)
 MIN_TUNE_CHARS = 64  # fewer tune characters than this cannot fit a weight worth shipping
 
 
@@ -37,7 +37,7 @@ class Mixture:
     def next_logprobs(self, net_logits: torch.Tensor, contexts: list[list[int]]) -> torch.Tensor:
         """(B, V) network logits and each row's context ids -> (B, V) mixture log-probs."""
         p_net = torch.softmax(net_logits.double(), dim=-1).cpu()
-        p_kn = torch.from_numpy(np.stack([self.kn.distribution(c) for c in contexts]))
+        p_kn = torch.from_numpy(self.kn.distributions(contexts))  # (B, V)
         p = self.weight * p_net + (1 - self.weight) * p_kn
         return torch.log(p).to(net_logits.device)
 
@@ -79,10 +79,9 @@ class MixtureFit:
 
     def __init__(self, fit_ids: torch.Tensor, tune_ids: torch.Tensor, order: int, vocab: int):
         self.order = order
-        self.ids = torch.cat([fit_ids, tune_ids]).to(torch.int32)  # (N_fit + N_tune,)
-        self.kn = KneserNey(self.ids.tolist(), vocab, order)
+        self.kn = KneserNey(torch.cat([fit_ids, tune_ids]), vocab, order)
         self.tune_ids = tune_ids
-        self.tune_kn_logp = kn_logprobs(KneserNey(fit_ids.tolist(), vocab, order), tune_ids)
+        self.tune_kn_logp = kn_logprobs(KneserNey(fit_ids, vocab, order), tune_ids)
 
     def fit(self, model: torch.nn.Module, device: torch.device | str, weight: float | None = None):
         """The mixture with its weight fitted by EM on the tune slice (or the given weight)."""
@@ -91,7 +90,7 @@ class MixtureFit:
         return Mixture(self.kn, weight)
 
     def payload(self, weight: float) -> dict[str, Any]:
-        return to_payload(self.ids, self.order, weight)
+        return to_payload(self.kn, weight)
 
 
 def mix_logprobs(net_logp: torch.Tensor, kn_logp: torch.Tensor, weight: float) -> torch.Tensor:
@@ -120,16 +119,43 @@ def fit_weight(net_logp: torch.Tensor, kn_logp: torch.Tensor, iters: int = 100) 
 
 
 def kn_logprobs(kn: KneserNey, ids: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(kn.log_probs(ids.tolist()))
+    """ln p_kn(ids[i] | ids[:i]) for i >= 1, (N-1,) float64."""
+    return torch.from_numpy(kn.log_probs(ids))
 
 
-def to_payload(ids: torch.Tensor, order: int, weight: float) -> dict[str, Any]:
-    """What a checkpoint stores: the counts are rebuilt from the ids (tensor, no pickle)."""
-    return {"order": order, "ids": ids.to(torch.int32).clone(), "weight": float(weight)}
+def to_payload(kn: KneserNey, weight: float) -> dict[str, Any]:
+    """What a checkpoint stores: the count tables as tensors (loading is a read, no rebuild),
+    and the weight."""
+    t = kn.tables()
+    return {
+        "order": t["order"],
+        "weight": float(weight),
+        "vocab_size": t["vocab_size"],
+        "unk_mass": t["unk_mass"],
+        "discounts": torch.from_numpy(t["discounts"]),
+        "keys": [torch.from_numpy(k) for k in t["keys"]],
+        # counts fit in 32 bits (a corpus under 2**31 characters): 12 bytes an n-gram, not 16
+        "counts": [torch.from_numpy(c.astype(np.int32)) for c in t["counts"]],
+    }
 
 
 def from_payload(block: dict[str, Any] | None, vocab_size: int) -> Mixture | None:
+    """The mixture a checkpoint's kn block describes; ValueError/KeyError/TypeError if it is
+    malformed. Format 1 blocks hold the training ids instead of tables: rebuilt from them."""
     if not block:
         return None
-    kn = KneserNey(block["ids"].tolist(), vocab_size, int(block["order"]))
-    return Mixture(kn=kn, weight=float(block["weight"]))
+    weight, order = float(block["weight"]), int(block["order"])
+    if not 0.0 <= weight <= 1.0 or not 1 <= order <= 16:
+        raise ValueError("kn.weight or kn.order out of range")
+    if "ids" in block:  # format 1
+        ids = block["ids"]
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 1:
+            raise TypeError("kn.ids is not a 1-d tensor")
+        if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+            raise ValueError("kn.ids fall outside the vocabulary")
+        return Mixture(KneserNey(ids, vocab_size, order), weight)
+    if int(block["vocab_size"]) != vocab_size:
+        raise ValueError(
+            f"kn.vocab_size {block['vocab_size']} is not the vocabulary's {vocab_size}"
+        )
+    return Mixture(KneserNey.from_tables(block), weight)

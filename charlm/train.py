@@ -46,6 +46,10 @@ from charlm.signals import SignalGuard
 from charlm.train_setup import RunData
 
 MAX_NONFINITE_STREAK = 8  # consecutive skipped steps before training is called diverged
+# Held-out characters scored at each training evaluation: the first ones of the split, the same
+# every time, so a 20M-character held-out text does not eat the time budget (`charlm evaluate`
+# scores the whole split).
+EVAL_CHARS = 200_000
 
 
 @dataclass
@@ -139,18 +143,20 @@ class Trainer:
         echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
         show_progress: bool = False,
         resume: dict[str, Any] | None = None,
+        started_at: float | None = None,
     ) -> None:
         cfg = train_config
         self.model_config, self.train_config = model_config, train_config
         self.data, self.folder = data, folder
         self.device, self.previews, self.echo = device, previews, echo
-        self.show_progress = show_progress
+        self.show_progress, self.started_at = show_progress, started_at  # time.monotonic()
         self.batches_per_epoch = batches_per_epoch(len(data.train_ids), cfg.batch_size, cfg.seq_len)
         self.noise = UnknownNoise(data.train_ids, len(data.vocab), cfg.unk_prob)
+        self.eval_ids = data.val_ids[: EVAL_CHARS + 1]  # (<= EVAL_CHARS + 1,)
         self.mix_fit = None
         if data.tune_ids is not None and cfg.kn_order:
             self.mix_fit = MixtureFit(data.train_ids, data.tune_ids, cfg.kn_order, len(data.vocab))
-            self.val_kn_logp = kn_logprobs(self.mix_fit.kn, data.val_ids)
+            self.val_kn_logp = kn_logprobs(self.mix_fit.kn, self.eval_ids)
         if resume is None:
             self.prog = Progress(seed=cfg.seed)
             torch.manual_seed(cfg.seed)  # weights, then dropout masks, come from this stream
@@ -194,6 +200,9 @@ class Trainer:
         cfg, prog, window = self.train_config, self.prog, Window()
         torch.set_rng_state(self.rng["torch"])  # dropout draws continue this run's stream
         started, elapsed0, reason, last = time.perf_counter(), prog.elapsed_s, None, None
+        # --max-time counts from the command's start when the caller knows it (preparation,
+        # reading and counting included), else from here
+        deadline = (self.started_at or time.monotonic()) + cfg.max_time
         with (
             SignalGuard() as guard,
             self.noise,  # the once-seen characters are put back on the way out
@@ -222,7 +231,7 @@ class Trainer:
                         reason = "early-stop"
                         break
                 # 4. the time budget
-                if cfg.max_time and time.perf_counter() - started >= cfg.max_time:
+                if cfg.max_time and time.monotonic() >= deadline:
                     reason = "max-time"
                     break
             hit_max_steps = cfg.max_steps and prog.step >= cfg.max_steps
@@ -315,13 +324,13 @@ class Trainer:
     def held_out_scores(self) -> Scores | None:
         """The held-out text under what ships (refitting the mixture weight on the tune slice
         first) and under the network alone; None without held-out text."""
-        if len(self.data.val_ids) < 2:
+        if len(self.eval_ids) < 2:
             return None
         if self.mix_fit:
             self.mixture = self.mix_fit.fit(self.model, self.device)
             self.prog.mix_weight = self.mixture.weight
         kn_logp = self.val_kn_logp if self.mix_fit else None
-        return score_text(self.model, self.data.val_ids, self.device, self.mixture, kn_logp)
+        return score_text(self.model, self.eval_ids, self.device, self.mixture, kn_logp)
 
     def preview_lines(self) -> list[str]:
         return preview_lines(self.model, self.data.vocab, self.previews, self.train_config.seed,

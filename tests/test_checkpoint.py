@@ -148,8 +148,8 @@ def run_last(tmp_path_factory):
 def _damaged(payload, part):
     if part == "vocab":
         payload["vocab"][5], payload["vocab"][6] = payload["vocab"][6], payload["vocab"][5]
-    elif part == "kn ids":
-        payload["kn"]["ids"][10] = (payload["kn"]["ids"][10] + 1) % len(payload["vocab"])
+    elif part == "kn tables":
+        payload["kn"]["counts"][2][3] += 1
     elif part == "mix weight":
         payload["kn"]["weight"] = 0.5
     elif part == "optimizer":
@@ -169,7 +169,7 @@ def _damaged(payload, part):
         raise AssertionError(part)
 
 
-PARTS = ["vocab", "kn ids", "mix weight", "optimizer", "progress", "rng", "carry", "config",
+PARTS = ["vocab", "kn tables", "mix weight", "optimizer", "progress", "rng", "carry", "config",
          "train config"]  # fmt: skip
 
 
@@ -215,7 +215,7 @@ def test_a_flipped_byte_in_any_stored_record_is_refused(run_last, tmp_path):
             assert is_pickle, info.filename  # a damaged tensor must never load
             assert checkpoint.payload_digest(loaded) == checkpoint.payload_digest(original)
         tensors += not is_pickle
-    assert tensors >= 20  # weights, optimizer moments, count-model ids, rng states, carry
+    assert tensors >= 20  # weights, optimizer moments, count tables, rng states, carry
 
 
 def test_format_1_checkpoints_still_load(saved):

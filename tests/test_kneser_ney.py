@@ -46,11 +46,45 @@ def test_fit_weight_recovers_the_better_model():
     assert torch.allclose(mixed, torch.log(torch.tensor(0.255)).expand(500).to(mixed.dtype))
 
 
-def test_payload_round_trip():
-    block = to_payload(torch.tensor(IDS), order=3, weight=0.7)
+def test_payload_round_trip_is_a_read_of_the_same_tables():
+    kn = KneserNey(IDS, 8, 3)
+    block = to_payload(kn, weight=0.7)
+    assert all(isinstance(k, torch.Tensor) for k in block["keys"] + block["counts"])
     m = from_payload(block, vocab_size=8)
     assert m.weight == 0.7 and m.kn.order == 3
-    assert math.isclose(m.kn.prob([1, 2], 3), KneserNey(IDS, 8, 3).prob([1, 2], 3))
+    assert np.array_equal(m.kn.log_probs(IDS), kn.log_probs(IDS))
+    legacy = from_payload({"order": 3, "weight": 0.7, "ids": torch.tensor(IDS)}, 8)  # format 1
+    assert np.array_equal(legacy.kn.log_probs(IDS), kn.log_probs(IDS))
+    with pytest.raises(ValueError, match="vocab"):
+        from_payload(block, vocab_size=9)
+    bad = {**block, "keys": [block["keys"][0], block["keys"][1].flip(0), block["keys"][2]]}
+    with pytest.raises(ValueError, match="sorted"):
+        from_payload(bad, vocab_size=8)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_equals_the_dict_reference_implementation(seed):
+    """The array tables give the same probabilities as the first (dict) implementation."""
+    from .kn_reference import ReferenceKneserNey
+
+    rng = np.random.default_rng(seed)
+    for _ in range(8):
+        n, v, order = int(rng.integers(0, 80)), int(rng.integers(2, 9)), int(rng.integers(1, 7))
+        ids = rng.integers(seed % 2, v, n).tolist()
+        ours, ref = KneserNey(ids, v, order), ReferenceKneserNey(ids, v, order)
+        assert ours.discounts == pytest.approx(ref.discounts, abs=0)
+        assert ours.unk_mass == ref.unk_mass
+        text = rng.integers(0, v, 40).tolist()
+        np.testing.assert_allclose(ours.log_probs(text), ref.log_probs(text), rtol=1e-13)
+        contexts = [[], text[:1], text[3:9], ids[-5:], ids[:order]]
+        want = np.stack([ref.distribution(c) for c in contexts])
+        np.testing.assert_allclose(ours.distributions(contexts), want, rtol=1e-13, atol=1e-16)
+
+
+def test_a_text_without_singletons_gives_nothing_probability_zero():
+    kn = KneserNey([1, 2] * 50, vocab_size=4, order=3)  # every n-gram seen many times
+    assert min(kn.discounts[1:]) >= 0.1
+    assert (kn.distribution([1, 2]) > 0).all() and np.isfinite(kn.log_probs([1, 3, 3, 1])).all()
 
 
 def test_values_computed_by_hand():

@@ -356,3 +356,27 @@ def test_rundata_fields():
     data = make_data()
     assert isinstance(data, RunData) and data.train_ids.dtype == torch.int32
     assert json.dumps(data.corpus)
+
+
+def test_max_time_counts_from_the_command_start(tmp_path):
+    import time
+
+    data = make_data()
+    t = make_trainer(tmp_path, data, max_time=30.0, eval_every=1000)
+    t.started_at = time.monotonic() - 31  # preparation already took all of it
+    summary = t.run()
+    assert summary["stopped"] == "max-time" and summary["steps"] == 1
+
+
+def test_training_scores_a_fixed_capped_part_of_a_long_held_out_split(tmp_path, monkeypatch):
+    import charlm.train as train_module
+
+    monkeypatch.setattr(train_module, "EVAL_CHARS", 50)
+    data = make_data()
+    t = make_trainer(tmp_path, data, max_steps=7)
+    assert len(data.val_ids) > 51 and torch.equal(t.eval_ids, data.val_ids[:51])
+    t.run()
+    payload = checkpoint.load(tmp_path / "last.pt")
+    model, _, _ = checkpoint.restore_model(payload, "last.pt")
+    capped = evaluate(model, data.val_ids[:51]).perplexity
+    assert metrics(tmp_path)[7]["val_ppl"] == pytest.approx(capped, rel=1e-9)
