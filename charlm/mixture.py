@@ -24,6 +24,7 @@ from charlm.kneser_ney import KneserNey
 
 MAX_KN_CHARS = 5_000_000  # past this the network trains alone (kept from the dict-table days)
 MIN_TUNE_CHARS = 64  # fewer tune characters than this cannot fit a weight worth shipping
+FIT_CHARS = 50_000  # the weight is one number: the first 50k tune characters fit it as well
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,8 @@ class MixtureFit:
     def __init__(self, fit_ids: torch.Tensor, tune_ids: torch.Tensor, order: int, vocab: int):
         self.order = order
         self.kn = KneserNey(torch.cat([fit_ids, tune_ids]), vocab, order)
-        self.tune_ids = tune_ids
-        self.tune_kn_logp = kn_logprobs(KneserNey(fit_ids, vocab, order), tune_ids)
+        self.tune_ids = tune_ids[: FIT_CHARS + 1]  # what each fit scores: (<= FIT_CHARS + 1,)
+        self.tune_kn_logp = kn_logprobs(KneserNey(fit_ids, vocab, order), self.tune_ids)
 
     def fit(self, model: torch.nn.Module, device: torch.device | str, weight: float | None = None):
         """The mixture with its weight fitted by EM on the tune slice (or the given weight)."""

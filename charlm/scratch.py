@@ -274,10 +274,9 @@ class ScratchRNN(nn.Module):
     def forward(self, x: torch.Tensor, state=None):
         """x (B, T, D), state (see model.State) or None -> out (B, T, H), state."""
         if state is None:
-            state = tuple(
-                x.new_zeros(self.layers, x.shape[0], self.hidden)
-                for _ in range(2 if self.cell == "lstm" else 1)
-            )
+            from charlm.model import zero_state
+
+            state = zero_state(self.cell, self.layers, x.shape[0], self.hidden, x)
         finals = []
         for layer in range(self.layers):
             if layer > 0 and self.dropout and self.training:
