@@ -29,9 +29,10 @@ FORMAT_VERSION = 2  # 2: the digest covers the whole payload; 1: the weights onl
 REQUIRED_KEYS = ("format_version", "model_config", "vocab", "model_state", "digest")
 
 
-def _tensor_bytes(t: torch.Tensor) -> bytes:
+def _tensor_bytes(t: torch.Tensor) -> memoryview | bytes:
+    """The tensor's raw bytes as a buffer, without copying them (hashlib reads buffers)."""
     t = t.detach().cpu().contiguous().reshape(-1)  # 1-d: a 0-d tensor cannot be viewed as bytes
-    return t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+    return memoryview(t.view(torch.uint8).numpy()) if t.numel() else b""
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:

@@ -94,17 +94,23 @@ class KneserNey:
         self.discounts = [float(d) for d in discounts]  # [0, D_1, ..., D_order]
         self.keys = [np.zeros(1, dtype=np.int64), *keys]  # per level, sorted
         self.counts = [np.zeros(1, dtype=np.int64), *counts]  # per level, aligned with keys
-        # Per level k and context id (a (k-1)-gram): total count and distinct followers.
-        self.totals, self.types = [np.zeros(0)], [np.zeros(0)]
-        for k in range(1, order + 1):
-            n_ctx = len(self.keys[k - 1])
-            ctx = self.keys[k] // vocab_size
-            self.totals.append(np.bincount(ctx, weights=self.counts[k], minlength=n_ctx))
-            self.types.append(np.bincount(ctx, minlength=n_ctx).astype(np.float64))
+        self._stats: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # built on first log_probs
         base = np.full(vocab_size, (1 - self.unk_mass) / (vocab_size - 1))
         base[UNK_ID] = self.unk_mass
         self._base = base
-        self._p1 = self._extend(base[None], np.zeros(1, dtype=np.int64), 1)[0]
+        self._p1 = self._extend(base[None], np.zeros(1, dtype=np.int64), 1)[0][0]
+
+    def _level_stats(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Level k's total count and number of distinct followers for every context id. Only
+        scoring whole texts needs them all; generation reads each context's slice instead,
+        so loading a checkpoint does not pay for them."""
+        if k not in self._stats:
+            n_ctx = len(self.keys[k - 1])
+            ctx = self.keys[k] // self.vocab_size
+            totals = np.bincount(ctx, weights=self.counts[k], minlength=n_ctx)
+            types = np.bincount(ctx, minlength=n_ctx).astype(np.float64)
+            self._stats[k] = (totals, types)
+        return self._stats[k]
 
     # ---- storage ------------------------------------------------------------------------------
 
@@ -124,7 +130,7 @@ class KneserNey:
         """The inverse of tables(); raises ValueError on tables that do not fit together."""
         order, v = int(t["order"]), int(t["vocab_size"])
         keys = [_as_ids(k) for k in t["keys"]]
-        counts = [_as_ids(c) for c in t["counts"]]
+        counts = [c.numpy() if hasattr(c, "numpy") else np.asarray(c) for c in t["counts"]]
         if not 1 <= order <= 16 or len(keys) != order or len(counts) != order or v < 2:
             raise ValueError("count-model tables do not match their order")
         for k, (kk, cc) in enumerate(zip(keys, counts, strict=True), start=1):
@@ -160,25 +166,28 @@ class KneserNey:
 
     def _totals(self, k: int, ctx_ids: np.ndarray) -> np.ndarray:
         """Level k's total count under each context id; 0 for -1 (unseen) or no followers."""
-        if len(self.totals[k]) == 0:
+        totals, _ = self._level_stats(k)
+        if len(totals) == 0:
             return np.zeros(len(ctx_ids))
-        return np.where(ctx_ids >= 0, self.totals[k][np.maximum(ctx_ids, 0)], 0.0)
+        return np.where(ctx_ids >= 0, totals[np.maximum(ctx_ids, 0)], 0.0)
 
-    def _extend(self, p: np.ndarray, ctx_ids: np.ndarray, k: int) -> np.ndarray:
-        """Interpolate level k into p (B, V), row b under context ctx_ids[b] (-1 = unseen)."""
+    def _extend(self, p: np.ndarray, ctx_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Interpolate level k into p (B, V), row b under context ctx_ids[b] (-1 = unseen).
+        Returns the new p and which rows had their context seen at this level."""
         v, d = self.vocab_size, self.discounts[k]
-        total = self._totals(k, ctx_ids)
-        rows = np.nonzero(total > 0)[0]
-        if len(rows) == 0:
-            return p
-        p = p.copy()
         keys, counts = self.keys[k], self.counts[k]
-        for b in rows:
-            c, t = ctx_ids[b], total[b]
-            lo, hi = np.searchsorted(keys, [c * v, (c + 1) * v])
-            p[b] *= d * self.types[k][c] / t
-            p[b, keys[lo:hi] - c * v] += np.maximum(counts[lo:hi] - d, 0.0) / t
-        return p
+        c = np.maximum(ctx_ids, 0)
+        lo, hi = np.searchsorted(keys, c * v), np.searchsorted(keys, (c + 1) * v)  # (B,) each
+        seen = (ctx_ids >= 0) & (hi > lo)  # followers are one contiguous slice of the keys
+        if not seen.any():
+            return p, seen
+        p = p.copy()
+        for b in np.nonzero(seen)[0]:
+            follow = counts[lo[b] : hi[b]]
+            total = follow.sum()
+            p[b] *= d * (hi[b] - lo[b]) / total
+            p[b, keys[lo[b] : hi[b]] - c[b] * v] += np.maximum(follow - d, 0.0) / total
+        return p, seen
 
     # ---- scoring and distributions ------------------------------------------------------------
 
@@ -194,9 +203,10 @@ class KneserNey:
         p = np.repeat(self._p1[None], len(contexts), axis=0)
         alive = np.ones(len(contexts), dtype=bool)
         for k in range(2, self.order + 1):
-            ctx = np.where(alive, grams[k - 1], -1)
-            alive &= self._totals(k, ctx) > 0  # an unseen context stops the walk up the orders
-            p = self._extend(p, np.where(alive, ctx, -1), k)
+            p, seen = self._extend(p, np.where(alive, grams[k - 1], -1), k)
+            alive &= seen  # an unseen context stops the walk up the orders
+            if not alive.any():
+                break
         return p
 
     def distribution(self, context: Sequence[int]) -> np.ndarray:
@@ -226,7 +236,7 @@ class KneserNey:
             cnt = np.where(hit >= 0, self.counts[k][np.maximum(hit, 0)], 0)
             d = self.discounts[k]
             t = np.where(alive, total, 1.0)
-            types = self.types[k][c] if len(self.types[k]) else np.zeros(n - 1)  # (N-1,)
+            types = self._level_stats(k)[1][c]  # (N-1,) distinct followers
             p = np.where(alive, p * (d * types / t) + np.maximum(cnt - d, 0.0) / t, p)
             if k < self.order:  # the k-grams ending at each position, for the next order
                 prev = np.concatenate([[-1], gram[:-1]]) if k > 1 else np.zeros(n, np.int64)
