@@ -162,13 +162,7 @@ class Trainer:
             torch.manual_seed(cfg.seed)  # weights, then dropout masks, come from this stream
             self.model = CharRNN(model_config, device)
             self.opt = make_optimizer(self.model, cfg)
-            self.batch_gen = make_generator(cfg.seed + 1)
-            self.noise_gen = make_generator(cfg.seed + 2)
-            self.rng = {
-                "torch": torch.get_rng_state(),
-                "batch_epoch_start": self.batch_gen.get_state(),
-                "noise_epoch_start": self.noise_gen.get_state(),
-            }
+            self.batch_gen, self.noise_gen, self.rng = _fresh_generators(cfg.seed)
             self.carry: State | None = None
         else:
             self._restore(resume)
@@ -200,8 +194,7 @@ class Trainer:
         cfg, prog, window = self.train_config, self.prog, Window()
         torch.set_rng_state(self.rng["torch"])  # dropout draws continue this run's stream
         started, elapsed0, reason, last = time.perf_counter(), prog.elapsed_s, None, None
-        # --max-time counts from the command's start when the caller knows it (preparation,
-        # reading and counting included), else from here
+        # --max-time counts from the command's start (preparation included) when known
         deadline = (self.started_at or time.monotonic()) + cfg.max_time
         with (
             SignalGuard() as guard,
@@ -275,12 +268,7 @@ class Trainer:
             prog.skipped_steps += 1
             self.carry = None
             if prog.nonfinite_streak >= MAX_NONFINITE_STREAK:
-                lr, clip = self.train_config.lr, self.train_config.clip
-                raise DivergedError(
-                    f"training diverged: {MAX_NONFINITE_STREAK} steps in a row had a non-finite "
-                    f"loss or gradient (step {prog.step}); lower --lr (now {lr:g}) or set "
-                    f"--clip (now {clip:g}); {self.folder.best} is untouched"
-                )
+                raise _diverged(prog.step, self.train_config, self.folder)
             return
         prog.nonfinite_streak = 0
         # random windows are unrelated, so each starts from zeros; consecutive ones carry on
@@ -345,6 +333,25 @@ class Trainer:
     def summary(self, reason: str, last: dict[str, Any] | None) -> dict[str, Any]:
         return run_summary(self.prog, reason, last, self.folder, self.batches_per_epoch,
                            has_val=len(self.data.val_ids) >= 2)  # fmt: skip
+
+
+def _fresh_generators(seed: int) -> tuple[torch.Generator, torch.Generator, dict[str, Any]]:
+    """A new run's batch and noise generators, and the states that go into last.pt."""
+    batch_gen, noise_gen = make_generator(seed + 1), make_generator(seed + 2)
+    rng = {
+        "torch": torch.get_rng_state(),
+        "batch_epoch_start": batch_gen.get_state(),
+        "noise_epoch_start": noise_gen.get_state(),
+    }
+    return batch_gen, noise_gen, rng
+
+
+def _diverged(step: int, cfg: TrainConfig, folder: RunFolder) -> DivergedError:
+    return DivergedError(
+        f"training diverged: {MAX_NONFINITE_STREAK} steps in a row had a non-finite loss or "
+        f"gradient (step {step}); lower --lr (now {cfg.lr:g}) or set --clip (now "
+        f"{cfg.clip:g}); {folder.best} is untouched"
+    )
 
 
 def checkpoint_payload(t: Trainer, with_training_state: bool) -> dict[str, Any]:
