@@ -33,6 +33,7 @@ from charlm.runs import (
     with_auto_sizes,
 )
 from charlm.runtime import auto_precision, bf16_supported, new_seed
+from charlm.sizing import fit_to_budget
 from charlm.vocab import Vocab
 
 Echo = Callable[[str], None]
@@ -93,19 +94,20 @@ def prepare(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Echo) -
     is made."""
     if opts.resume:
         setup = _prepare_resume(opts, ckdir, echo)
-    else:
-        setup = _prepare_new(opts.fill({"precision": auto_precision(device)}), ckdir, echo)
-    cfg = setup.train_config
-    nb = check_enough(len(setup.data.train_ids), cfg.batch_size, cfg.seq_len)
-    if opts.eval_epochs and opts.eval_every is None and not opts.resume:
-        # the textbook reports every N epochs
-        setup = replace(setup, train_config=replace(cfg, eval_every=opts.eval_epochs * nb))
-    if setup.train_config.precision == "bf16" and not bf16_supported(device):
+        _check_trainable(setup.train_config, len(setup.data.train_ids), device)
+        return setup
+    return _prepare_new(opts.fill({"precision": auto_precision(device)}), ckdir, device, echo)
+
+
+def _check_trainable(cfg: TrainConfig, n_train: int, device: torch.device) -> int:
+    """Batches per epoch; refuses a text too short for one batch, or bf16 where not native."""
+    n_batches = check_enough(n_train, cfg.batch_size, cfg.seq_len)
+    if cfg.precision == "bf16" and not bf16_supported(device):
         raise UsageError(
             f"--precision bf16: this {device.type} has no native bf16 (emulated it would be "
             "slower, and torch's CPU LSTM refuses it); pass --precision fp32"
         )
-    return setup
+    return n_batches
 
 
 def _read(source: str, options: CorpusOptions, echo: Echo) -> Corpus:
@@ -115,12 +117,16 @@ def _read(source: str, options: CorpusOptions, echo: Echo) -> Corpus:
     return corpus
 
 
-def _prepare_new(opts: TrainOptions, ckdir: Path, echo: Echo) -> TrainSetup:
+def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Echo) -> TrainSetup:
     source = opts.corpus or str(default_corpus())
     corpus_opts = corpus_options(opts)
     corpus = _read(source, corpus_opts, echo)
     opts = opts.fill({"seed": new_seed(), "val_fraction": TrainConfig().val_fraction})
     train_text, val_text = split_text(corpus.text, opts.val_fraction)
+    size_given, embed_given = (
+        opts.hidden is not None or opts.layers is not None,
+        opts.embed is not None,
+    )
     opts = with_auto_sizes(opts, len(train_text))  # sizes follow the training text
     cfg = train_config_for(opts)
     vocab = Vocab.build(train_text)
@@ -133,8 +139,14 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, echo: Echo) -> TrainSetup:
         )
     record = corpus_record(source, corpus.fingerprint, corpus_opts, cfg.val_fraction)
     data = run_data(vocab, train_text, val_text, record, cfg)
-    note = mixture_note(len(train_text), cfg, data)
-    return TrainSetup(run_dir, mcfg, cfg, data, None, (note,) if note else ())
+    n_batches = _check_trainable(cfg, len(data.train_ids), device)
+    if opts.eval_epochs and opts.eval_every is None:  # the textbook reports every N epochs
+        cfg = replace(cfg, eval_every=opts.eval_epochs * n_batches)
+    notes = [mixture_note(len(train_text), cfg, data)]
+    if not size_given:  # sizes follow the time budget too (explicit sizes always win)
+        mcfg, note = fit_to_budget(mcfg, cfg, len(data.train_ids), device, embed_given)
+        notes.append(note)
+    return TrainSetup(run_dir, mcfg, cfg, data, None, tuple(n for n in notes if n))
 
 
 def _prepare_resume(opts: TrainOptions, ckdir: Path, echo: Echo) -> TrainSetup:

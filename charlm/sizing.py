@@ -1,0 +1,89 @@
+"""The default model, sized to the time budget as well as to the corpus.
+
+The sizing rule (runs.auto_sizes) grows the model with the corpus; a model too big for the
+machine then sees a fraction of its text in the time it has. With --max-time and no explicit
+--hidden / --layers, charlm measures, on this device, how fast each candidate trains (one
+warm-up and one timed step each, largest first) and keeps the largest one that makes at least
+one pass over the training text in the budget (80 % of --max-time: the rest goes to reading,
+evaluations and checkpoints). A model that cannot read its corpus once in the time given is
+too big for it: in compute-optimal terms, it buys parameters with tokens it never sees.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import torch
+
+from charlm.config import ModelConfig, TrainConfig
+
+CANDIDATES = (1024, 768, 512, 384, 256, 192, 128)  # hidden sizes tried below the corpus rule's
+MIN_PASSES = 1.0  # passes over the training text the chosen model must make in the budget
+TRAIN_SHARE = 0.8  # of --max-time, for training steps
+
+
+def measure_speed(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device) -> float:
+    """Training characters per second of one model on this device: a warm-up step, then one
+    timed step, on random ids (speed does not depend on the text)."""
+    from charlm.model import CharRNN
+    from charlm.optim import make_optimizer
+    from charlm.train import train_step
+
+    state = torch.get_rng_state()
+    torch.manual_seed(0)
+    model = CharRNN(model_cfg, device)
+    opt = make_optimizer(model, cfg)
+    x = torch.randint(model_cfg.vocab_size, (cfg.batch_size, cfg.seq_len), device=device)
+    bf16 = cfg.precision == "bf16"
+    train_step(model, opt, x, x, None, lr=cfg.lr, clip=cfg.clip, bf16=bf16)  # warm-up
+    t0 = time.perf_counter()
+    train_step(model, opt, x, x, None, lr=cfg.lr, clip=cfg.clip, bf16=bf16)
+    seconds = time.perf_counter() - t0
+    torch.set_rng_state(state)  # the run's own seeding is untouched
+    return x.numel() / max(seconds, 1e-9)
+
+
+def smaller(model_cfg: ModelConfig, hidden: int, embed_given: bool) -> ModelConfig:
+    """A one-layer candidate of `hidden` units; the embedding follows the sizing rule's
+    hidden / 2 unless the user gave --embed."""
+    embed = (
+        model_cfg.embed if embed_given or model_cfg.embed == 0 else min(256, max(64, hidden // 2))
+    )
+    return replace(model_cfg, hidden=hidden, layers=1, embed=embed)
+
+
+def fit_to_budget(
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    n_train: int,
+    device: torch.device,
+    embed_given: bool = False,
+    speed: Callable[[ModelConfig], float] | None = None,
+) -> tuple[ModelConfig, str | None]:
+    """The largest candidate, from `model_cfg` down, that makes MIN_PASSES over n_train
+    characters in TRAIN_SHARE of cfg.max_time; the note says what was chosen and why (None
+    when the corpus rule's model already fits)."""
+    if not cfg.max_time:
+        return model_cfg, None
+    speed = speed or (lambda m: measure_speed(m, cfg, device))
+    need = MIN_PASSES * n_train / (TRAIN_SHARE * cfg.max_time)  # chars/s
+    first = speed(model_cfg)
+    if first >= need:
+        return model_cfg, None
+    chosen, rate = model_cfg, first
+    for hidden in (h for h in CANDIDATES if h < model_cfg.hidden):
+        chosen = smaller(model_cfg, hidden, embed_given)
+        rate = speed(chosen)
+        if rate >= need:
+            break
+    passes = rate * TRAIN_SHARE * cfg.max_time / max(n_train, 1)
+    note = (
+        f"model sized to the budget: {chosen.cell} {chosen.layers}x{chosen.hidden} trains "
+        f"{rate:,.0f} chars/s here, {passes:.1f} passes over {n_train:,} characters in "
+        f"--max-time {cfg.max_time:g}; the corpus rule's {model_cfg.layers}x{model_cfg.hidden} "
+        f"would make {first * TRAIN_SHARE * cfg.max_time / max(n_train, 1):.2f} "
+        "(set --hidden / --layers to choose)"
+    )
+    return chosen, note
