@@ -1,0 +1,70 @@
+"""sizing.py: the default model follows the time budget; explicit sizes always win."""
+
+import pytest
+import torch
+
+from charlm.config import ModelConfig, TrainConfig
+from charlm.sizing import TRAIN_SHARE, fit_to_budget, measure_speed
+
+BIG = ModelConfig(vocab_size=50, cell="lstm", embed=256, hidden=1024, layers=2)
+
+
+def fake_speed(table):
+    seen = []
+
+    def speed(m):
+        seen.append((m.layers, m.hidden))
+        return table[m.hidden]
+
+    return speed, seen
+
+
+def test_a_model_that_fits_is_kept_without_a_note():
+    speed, seen = fake_speed({1024: 1e9})
+    m, note = fit_to_budget(BIG, TrainConfig(max_time=60), 1_000_000, torch.device("cpu"),
+                            speed=speed)  # fmt: skip
+    assert m == BIG and note is None and seen == [(2, 1024)]
+
+
+def test_steps_down_to_the_largest_that_makes_one_pass():
+    # 1M characters in 0.8 x 100 s need 12,500 chars/s
+    speed, seen = fake_speed({1024: 2_000, 768: 5_000, 512: 12_000, 384: 20_000, 256: 40_000})
+    m, note = fit_to_budget(BIG, TrainConfig(max_time=100), 1_000_000, torch.device("cpu"),
+                            speed=speed)  # fmt: skip
+    assert (m.layers, m.hidden, m.embed) == (1, 384, 192) and m.cell == "lstm"
+    assert seen == [(2, 1024), (1, 768), (1, 512), (1, 384)]
+    assert "1x384" in note and "2x1024" in note and "--hidden" in note
+    assert f"{20_000 * TRAIN_SHARE * 100 / 1_000_000:.1f} passes" in note
+
+
+def test_no_budget_or_given_embedding():
+    m, note = fit_to_budget(BIG, TrainConfig(max_time=0), 10**9, torch.device("cpu"),
+                            speed=lambda m: 1.0)  # fmt: skip
+    assert m == BIG and note is None
+    speed, _ = fake_speed({1024: 1, 768: 1, 512: 1, 384: 1, 256: 1, 192: 1, 128: 1})
+    m, note = fit_to_budget(BIG, TrainConfig(max_time=10), 10**9, torch.device("cpu"),
+                            embed_given=True, speed=speed)  # fmt: skip
+    assert (m.hidden, m.embed) == (128, 256) and "0.0 passes" in note  # the smallest, at worst
+
+
+def test_measure_speed_is_positive_and_leaves_the_seed_alone():
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    cfg = ModelConfig(vocab_size=20, cell="gru", embed=8, hidden=16)
+    rate = measure_speed(cfg, TrainConfig(batch_size=4, seq_len=8), torch.device("cpu"))
+    assert rate > 0 and torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.mark.parametrize("given", [["--hidden", "64"], ["--layers", "1"]])
+def test_explicit_sizes_skip_the_budget_rule(monkeypatch, tmp_path, corpus_file, given):
+    import charlm.train_setup
+    from charlm.runs import TrainOptions
+    from charlm.train_setup import prepare
+
+    calls = []
+    monkeypatch.setattr(charlm.train_setup, "fit_to_budget", lambda *a, **k: calls.append(a))
+    opts = TrainOptions(corpus=str(corpus_file), max_time=5.0, batch_size=4, seq_len=8,
+                        hidden=64 if "--hidden" in given else None,
+                        layers=1 if "--layers" in given else None)  # fmt: skip
+    prepare(opts, tmp_path, torch.device("cpu"), echo=lambda s: None)
+    assert calls == []
