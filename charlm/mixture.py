@@ -79,7 +79,6 @@ class MixtureFit:
     """
 
     def __init__(self, fit_ids: torch.Tensor, tune_ids: torch.Tensor, order: int, vocab: int):
-        self.order = order
         self.kn = KneserNey(torch.cat([fit_ids, tune_ids]), vocab, order)
         self.tune_ids = tune_ids[: FIT_CHARS + 1]  # what each fit scores: (<= FIT_CHARS + 1,)
         self.tune_kn_logp = kn_logprobs(KneserNey(fit_ids, vocab, order), self.tune_ids)
