@@ -15,9 +15,10 @@ import torch
 
 from charlm import checkpoint
 from charlm.config import SampleConfig
-from charlm.corpus import CorpusOptions, read_corpus, split_text
+from charlm.corpus import CorpusOptions, check_val_fraction, read_corpus
 from charlm.errors import Interrupted, UsageError
 from charlm.evaluate import EvalResult
+from charlm.ids_cache import encode_text
 from charlm.kneser_ney import KneserNey
 from charlm.mixture import kn_logprobs, score_text
 from charlm.model import count_parameters
@@ -26,7 +27,7 @@ from charlm.runs import TrainOptions, apply_preset
 from charlm.runtime import choose_device
 from charlm.sampling import DEFAULT_PREFIX, PREVIEW_PREFIXES, check_prefix, generate
 from charlm.train import Trainer
-from charlm.train_setup import TrainSetup, encode, prepare
+from charlm.train_setup import TrainSetup, prepare
 from charlm.vocab import Vocab
 
 BASELINE_ORDER = 8
@@ -209,20 +210,23 @@ def run_evaluate(
         console.print(
             f"[yellow]warning:[/] {source} changed since training; scores may not compare"
         )
-    train_text, val_text = split_text(corpus.text, stored.get("val_fraction", 0.1))
-    text = {"val": val_text, "train": train_text, "all": corpus.text}[which]
-    if len(text) < 2:
+    val_fraction = stored.get("val_fraction", 0.1)
+    check_val_fraction(val_fraction)
+    text = encode_text(corpus.text, corpus.fingerprint, val_fraction, Path(ckdir), vocab)
+    all_ids = torch.from_numpy(text.ids)  # (N,) the whole corpus; splits are views of it
+    train_ids = all_ids[: text.n_train]
+    ids = {"val": all_ids[text.n_train :], "train": train_ids, "all": all_ids}[which]
+    if len(ids) < 2:
         raise UsageError(
             f"--split {which} of {source} has fewer than 2 characters; try --split all"
         )
-    ids = encode(vocab, text)
     scores = score_text(model, ids, device, mixture)
     result: dict[str, Any] = scores.shipped.as_dict()
     if scores.weight is not None:
         result["mix_weight"] = scores.weight
     result["network"] = scores.network.as_dict()
     if baseline:
-        kn = KneserNey(encode(vocab, train_text), len(vocab), BASELINE_ORDER)
+        kn = KneserNey(train_ids, len(vocab), BASELINE_ORDER)
         result["baseline_kn"] = EvalResult.from_logprobs(kn_logprobs(kn, ids), ids[1:]).as_dict()
     result.update({"split": which, "corpus": source, "checkpoint": str(path)})
     _eval_table(console, result)

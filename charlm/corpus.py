@@ -56,7 +56,11 @@ class Corpus:
 
 
 def fingerprint(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """sha256 of the text's UTF-8, encoded a chunk at a time (no second full-size copy)."""
+    h = hashlib.sha256()
+    for i in range(0, len(text), 1 << 22):
+        h.update(text[i : i + (1 << 22)].encode("utf-8"))
+    return h.hexdigest()
 
 
 def _is_junk(name: str) -> bool:
@@ -206,7 +210,9 @@ def read_corpus(source: str, opts: CorpusOptions | None = None) -> Corpus:
                 raise DataError(f"{source}: cannot read it ({e.strerror})") from None
 
     parts: list[str] = []
-    for where, data in docs:
+    docs.reverse()
+    while docs:  # each document's bytes are let go once decoded
+        where, data = docs.pop()
         if not data.strip():
             notes.append(f"skipped {where}: empty")
             continue
@@ -228,10 +234,14 @@ def read_corpus(source: str, opts: CorpusOptions | None = None) -> Corpus:
     return Corpus(text=text, source=source, fingerprint=fingerprint(text), notes=tuple(notes))
 
 
-def split_text(text: str, val_fraction: float) -> tuple[str, str]:
-    """Split off the last `val_fraction` of the characters, contiguous, as held-out text."""
+def check_val_fraction(val_fraction: float) -> None:
     if not 0.0 <= val_fraction < 1.0:
         raise UsageError(f"--val-fraction must be in [0, 1), not {val_fraction}")
+
+
+def split_text(text: str, val_fraction: float) -> tuple[str, str]:
+    """Split off the last `val_fraction` of the characters, contiguous, as held-out text."""
+    check_val_fraction(val_fraction)
     n_val = int(len(text) * val_fraction)
     if n_val == 0:
         return text, ""

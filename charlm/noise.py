@@ -9,9 +9,10 @@ the input at step t+1, in the same window and across the consecutive sampler's b
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from charlm.vocab import UNK_ID
+from charlm.vocab import CHUNK_CHARS, UNK_ID
 
 
 class UnknownNoise:
@@ -19,12 +20,18 @@ class UnknownNoise:
     puts the original characters back on the way out, whatever happens."""
 
     def __init__(self, ids: torch.Tensor, vocab_size: int, prob: float) -> None:
-        self.ids, self.prob = ids, prob
-        counts = torch.bincount(ids.long(), minlength=vocab_size)
-        self.rare = counts == 1  # (V,) bool
+        # numpy view of the same memory: torch cannot write uint16 by index, numpy can, and
+        # going a chunk at a time keeps a 100M-character text from needing int64 copies
+        self.ids, self.prob = ids.numpy(), prob
+        spans = [(i, min(i + CHUNK_CHARS, len(ids))) for i in range(0, len(ids), CHUNK_CHARS)]
+        counts = np.zeros(vocab_size, dtype=np.int64)
+        for i, j in spans:
+            counts += np.bincount(self.ids[i:j], minlength=vocab_size)
+        rare = counts == 1  # (V,) bool
         # A once-seen character occurs at exactly one position: at most V of them.
-        self.positions = torch.nonzero(self.rare[ids.long()]).flatten()  # (R,)
-        self.originals = ids[self.positions].clone()  # (R,)
+        found = [np.flatnonzero(rare[self.ids[i:j]]) + i for i, j in spans]
+        self.positions = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)  # (R,)
+        self.originals = self.ids[self.positions].copy()  # (R,)
 
     def draw_epoch(self, generator: torch.Generator) -> None:
         """Restore last epoch's positions, then hide each once-seen one with chance `prob`."""
@@ -32,7 +39,7 @@ class UnknownNoise:
         if self.prob == 0 or len(self.positions) == 0:
             return
         hide = torch.rand(len(self.positions), generator=generator) < self.prob  # (R,)
-        self.ids[self.positions[hide]] = UNK_ID
+        self.ids[self.positions[hide.numpy()]] = UNK_ID
 
     def restore(self) -> None:
         self.ids[self.positions] = self.originals

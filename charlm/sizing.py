@@ -2,9 +2,11 @@
 
 The sizing rule (runs.auto_sizes) grows the model with the corpus; a model too big for the
 machine then sees a fraction of its text in the time it has. With --max-time and no explicit
---hidden / --layers, charlm measures, on this device, how fast each candidate trains (one
-warm-up and one timed step each, largest first) and keeps the largest one that makes at least
-one pass over the training text in the budget (80 % of --max-time: the rest goes to reading,
+--hidden / --layers, charlm measures, on this device, how fast candidates train (one warm-up
+and one timed step each; the smallest first, which on a big corpus is often the answer, then a
+bisection up to the corpus rule's model, since speed falls as the model grows: at most 4
+measurements) and keeps the largest one that makes at
+least one pass over the training text in the budget (80 % of --max-time: the rest goes to reading,
 evaluations and checkpoints). A model that cannot read its corpus once in the time given is
 too big for it: in compute-optimal terms, it buys parameters with tokens it never sees.
 """
@@ -69,21 +71,33 @@ def fit_to_budget(
         return model_cfg, None
     speed = speed or (lambda m: measure_speed(m, cfg, device))
     need = MIN_PASSES * n_train / (TRAIN_SHARE * cfg.max_time)  # chars/s
-    first = speed(model_cfg)
-    if first >= need:
+    sizes = [model_cfg] + [smaller(model_cfg, h, embed_given) for h in CANDIDATES
+                           if h < model_cfg.hidden]  # fmt: skip
+    chosen, rate = _largest_fast_enough(sizes, speed, need)
+    if chosen is model_cfg:
         return model_cfg, None
-    chosen, rate = model_cfg, first
-    for hidden in (h for h in CANDIDATES if h < model_cfg.hidden):
-        chosen = smaller(model_cfg, hidden, embed_given)
-        rate = speed(chosen)
-        if rate >= need:
-            break
     passes = rate * TRAIN_SHARE * cfg.max_time / max(n_train, 1)
     note = (
         f"model sized to the budget: {chosen.cell} {chosen.layers}x{chosen.hidden} trains "
         f"{rate:,.0f} chars/s here, {passes:.1f} passes over {n_train:,} characters in "
         f"--max-time {cfg.max_time:g}; the corpus rule's {model_cfg.layers}x{model_cfg.hidden} "
-        f"would make {first * TRAIN_SHARE * cfg.max_time / max(n_train, 1):.2f} "
-        "(set --hidden / --layers to choose)"
+        f"would make fewer than {MIN_PASSES:g} (set --hidden / --layers to choose)"
     )
     return chosen, note
+
+
+def _largest_fast_enough(
+    sizes: list[ModelConfig], speed: Callable[[ModelConfig], float], need: float
+) -> tuple[ModelConfig, float]:
+    """sizes largest first; the largest whose speed is >= need (the smallest when none is),
+    and its speed. The smallest is measured first: on a big corpus it is often the answer."""
+    lo_rate = speed(sizes[-1])
+    if lo_rate < need or len(sizes) == 1:
+        return sizes[-1], lo_rate
+    lo, hi = len(sizes) - 1, -1  # sizes[lo] is fast enough; everything at index <= hi is not
+    rates = {lo: lo_rate}
+    while lo - hi > 1:
+        mid = (lo + hi) // 2
+        rates[mid] = speed(sizes[mid])
+        lo, hi = (mid, hi) if rates[mid] >= need else (lo, mid)
+    return sizes[lo], rates[lo]

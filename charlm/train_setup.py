@@ -16,8 +16,9 @@ import torch
 from charlm import checkpoint
 from charlm.batching import check_enough
 from charlm.config import ModelConfig, TrainConfig
-from charlm.corpus import Corpus, CorpusOptions, read_corpus, split_text
+from charlm.corpus import Corpus, CorpusOptions, check_val_fraction, read_corpus
 from charlm.errors import CheckpointError, UsageError
+from charlm.ids_cache import EncodedText, encode_text, n_train_chars
 from charlm.mixture import MAX_KN_CHARS, MIN_TUNE_CHARS
 from charlm.runs import (
     TrainOptions,
@@ -44,8 +45,8 @@ class RunData:
     """The encoded corpus a run trains on, and what identifies it."""
 
     vocab: Vocab
-    train_ids: torch.Tensor  # (N_train,) int32: what the network trains on
-    val_ids: torch.Tensor  # (N_val,) int32; may be empty
+    train_ids: torch.Tensor  # (N_train,) uint16/uint32 (vocab.dtype), maybe memory-mapped
+    val_ids: torch.Tensor  # (N_val,) same dtype; may be empty
     corpus: dict[str, Any]  # source, fingerprint, options, val_fraction: stored in checkpoints
     tune_ids: torch.Tensor | None = None  # (N_tune,) end of the training text, kept from the
     # network and from the count model that fits the mixture weight; None = no mixture
@@ -61,19 +62,17 @@ class TrainSetup:
     notes: tuple[str, ...] = ()  # decisions the run header should mention
 
 
-def encode(vocab: Vocab, text: str) -> torch.Tensor:
-    return torch.from_numpy(vocab.encode(text))  # (N,) int32: 4 bytes a character
-
-
-def run_data(vocab: Vocab, train: str, val: str, corpus: dict, cfg: TrainConfig) -> RunData:
-    """Encode the splits; with a count model, cut the tune slice off the end of the training
-    text (the network never trains on it, and the count model that fits the weight never
-    counts it)."""
+def run_data(text: EncodedText, corpus: dict, cfg: TrainConfig) -> RunData:
+    """Split the ids; with a count model, cut the tune slice off the end of the training text
+    (the network never trains on it, and the count model that fits the weight never counts
+    it). Slices are views: nothing is copied, a memory map stays one."""
+    ids = torch.from_numpy(text.ids)  # (N,)
+    train, val = ids[: text.n_train], ids[text.n_train :]
     n_tune = int(len(train) * cfg.mix_fraction)
     if not cfg.kn_order or len(train) > MAX_KN_CHARS or n_tune < MIN_TUNE_CHARS:
-        return RunData(vocab, encode(vocab, train), encode(vocab, val), corpus)
+        return RunData(text.vocab, train, val, corpus)
     fit, tune = train[:-n_tune], train[-n_tune:]
-    return RunData(vocab, encode(vocab, fit), encode(vocab, val), corpus, encode(vocab, tune))
+    return RunData(text.vocab, fit, val, corpus, tune)
 
 
 def mixture_note(train_chars: int, cfg: TrainConfig, data: RunData) -> str | None:
@@ -91,7 +90,7 @@ def mixture_note(train_chars: int, cfg: TrainConfig, data: RunData) -> str | Non
 
 def prepare(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Echo) -> TrainSetup:
     """A new run, or the run --resume continues; refuses what cannot work, before any folder
-    is made."""
+    is made. Big corpora's ids are cached under ckdir (see ids_cache)."""
     if opts.resume:
         setup = _prepare_resume(opts, ckdir, echo)
         _check_trainable(setup.train_config, len(setup.data.train_ids), device)
@@ -122,27 +121,28 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
     corpus_opts = corpus_options(opts)
     corpus = _read(source, corpus_opts, echo)
     opts = opts.fill({"seed": new_seed(), "val_fraction": TrainConfig().val_fraction})
-    train_text, val_text = split_text(corpus.text, opts.val_fraction)
+    check_val_fraction(opts.val_fraction)
+    n_train = n_train_chars(len(corpus.text), opts.val_fraction)
     size_given, embed_given = (
         opts.hidden is not None or opts.layers is not None,
         opts.embed is not None,
     )
-    opts = with_auto_sizes(opts, len(train_text))  # sizes follow the training text
+    opts = with_auto_sizes(opts, n_train)  # sizes follow the training text
     cfg = train_config_for(opts)
-    vocab = Vocab.build(train_text)
-    mcfg = model_config_for(len(vocab), opts)
     run_dir = ckdir / (check_run_name(opts.run) if opts.run else new_run_name(ckdir))
     if (run_dir / "last.pt").exists() or (run_dir / "best.pt").exists():
         raise UsageError(
             f"{run_dir}: this run already has checkpoints; pass --resume to continue it, "
             "or pick another --run"
         )
+    text = encode_text(corpus.text, corpus.fingerprint, cfg.val_fraction, ckdir)
+    mcfg = model_config_for(len(text.vocab), opts)
     record = corpus_record(source, corpus.fingerprint, corpus_opts, cfg.val_fraction)
-    data = run_data(vocab, train_text, val_text, record, cfg)
+    data = run_data(text, record, cfg)
     n_batches = _check_trainable(cfg, len(data.train_ids), device)
     if opts.eval_epochs and opts.eval_every is None:  # the textbook reports every N epochs
         cfg = replace(cfg, eval_every=opts.eval_epochs * n_batches)
-    notes = [mixture_note(len(train_text), cfg, data)]
+    notes = [mixture_note(n_train, cfg, data), text.cache and f"ids cache: {text.cache}"]
     if not size_given:  # sizes follow the time budget too (explicit sizes always win)
         mcfg, note = fit_to_budget(mcfg, cfg, len(data.train_ids), device, embed_given)
         notes.append(note)
@@ -181,6 +181,7 @@ def _prepare_resume(opts: TrainOptions, ckdir: Path, echo: Echo) -> TrainSetup:
             echo(f"resume: {k} {getattr(base, k)} -> {v}")
     vocab = Vocab(payload["vocab"])
     mcfg = ModelConfig.from_dict(payload["model_config"])
-    train_text, val_text = split_text(corpus.text, cfg.val_fraction)
-    data = run_data(vocab, train_text, val_text, payload["corpus"], cfg)
-    return TrainSetup(run_dir, mcfg, cfg, data, payload)
+    text = encode_text(corpus.text, corpus.fingerprint, cfg.val_fraction, ckdir, vocab)
+    data = run_data(text, payload["corpus"], cfg)
+    notes = (f"ids cache: {text.cache}",) if text.cache else ()
+    return TrainSetup(run_dir, mcfg, cfg, data, payload, notes)

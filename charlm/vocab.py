@@ -6,7 +6,7 @@ ties broken by code point. The vocabulary travels inside every checkpoint as `li
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -17,9 +17,33 @@ UNK_ID = 0
 UNK_DISPLAY = "\ufffd"  # how an unknown id is written back out
 
 
+CODEPOINTS = 0x110000  # every Unicode code point: a count or a lookup is one flat array
+CHUNK_CHARS = 1 << 22  # 4M characters at a time: 16 MB of code points, whatever the corpus
+
+
 def _codepoints(text: str) -> np.ndarray:
     # UTF-32 gives one uint32 per character at C speed: no Python loop over a 200 MB corpus.
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+def _chunks(start: int, stop: int) -> Iterator[tuple[int, int]]:
+    for i in range(start, stop, CHUNK_CHARS):
+        yield i, min(i + CHUNK_CHARS, stop)
+
+
+def count_chars(text: str, stop: int | None = None) -> np.ndarray:
+    """Occurrences of every code point in text[:stop], (CODEPOINTS,) int64, counted a chunk at
+    a time so that a corpus of hundreds of MB never needs a second full-size copy."""
+    counts = np.zeros(CODEPOINTS, dtype=np.int64)
+    for i, j in _chunks(0, len(text) if stop is None else stop):
+        counts += np.bincount(_codepoints(text[i:j]), minlength=CODEPOINTS)
+    return counts
+
+
+def ids_dtype(vocab_size: int) -> np.dtype:
+    """The narrowest unsigned type that holds every id: 2 bytes a character for any real
+    character vocabulary, 4 past 65,536 entries."""
+    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
 
 
 class Vocab:
@@ -34,17 +58,19 @@ class Vocab:
             raise CheckpointError("vocabulary entries must be distinct single characters")
         self.tokens: list[str] = tokens
         self._index = {c: i for i, c in enumerate(tokens) if i != UNK_ID}
-        # Sorted code points and their ids make encoding one vectorised searchsorted.
-        cps = np.array([ord(c) for c in chars], dtype=np.uint32)
-        order = np.argsort(cps, kind="stable")
-        self._sorted_cps = cps[order]
-        self._sorted_ids = (order + 1).astype(np.int32)
+        self.dtype = ids_dtype(len(tokens))
+        self._table: np.ndarray | None = None  # code point -> id, built on first encode
 
     @classmethod
     def build(cls, text: str) -> Vocab:
         """Vocabulary of every character in `text`, most frequent first (ties by code point)."""
-        cps, counts = np.unique(_codepoints(text), return_counts=True)
-        order = np.lexsort((cps, -counts))  # primary: count descending; then code point
+        return cls.from_counts(count_chars(text))
+
+    @classmethod
+    def from_counts(cls, counts: np.ndarray) -> Vocab:
+        """From `count_chars` output: every character counted, most frequent first."""
+        cps = np.flatnonzero(counts)
+        order = np.lexsort((cps, -counts[cps]))  # primary: count descending; then code point
         return cls([UNK, *(chr(int(c)) for c in cps[order])])
 
     def __len__(self) -> int:
@@ -53,15 +79,18 @@ class Vocab:
     def __contains__(self, ch: str) -> bool:
         return ch in self._index
 
-    def encode(self, text: str) -> np.ndarray:
-        """Text -> int32 ids, shape (N,); characters not in the vocabulary become UNK_ID."""
-        cps = _codepoints(text)
-        if len(self._sorted_cps) == 0:
-            return np.zeros(len(cps), dtype=np.int32)
-        pos = np.searchsorted(self._sorted_cps, cps)
-        pos = np.minimum(pos, len(self._sorted_cps) - 1)
-        hit = self._sorted_cps[pos] == cps
-        return np.where(hit, self._sorted_ids[pos], UNK_ID).astype(np.int32)
+    def encode(self, text: str, out: np.ndarray | None = None) -> np.ndarray:
+        """Text -> ids (N,) of `self.dtype`; characters not in the vocabulary become UNK_ID.
+        `out` (N,), e.g. a memory-mapped file, receives them a chunk at a time."""
+        if self._table is None:
+            # One flat lookup (2-4 MB) beats a search per character on big texts.
+            self._table = np.full(CODEPOINTS, UNK_ID, dtype=self.dtype)
+            cps = np.array([ord(c) for c in self.tokens[1:]], dtype=np.int64)
+            self._table[cps] = np.arange(1, len(self.tokens), dtype=self.dtype)
+        out = np.empty(len(text), dtype=self.dtype) if out is None else out
+        for i, j in _chunks(0, len(text)):
+            out[i:j] = self._table[_codepoints(text[i:j])]
+        return out
 
     def decode(self, ids: Iterable[int]) -> str:
         """Ids -> text; the unknown id is written as U+FFFD."""

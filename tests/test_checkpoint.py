@@ -127,7 +127,7 @@ def test_failed_save_keeps_previous_file(saved, monkeypatch):
 def run_last(tmp_path_factory):
     """A real last.pt with every part: vocabulary, count model, optimizer, progress, carry."""
     from charlm.config import TrainConfig
-    from charlm.corpus import split_text
+    from charlm.ids_cache import encode_text
     from charlm.run_folder import RunFolder
     from charlm.train import Trainer
     from charlm.train_setup import run_data
@@ -135,12 +135,11 @@ def run_last(tmp_path_factory):
     from .conftest import tiny_text
 
     path = tmp_path_factory.mktemp("run")
-    train, val = split_text(tiny_text(), 0.1)
-    vocab = Vocab.build(train)
     cfg = TrainConfig(batch_size=4, seq_len=8, max_steps=6, eval_every=3, kn_order=3,
                       sampler="consecutive", seed=1)  # fmt: skip
-    data = run_data(vocab, train, val, {"source": "tiny", "fingerprint": "f"}, cfg)
-    mcfg = ModelConfig(vocab_size=len(vocab), cell="lstm", embed=4, hidden=6)
+    text = encode_text(tiny_text(), "f", 0.1, None)
+    data = run_data(text, {"source": "tiny", "fingerprint": "f"}, cfg)
+    mcfg = ModelConfig(vocab_size=len(data.vocab), cell="lstm", embed=4, hidden=6)
     Trainer(mcfg, cfg, data, RunFolder(path), torch.device("cpu"), previews=[]).run()
     return path / "last.pt"
 

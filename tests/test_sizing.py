@@ -20,21 +20,33 @@ def fake_speed(table):
 
 
 def test_a_model_that_fits_is_kept_without_a_note():
-    speed, seen = fake_speed({1024: 1e9})
+    speed, seen = fake_speed(dict.fromkeys((1024, 768, 512, 384, 256, 192, 128), 1e9))
     m, note = fit_to_budget(BIG, TrainConfig(max_time=60), 1_000_000, torch.device("cpu"),
                             speed=speed)  # fmt: skip
-    assert m == BIG and note is None and seen == [(2, 1024)]
+    assert m == BIG and note is None
+    assert seen == [(1, 128), (1, 512), (2, 1024)]  # the smallest, then a bisection
 
 
 def test_steps_down_to_the_largest_that_makes_one_pass():
     # 1M characters in 0.8 x 100 s need 12,500 chars/s
-    speed, seen = fake_speed({1024: 2_000, 768: 5_000, 512: 12_000, 384: 20_000, 256: 40_000})
+    speed, seen = fake_speed({1024: 2_000, 768: 5_000, 512: 12_000, 384: 20_000, 256: 40_000,
+                              192: 50_000, 128: 60_000})  # fmt: skip
     m, note = fit_to_budget(BIG, TrainConfig(max_time=100), 1_000_000, torch.device("cpu"),
                             speed=speed)  # fmt: skip
     assert (m.layers, m.hidden, m.embed) == (1, 384, 192) and m.cell == "lstm"
-    assert seen == [(2, 1024), (1, 768), (1, 512), (1, 384)]
+    assert seen == [(1, 128), (1, 512), (1, 256), (1, 384)]  # the smallest, then a bisection
     assert "1x384" in note and "2x1024" in note and "--hidden" in note
     assert f"{20_000 * TRAIN_SHARE * 100 / 1_000_000:.1f} passes" in note
+
+
+@pytest.mark.parametrize("fits", [1024, 768, 512, 384, 256, 192, 128, 0])
+def test_bisection_finds_the_largest_that_fits_in_few_measurements(fits):
+    table = {h: (20_000 if h <= fits else 1_000) for h in (1024, 768, 512, 384, 256, 192, 128)}
+    speed, seen = fake_speed(table)
+    m, _ = fit_to_budget(BIG, TrainConfig(max_time=100), 1_000_000, torch.device("cpu"),
+                         speed=speed)  # fmt: skip
+    assert m.hidden == max(fits, 128)
+    assert len(seen) <= 4 if fits else seen == [(1, 128)]  # a big corpus: one measurement
 
 
 def test_no_budget_or_given_embedding():

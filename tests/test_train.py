@@ -11,6 +11,7 @@ from charlm.config import ModelConfig, TrainConfig
 from charlm.corpus import split_text
 from charlm.errors import DivergedError
 from charlm.evaluate import EvalResult, evaluate
+from charlm.ids_cache import encode_text
 from charlm.kneser_ney import KneserNey
 from charlm.mixture import Scores, score_text
 from charlm.optim import Plateau, lr_at
@@ -18,7 +19,7 @@ from charlm.run_folder import RunFolder
 from charlm.runtime import bf16_supported
 from charlm.train import Trainer, train_step
 from charlm.train_setup import RunData, run_data
-from charlm.vocab import UNK_ID, Vocab
+from charlm.vocab import UNK_ID
 
 from .conftest import tiny_text
 
@@ -26,11 +27,9 @@ CPU = torch.device("cpu")
 
 
 def make_data(text=None, kn_order=0):
-    text = text or tiny_text()
-    train, val = split_text(text, 0.1)
-    vocab = Vocab.build(train)
+    text = encode_text(text or tiny_text(), "f", 0.1, None)
     cfg = TrainConfig(kn_order=kn_order)
-    return run_data(vocab, train, val, {"source": "tiny", "fingerprint": "f"}, cfg)
+    return run_data(text, {"source": "tiny", "fingerprint": "f"}, cfg)
 
 
 def make_trainer(path, data, resume=None, **over):
@@ -224,8 +223,9 @@ def test_tune_slice_reaches_neither_the_network_nor_the_fitting_count_model(tmp_
     # the training text ends with a slice holding a character found nowhere before it
     text = tiny_text() + "鲸" * 200
     train, _ = split_text(text + tiny_text(2), 0.1)
-    vocab = Vocab.build(train)
-    data = run_data(vocab, train, "", {}, TrainConfig(kn_order=3, mix_fraction=0.06))
+    encoded = encode_text(train, "f", 0.0, None)
+    vocab = encoded.vocab
+    data = run_data(encoded, {}, TrainConfig(kn_order=3, mix_fraction=0.06))
     whale = int(vocab.encode("鲸")[0])
     assert (data.tune_ids == whale).any() and not (data.train_ids == whale).any()
     t = make_trainer(tmp_path, data, kn_order=3, mix_fraction=0.06, max_steps=30)
@@ -345,16 +345,16 @@ def test_changed_hyper_parameters_on_resume_take_effect(tmp_path):
 
 def test_run_data_without_enough_text_for_the_tune_slice_trains_the_network_alone():
     train = tiny_text(4)  # ~ 300 characters: 5 % is under MIN_TUNE_CHARS
-    vocab = Vocab.build(train)
-    data = run_data(vocab, train, "", {}, TrainConfig(kn_order=3))
+    encoded = encode_text(train, "f", 0.0, None)
+    data = run_data(encoded, {}, TrainConfig(kn_order=3))
     assert data.tune_ids is None and len(data.train_ids) == len(train)
-    data = run_data(vocab, train, "", {}, TrainConfig(kn_order=3, mix_fraction=0.4))
+    data = run_data(encoded, {}, TrainConfig(kn_order=3, mix_fraction=0.4))
     assert data.tune_ids is not None and len(data.train_ids) + len(data.tune_ids) == len(train)
 
 
 def test_rundata_fields():
     data = make_data()
-    assert isinstance(data, RunData) and data.train_ids.dtype == torch.int32
+    assert isinstance(data, RunData) and data.train_ids.dtype == torch.uint16
     assert json.dumps(data.corpus)
 
 
