@@ -7,12 +7,19 @@ its stream, and the loss is averaged over characters (not over batches).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from charlm.model import CharRNN, detach_state
 from charlm.vocab import UNK_ID
+
+CHUNK_TOKENS = 4096  # positions per forward call: a signal waits for at most one of them
+
+
+class EvalStopped(Exception):
+    """Raised between chunks when the caller's `stop()` says a signal has come."""
 
 
 def perplexity(loss: float) -> float:
@@ -65,10 +72,9 @@ def evaluate(
     ids: torch.Tensor,
     device: torch.device | str = "cpu",
     streams: int | None = None,
-    chunk: int = 256,
 ) -> EvalResult:
     """Mean loss of predicting ids[1:] from ids[:-1]. `ids` (N,) integer tensor."""
-    return EvalResult.from_logprobs(target_logprobs(model, ids, device, streams, chunk), ids[1:])
+    return EvalResult.from_logprobs(target_logprobs(model, ids, device, streams), ids[1:])
 
 
 @torch.inference_mode()
@@ -77,9 +83,10 @@ def target_logprobs(
     ids: torch.Tensor,
     device: torch.device | str = "cpu",
     streams: int | None = None,
-    chunk: int = 256,
+    stop: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
-    """ln p(ids[i] | ids[:i]) for i = 1..N-1, shape (N-1,) float64, in text order."""
+    """ln p(ids[i] | ids[:i]) for i = 1..N-1, shape (N-1,) float64, in text order. `stop()`
+    is asked between chunks of about CHUNK_TOKENS positions; True raises EvalStopped."""
     model.eval()
     n = len(ids) - 1
     if n < 1:
@@ -94,7 +101,10 @@ def target_logprobs(
     x, y = x.view(b, per).to(device), y.view(b, per).to(device)  # (B, L)
     out = torch.zeros(b, per, dtype=torch.float64)
     state = None
+    chunk = max(16, CHUNK_TOKENS // b)  # (B, chunk) positions a call: short whatever B is
     for s in range(0, per, chunk):
+        if stop is not None and stop():
+            raise EvalStopped
         logits, state = model(x[:, s : s + chunk], state)  # (B, t, V)
         state = detach_state(state)
         tgt = y[:, s : s + chunk, None]  # (B, t, 1)

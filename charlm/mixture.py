@@ -13,6 +13,7 @@ held-out split never sees.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,10 +59,12 @@ def score_text(
     device: torch.device | str,
     mixture: Mixture | None = None,
     kn_logp: torch.Tensor | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Scores:
     """Score ids (N,) under the network and, with a mixture, under the mixture too.
-    `kn_logp` (N-1,): the count model's log-probs of these ids, when the caller has them."""
-    net_logp = target_logprobs(model, ids, device)  # (N-1,)
+    `kn_logp` (N-1,): the count model's log-probs of these ids, when the caller has them;
+    `stop` as in evaluate.target_logprobs."""
+    net_logp = target_logprobs(model, ids, device, stop=stop)  # (N-1,)
     network = EvalResult.from_logprobs(net_logp, ids[1:])
     if mixture is None:
         return Scores(network, network, None)
@@ -83,10 +86,18 @@ class MixtureFit:
         self.tune_ids = tune_ids[: FIT_CHARS + 1]  # what each fit scores: (<= FIT_CHARS + 1,)
         self.tune_kn_logp = kn_logprobs(KneserNey(fit_ids, vocab, order), self.tune_ids)
 
-    def fit(self, model: torch.nn.Module, device: torch.device | str, weight: float | None = None):
-        """The mixture with its weight fitted by EM on the tune slice (or the given weight)."""
+    def fit(
+        self,
+        model: torch.nn.Module,
+        device: torch.device | str,
+        weight: float | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> Mixture:
+        """The mixture with its weight fitted by EM on the tune slice (or the given weight);
+        `stop` as in evaluate.target_logprobs."""
         if weight is None:
-            weight = fit_weight(target_logprobs(model, self.tune_ids, device), self.tune_kn_logp)
+            net_logp = target_logprobs(model, self.tune_ids, device, stop=stop)
+            weight = fit_weight(net_logp, self.tune_kn_logp)
         return Mixture(self.kn, weight)
 
     def payload(self, weight: float) -> dict[str, Any]:

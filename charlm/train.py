@@ -26,7 +26,7 @@ from charlm import checkpoint
 from charlm.batching import batches_per_epoch, make_batches
 from charlm.config import ModelConfig, TrainConfig
 from charlm.errors import DivergedError, ResourceError
-from charlm.evaluate import perplexity
+from charlm.evaluate import EvalStopped, perplexity
 from charlm.mixture import MixtureFit, Scores, kn_logprobs, score_text
 from charlm.model import CharRNN, State, detach_state
 from charlm.noise import UnknownNoise
@@ -154,6 +154,7 @@ class Trainer:
         self.noise = UnknownNoise(data.train_ids, len(data.vocab), cfg.unk_prob)
         self.eval_ids = data.val_ids[: EVAL_CHARS + 1]  # (<= EVAL_CHARS + 1,)
         self.mix_fit = None
+        self._stop: Callable[[], bool] | None = None  # set while run() holds the signal guard
         if data.tune_ids is not None and cfg.kn_order:
             self.mix_fit = MixtureFit(data.train_ids, data.tune_ids, cfg.kn_order, len(data.vocab))
             self.val_kn_logp = kn_logprobs(self.mix_fit.kn, self.eval_ids)
@@ -198,6 +199,7 @@ class Trainer:
         deadline = (self.started_at or time.monotonic()) + cfg.max_time
         with (
             SignalGuard() as guard,
+            self._stop_on(guard),
             self.noise,  # the once-seen characters are put back on the way out
             progress_bar(self._step_limit(), prog.step, self.show_progress) as bar,
             _out_of_memory_as_resource_error(cfg),
@@ -217,9 +219,13 @@ class Trainer:
                 if guard.signum is not None:
                     reason = "interrupted"
                     break
-                # 3. scheduled evaluation: held-out score, plateau rule, best.pt, last.pt
+                # 3. scheduled evaluation: held-out score, plateau rule, best.pt, last.pt (a
+                # signal during it abandons it: no record, and the step is saved below)
                 if prog.step % cfg.eval_every == 0:
-                    last = self._evaluate(window, bar, scheduled=True)
+                    last = self._evaluate(window, bar, scheduled=True) or last
+                    if guard.signum is not None:
+                        reason = "interrupted"
+                        break
                     if Plateau(**prog.plateau).should_stop(cfg):
                         reason = "early-stop"
                         break
@@ -232,7 +238,7 @@ class Trainer:
             # 5. a stop between evaluations scores where it stopped (best.pt may move; the
             # plateau rule does not, so a resumed run behaves like a straight one)
             if reason != "interrupted" and (last is None or last["step"] != prog.step):
-                last = self._evaluate(window, bar, scheduled=False)
+                last = self._evaluate(window, bar, scheduled=False) or last
             self.folder.save_last(self.payload(with_training_state=True))
         return {**self.summary(reason, last), "signal": guard.signum}
 
@@ -284,10 +290,14 @@ class Trainer:
 
     # ---- evaluation, previews, progress -----------------------------------------------------
 
-    def _evaluate(self, window: Window, bar: tqdm, scheduled: bool) -> dict[str, Any]:
-        """Score, move best.pt and (if scheduled) the plateau rule, log, save last.pt."""
+    def _evaluate(self, window: Window, bar: tqdm, scheduled: bool) -> dict[str, Any] | None:
+        """Score, move best.pt and (if scheduled) the plateau rule, log, save last.pt; None
+        when a signal stopped the scoring (nothing is recorded then)."""
         prog, cfg = self.prog, self.train_config
-        scores = self.held_out_scores()
+        try:
+            scores = self.held_out_scores()
+        except EvalStopped:
+            return None
         train_loss = window.loss_sum / window.steps if window.steps else math.nan
         # without held-out text, "best" falls back to training perplexity
         score = scores.shipped.perplexity if scores else perplexity(train_loss)
@@ -315,10 +325,20 @@ class Trainer:
         if len(self.eval_ids) < 2:
             return None
         if self.mix_fit:
-            self.mixture = self.mix_fit.fit(self.model, self.device)
+            self.mixture = self.mix_fit.fit(self.model, self.device, stop=self._stop)
             self.prog.mix_weight = self.mixture.weight
         kn_logp = self.val_kn_logp if self.mix_fit else None
-        return score_text(self.model, self.eval_ids, self.device, self.mixture, kn_logp)
+        return score_text(self.model, self.eval_ids, self.device, self.mixture, kn_logp,
+                          stop=self._stop)  # fmt: skip
+
+    @contextlib.contextmanager
+    def _stop_on(self, guard: SignalGuard) -> Iterator[None]:
+        """While training, a signal also cuts an evaluation short (within one chunk)."""
+        self._stop = lambda: guard.signum is not None
+        try:
+            yield
+        finally:
+            self._stop = None
 
     def preview_lines(self) -> list[str]:
         return preview_lines(self.model, self.data.vocab, self.previews, self.train_config.seed,

@@ -380,3 +380,30 @@ def test_training_scores_a_fixed_capped_part_of_a_long_held_out_split(tmp_path, 
     model, _, _ = checkpoint.restore_model(payload, "last.pt")
     capped = evaluate(model, data.val_ids[:51]).perplexity
     assert metrics(tmp_path)[7]["val_ppl"] == pytest.approx(capped, rel=1e-9)
+
+
+@pytest.mark.parametrize("kn_order", [0, 3])  # with a mixture, the weight fit is cut short too
+def test_a_signal_during_evaluation_stops_it_and_saves_the_step(tmp_path, monkeypatch, kn_order):
+    import os
+    import signal
+
+    import charlm.evaluate
+    import charlm.train
+
+    monkeypatch.setattr(charlm.evaluate, "CHUNK_TOKENS", 16)
+    real = charlm.train.score_text if kn_order == 0 else charlm.mixture.MixtureFit.fit
+    calls, nth = [], 2 if kn_order == 0 else 3  # the mixture is also fitted once at the start
+
+    def signalled(*a, **k):
+        calls.append(1)
+        if len(calls) == nth:  # the second evaluation: a Ctrl-C arrives as it starts
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*a, **k)
+
+    target = (charlm.train, "score_text") if kn_order == 0 else (charlm.mixture.MixtureFit, "fit")
+    monkeypatch.setattr(*target, signalled)
+    t = make_trainer(tmp_path, make_data(kn_order=kn_order), kn_order=kn_order, max_steps=40)
+    summary = t.run()
+    assert summary["stopped"] == "interrupted" and summary["signal"] == signal.SIGINT
+    assert list(metrics(tmp_path)) == [7]  # the interrupted evaluation left no record
+    assert checkpoint.load(tmp_path / "last.pt")["progress"]["step"] == 14
