@@ -349,6 +349,14 @@ def generate(
     skip_unknown: Annotated[
         bool, typer.Option("--skip-unknown", help="Drop prefix characters the model never saw.")
     ] = False,
+    adapt: Annotated[
+        bool | None,
+        typer.Option(
+            "--adapt/--no-adapt",
+            help="Let the song return to its own lines (a cache of what it has written; no "
+            "line more than twice in a row). Default: on when the checkpoint has it.",
+        ),
+    ] = None,
     device: Device = "auto",
     checkpoint_dir: CkptDir = Path("checkpoints"),
     quiet: Quiet = False,
@@ -387,6 +395,7 @@ def generate(
         spec=checkpoint,
         prefix=prefix,
         skip_unknown=skip_unknown,
+        adapt=adapt,
         device_name=device,
         ckdir=checkpoint_dir,
         json_out=json_out,
@@ -414,6 +423,14 @@ def evaluate(
         typer.Option(help="kn: also score a Kneser-Ney 8-gram built on the same training text."),
     ] = None,
     encoding: Annotated[str | None, typer.Option(help="Corpus encoding. (default: utf-8)")] = None,
+    adapt: Annotated[
+        bool,
+        typer.Option(
+            "--adapt",
+            help="Also score with the model adapted to the text read so far (song cache), "
+            "beside the static numbers.",
+        ),
+    ] = False,
     device: Device = "auto",
     checkpoint_dir: CkptDir = Path("checkpoints"),
     quiet: Quiet = False,
@@ -422,11 +439,13 @@ def evaluate(
     """Score a checkpoint on text: loss, perplexity, bits per character.
 
     Prints the perplexity on stdout (a table on stderr), or with --json:
-    {"loss", "perplexity", "bits_per_char", "chars", "unknown_chars", ...}
+    {"loss", "perplexity", "bits_per_char", "chars", "unknown_chars", ...}; with --adapt,
+    stdout has the adapted perplexity second and the JSON an "adapted" object.
 
     \b
     Examples:
       charlm evaluate
+      charlm evaluate --adapt --json
       charlm evaluate --checkpoint jay --split all --corpus other_lyrics.txt --json
     """
     from charlm.commands import run_evaluate
@@ -440,6 +459,7 @@ def evaluate(
         corpus_src=corpus,
         which=split,
         baseline=baseline == "kn",
+        adapt=adapt,
         encoding=encoding,
         device_name=device,
         ckdir=checkpoint_dir,
@@ -447,6 +467,8 @@ def evaluate(
     )
     if json_out:
         print(json.dumps(result, ensure_ascii=False), flush=True)
+    elif adapt:
+        print(f"{result['perplexity']:.4f}\t{result['adapted']['perplexity']:.4f}", flush=True)
     else:
         print(f"{result['perplexity']:.4f}", flush=True)
 

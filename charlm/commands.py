@@ -142,10 +142,15 @@ def run_generate(
     json_out: bool,
     seed_given: bool,
     console,
+    adapt: bool | None = None,
 ) -> None:
     """Stream generated text to stdout (or JSON lines with json_out)."""
     device = choose_device(device_name)
     path, _, model, vocab, mixture = _load_for_use(spec, ckdir, device)
+    has_adapt = mixture is not None and mixture.adaptation is not None
+    if adapt and not has_adapt:
+        raise UsageError(_no_adaptation(path))
+    adapt = has_adapt if adapt is None else adapt
     if prefix is None:
         prefix = DEFAULT_PREFIX if not vocab.unknown_chars(DEFAULT_PREFIX) else ""
     prefix = check_prefix(vocab, prefix, skip_unknown)
@@ -154,7 +159,7 @@ def run_generate(
     out = sys.stdout
     if cfg.num_samples == 1 and not json_out:
         text_end = ""
-        for i, pieces in enumerate(generate(model, vocab, prefix, cfg, device, mixture)):
+        for i, pieces in enumerate(generate(model, vocab, prefix, cfg, device, mixture, adapt)):
             out.write(pieces[0])
             text_end = (text_end + pieces[0])[-1:]
             if "\n" in pieces[0] or i % 32 == 0:
@@ -164,7 +169,7 @@ def run_generate(
         out.flush()
         return
     texts = [""] * cfg.num_samples
-    for pieces in generate(model, vocab, prefix, cfg, device, mixture):
+    for pieces in generate(model, vocab, prefix, cfg, device, mixture, adapt):
         for b, p in enumerate(pieces):
             texts[b] += p
     for b, text in enumerate(texts):
@@ -182,6 +187,13 @@ def run_generate(
         out.flush()
 
 
+def _no_adaptation(path: Path) -> str:
+    return (
+        f"{path}: has no fitted song cache (trained without a count model, i.e. --kn-order 0 or "
+        "a corpus over 5M characters, or by an older charlm); drop --adapt or train again"
+    )
+
+
 def run_evaluate(
     *,
     spec: str | None,
@@ -189,6 +201,7 @@ def run_evaluate(
     which: str,
     baseline: bool,
     encoding: str | None,
+    adapt: bool = False,
     device_name: str,
     ckdir: Path,
     console,
@@ -196,6 +209,8 @@ def run_evaluate(
     """Score the checkpoint on a split of its own corpus, or of --corpus."""
     device = choose_device(device_name)
     path, payload, model, vocab, mixture = _load_for_use(spec, ckdir, device)
+    if adapt and (mixture is None or mixture.adaptation is None):
+        raise UsageError(_no_adaptation(path))
     stored = payload.get("corpus") or {}
     opts = dict(stored.get("options") or {})
     if encoding:
@@ -220,11 +235,13 @@ def run_evaluate(
         raise UsageError(
             f"--split {which} of {source} has fewer than 2 characters; try --split all"
         )
-    scores = score_text(model, ids, device, mixture)
+    scores = score_text(model, ids, device, mixture, adapt=adapt)
     result: dict[str, Any] = scores.shipped.as_dict()
     if scores.weight is not None:
         result["mix_weight"] = scores.weight
     result["network"] = scores.network.as_dict()
+    if scores.adapted is not None:
+        result["adapted"] = {**scores.adapted.as_dict(), **mixture.adaptation.to_payload()}
     if baseline:
         kn = KneserNey(train_ids, len(vocab), BASELINE_ORDER)
         result["baseline_kn"] = EvalResult.from_logprobs(kn_logprobs(kn, ids), ids[1:]).as_dict()
@@ -242,6 +259,8 @@ def _eval_table(console, r: dict) -> None:
     for k in ("perplexity", "bits/char", "loss"):
         t.add_column(k, justify="right")
     rows = [("charlm" + (f" (mixture, w={r['mix_weight']:.2f})" if "mix_weight" in r else ""), r)]
+    if "adapted" in r:
+        rows.append(("charlm + song cache (adapted as it reads)", r["adapted"]))
     if "mix_weight" in r:
         rows.append(("network alone", r["network"]))
     if "baseline_kn" in r:

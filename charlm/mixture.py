@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from charlm.adapt import CACHE_ORDER, Adaptation, cache_probs, fit_weights
 from charlm.evaluate import EvalResult, target_logprobs
 from charlm.kneser_ney import KneserNey
 
@@ -32,6 +33,7 @@ FIT_CHARS = 50_000  # the weight is one number: the first 50k tune characters fi
 class Mixture:
     kn: KneserNey
     weight: float  # lam: the network's share
+    adaptation: Adaptation | None = None  # the song cache fitted beside it (adapt.py)
 
     def mix(self, net_logp: torch.Tensor, kn_logp: torch.Tensor) -> torch.Tensor:
         return mix_logprobs(net_logp, kn_logp, self.weight)
@@ -51,6 +53,7 @@ class Scores:
     shipped: EvalResult
     network: EvalResult
     weight: float | None  # the network's share in the mixture; None = network alone
+    adapted: EvalResult | None = None  # what ships, adapted to the text as it is read
 
 
 def score_text(
@@ -60,17 +63,23 @@ def score_text(
     mixture: Mixture | None = None,
     kn_logp: torch.Tensor | None = None,
     stop: Callable[[], bool] | None = None,
+    adapt: bool = False,
 ) -> Scores:
-    """Score ids (N,) under the network and, with a mixture, under the mixture too.
-    `kn_logp` (N-1,): the count model's log-probs of these ids, when the caller has them;
-    `stop` as in evaluate.target_logprobs."""
+    """Score ids (N,) under the network and, with a mixture, under the mixture too, and with
+    `adapt` (and a fitted adaptation) under the adapted mixture. `kn_logp` (N-1,): the count
+    model's log-probs of these ids, when the caller has them; `stop` as in
+    evaluate.target_logprobs."""
     net_logp = target_logprobs(model, ids, device, stop=stop)  # (N-1,)
     network = EvalResult.from_logprobs(net_logp, ids[1:])
     if mixture is None:
         return Scores(network, network, None)
     kn_logp = kn_logprobs(mixture.kn, ids) if kn_logp is None else kn_logp
-    shipped = EvalResult.from_logprobs(mixture.mix(net_logp, kn_logp), ids[1:])
-    return Scores(shipped, network, mixture.weight)
+    mixed = mixture.mix(net_logp, kn_logp)  # (N-1,)
+    shipped = EvalResult.from_logprobs(mixed, ids[1:])
+    adapted = None
+    if adapt and mixture.adaptation is not None:
+        adapted = EvalResult.from_logprobs(mixture.adaptation.mix(mixed, ids), ids[1:])
+    return Scores(shipped, network, mixture.weight, adapted)
 
 
 class MixtureFit:
@@ -81,27 +90,49 @@ class MixtureFit:
     and is the one that ships. `fit(model)` gives the mixture for the network as it is now.
     """
 
-    def __init__(self, fit_ids: torch.Tensor, tune_ids: torch.Tensor, order: int, vocab: int):
+    def __init__(
+        self,
+        fit_ids: torch.Tensor,
+        tune_ids: torch.Tensor,
+        order: int,
+        vocab: int,
+        reset_ids: tuple[int, ...] = (),
+    ) -> None:
         self.kn = KneserNey(torch.cat([fit_ids, tune_ids]), vocab, order)
         self.tune_ids = tune_ids[: FIT_CHARS + 1]  # what each fit scores: (<= FIT_CHARS + 1,)
         self.tune_kn_logp = kn_logprobs(KneserNey(fit_ids, vocab, order), self.tune_ids)
+        # the song cache over the tune slice, without and with resets at blank lines
+        self.caches = {r: cache_probs(self.tune_ids, CACHE_ORDER, r) for r in {(), reset_ids}}
 
     def fit(
         self,
         model: torch.nn.Module,
         device: torch.device | str,
         weight: float | None = None,
+        adaptation: Adaptation | None = None,
         stop: Callable[[], bool] | None = None,
     ) -> Mixture:
-        """The mixture with its weight fitted by EM on the tune slice (or the given weight);
-        `stop` as in evaluate.target_logprobs."""
+        """The mixture with its weight, and the song cache's weights, fitted by EM on the tune
+        slice (or the given ones); `stop` as in evaluate.target_logprobs."""
         if weight is None:
             net_logp = target_logprobs(model, self.tune_ids, device, stop=stop)
             weight = fit_weight(net_logp, self.tune_kn_logp)
-        return Mixture(self.kn, weight)
+            adaptation = self._fit_adaptation(mix_logprobs(net_logp, self.tune_kn_logp, weight))
+        return Mixture(self.kn, weight, adaptation)
 
-    def payload(self, weight: float) -> dict[str, Any]:
-        return to_payload(self.kn, weight)
+    def _fit_adaptation(self, static_logp: torch.Tensor) -> Adaptation | None:
+        """Weights per match length; resetting at blank lines or not, whichever the tune
+        slice likes better (a corpus of separate poems resets, one of run-on lyrics need not)."""
+        best, best_ll = None, -math.inf
+        for reset, (p_cache, match) in self.caches.items():
+            a = Adaptation(fit_weights(static_logp, p_cache, match, CACHE_ORDER), reset)
+            ll = float(a.mix(static_logp, self.tune_ids).sum()) if len(static_logp) else 0.0
+            if ll > best_ll:
+                best, best_ll = a, ll
+        return best
+
+    def payload(self, weight: float, adaptation: Adaptation | None) -> dict[str, Any]:
+        return to_payload(self.kn, weight, adaptation)
 
 
 def mix_logprobs(net_logp: torch.Tensor, kn_logp: torch.Tensor, weight: float) -> torch.Tensor:
@@ -134,13 +165,14 @@ def kn_logprobs(kn: KneserNey, ids: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(kn.log_probs(ids))
 
 
-def to_payload(kn: KneserNey, weight: float) -> dict[str, Any]:
+def to_payload(kn: KneserNey, weight: float, adaptation: Adaptation | None) -> dict[str, Any]:
     """What a checkpoint stores: the count tables as tensors (loading is a read, no rebuild),
-    and the weight."""
+    the weight, and the song cache's weights."""
     t = kn.tables()
     return {
         "order": t["order"],
         "weight": float(weight),
+        "adapt": adaptation.to_payload() if adaptation else None,
         "vocab_size": t["vocab_size"],
         "unk_mass": t["unk_mass"],
         "discounts": torch.from_numpy(t["discounts"]),
@@ -169,4 +201,6 @@ def from_payload(block: dict[str, Any] | None, vocab_size: int) -> Mixture | Non
         raise ValueError(
             f"kn.vocab_size {block['vocab_size']} is not the vocabulary's {vocab_size}"
         )
-    return Mixture(KneserNey.from_tables(block), weight)
+    adapt = block.get("adapt")
+    adaptation = Adaptation.from_payload(adapt) if adapt else None
+    return Mixture(KneserNey.from_tables(block), weight, adaptation)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import torch
 
+from charlm.adapt import Adaptation, LineGuard, StreamCache, adapt_logprobs
 from charlm.config import SampleConfig
 from charlm.errors import DataError
 from charlm.mixture import Mixture
@@ -84,13 +85,15 @@ def generate(
     cfg: SampleConfig,
     device: torch.device | str = "cpu",
     mixture: Mixture | None = None,
+    adapt: bool = False,
 ) -> Iterator[list[str]]:
     """Yield, per step, one text piece per sample: first the prefix, then one character each.
 
     Samples that reached `cfg.lines` lines yield "" from then on; the generator stops after
     `cfg.length` new characters or when every sample is done. `prefix` must already be in the
     vocabulary (see check_prefix). With a mixture, each step samples from the network's and
-    the count model's mixed distribution.
+    the count model's mixed distribution; with `adapt` too (and a fitted adaptation), that is
+    mixed with each sample's own song cache, and LineGuard stops a line repeating forever.
     """
     model.eval()
     g = make_generator(cfg.seed)
@@ -102,6 +105,7 @@ def generate(
         return
     start = start_ids(vocab, prefix)
     contexts = [list(start) for _ in range(n)] if mixture else []
+    song = _SongState(mixture.adaptation, n, vocab, start) if mixture and adapt else None
     x = torch.tensor([start] * n, device=device)  # (B, Tp)
     logits, state = model(x)  # the whole prefix in one pass
     last = logits[:, -1]  # (B, V)
@@ -111,7 +115,11 @@ def generate(
     for _ in range(cfg.length):
         if mixture:
             last = mixture.next_logprobs(last, contexts)  # (B, V) log-probs act as logits
+        if song:
+            last = song.logprobs(last)  # (B, V)
         nxt = pick_next(last, cfg, g)  # (B,)
+        if song:
+            song.add(nxt.tolist())
         for ctx, i in zip(contexts, nxt.tolist(), strict=False):
             ctx.append(i)
             del ctx[: -mixture.kn.order]  # the count model looks at order-1 ids at most
@@ -129,3 +137,28 @@ def generate(
         if all(done):
             return
         last, state = stepper.step(nxt, state)  # one cell step: (B,) -> (B, V)
+
+
+class _SongState:
+    """Each sample's song cache and line guard, fed with the prefix and every new character."""
+
+    def __init__(self, adaptation: Adaptation | None, n: int, vocab: Vocab, start: list[int]):
+        if adaptation is None:
+            raise ValueError("adapt needs a checkpoint with a fitted adaptation")
+        self.adaptation = adaptation
+        self.caches = [StreamCache(adaptation.order, len(vocab), adaptation.reset_ids)
+                       for _ in range(n)]  # fmt: skip
+        newline = int(vocab.encode("\n")[0]) if "\n" in vocab else -1
+        self.guard = LineGuard(n, newline) if newline > 0 else None
+        for i in start:
+            self.add([i] * n)
+
+    def logprobs(self, static_logp: torch.Tensor) -> torch.Tensor:
+        p = adapt_logprobs(static_logp, self.caches, self.adaptation)
+        return self.guard.mask(p) if self.guard else p
+
+    def add(self, ids: list[int]) -> None:
+        for b, i in enumerate(ids):
+            self.caches[b].add(i)
+            if self.guard:
+                self.guard.add(b, i)

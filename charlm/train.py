@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from charlm import checkpoint
+from charlm.adapt import Adaptation, blank_line_ids
 from charlm.batching import batches_per_epoch, make_batches
 from charlm.config import ModelConfig, TrainConfig
 from charlm.errors import DivergedError, ResourceError
@@ -67,6 +68,7 @@ class Progress:
     nonfinite_streak: int = 0
     skipped_steps: int = 0
     mix_weight: float = 1.0  # the network's share in the mixture with the count model
+    adapt: dict[str, Any] | None = None  # the song cache's fitted weights (Adaptation payload)
     rng: dict[str, Any] = field(default_factory=dict)
 
 
@@ -156,7 +158,8 @@ class Trainer:
         self.mix_fit = None
         self._stop: Callable[[], bool] | None = None  # set while run() holds the signal guard
         if data.tune_ids is not None and cfg.kn_order:
-            self.mix_fit = MixtureFit(data.train_ids, data.tune_ids, cfg.kn_order, len(data.vocab))
+            self.mix_fit = MixtureFit(data.train_ids, data.tune_ids, cfg.kn_order,
+                                      len(data.vocab), blank_line_ids(data.vocab))  # fmt: skip
             self.val_kn_logp = kn_logprobs(self.mix_fit.kn, self.eval_ids)
         if resume is None:
             self.prog = Progress(seed=cfg.seed)
@@ -169,7 +172,8 @@ class Trainer:
             self._restore(resume)
         self.mixture = None
         if self.mix_fit:
-            self.mixture = self.mix_fit.fit(self.model, device, self.prog.mix_weight)
+            adapt = self.prog.adapt and Adaptation.from_payload(self.prog.adapt)
+            self.mixture = self.mix_fit.fit(self.model, device, self.prog.mix_weight, adapt)
 
     # ---- state in and out -------------------------------------------------------------------
 
@@ -327,6 +331,8 @@ class Trainer:
         if self.mix_fit:
             self.mixture = self.mix_fit.fit(self.model, self.device, stop=self._stop)
             self.prog.mix_weight = self.mixture.weight
+            adaptation = self.mixture.adaptation
+            self.prog.adapt = adaptation.to_payload() if adaptation else None
         kn_logp = self.val_kn_logp if self.mix_fit else None
         return score_text(self.model, self.eval_ids, self.device, self.mixture, kn_logp,
                           stop=self._stop)  # fmt: skip
@@ -378,7 +384,7 @@ def checkpoint_payload(t: Trainer, with_training_state: bool) -> dict[str, Any]:
     """A trainer's checkpoint: weights, vocabulary, configs, count model, corpus record, and
     with the training state, everything an exact resume needs."""
     extra: dict[str, Any] = {
-        "kn": t.mix_fit.payload(t.prog.mix_weight) if t.mix_fit else None,
+        "kn": t.mix_fit.payload(t.prog.mix_weight, t.mixture.adaptation) if t.mix_fit else None,
         "train_config": asdict(t.train_config),
         "corpus": t.data.corpus,
         "metrics": {k: getattr(t.prog, k) for k in ("step", "epoch", "best_val_ppl", "best_step")},

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from charlm.adapt import Adaptation
 from charlm.kneser_ney import KneserNey
 from charlm.mixture import fit_weight, from_payload, mix_logprobs, to_payload
 from charlm.vocab import UNK_ID
@@ -48,10 +49,12 @@ def test_fit_weight_recovers_the_better_model():
 
 def test_payload_round_trip_is_a_read_of_the_same_tables():
     kn = KneserNey(IDS, 8, 3)
-    block = to_payload(kn, weight=0.7)
+    block = to_payload(kn, weight=0.7, adaptation=Adaptation((0.0, 0.1, 0.8), (1,)))
     assert all(isinstance(k, torch.Tensor) for k in block["keys"] + block["counts"])
     m = from_payload(block, vocab_size=8)
     assert m.weight == 0.7 and m.kn.order == 3
+    assert m.adaptation == Adaptation((0.0, 0.1, 0.8), (1,))
+    assert from_payload({**block, "adapt": None}, vocab_size=8).adaptation is None
     assert np.array_equal(m.kn.log_probs(IDS), kn.log_probs(IDS))
     legacy = from_payload({"order": 3, "weight": 0.7, "ids": torch.tensor(IDS)}, 8)  # format 1
     assert np.array_equal(legacy.kn.log_probs(IDS), kn.log_probs(IDS))

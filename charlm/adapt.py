@@ -1,0 +1,238 @@
+"""Song-aware adaptation: a count cache of the text already read, mixed into the static model.
+
+Songs repeat: a chorus comes back, a hook line returns. A static model predicts the third
+chorus as if it had never seen the first two. The cache remembers the text read so far (the
+held-out text as it is scored, or the song as it is generated) and predicts from it:
+
+    match(i)   the longest L <= CACHE_ORDER - 1 such that the L characters before position i
+               occurred earlier in the text, followed by some character
+    p_cache    how often each character followed that context earlier / how often it occurred
+    p(w)       = (1 - lam[L]) p_static(w) + lam[L] p_cache(w)      (lam[-1] = 0: no match)
+
+Only characters before position i are ever used for position i (Kuhn & De Mori's cache model;
+Grave et al. 2017). The weights lam[L], one per match length, are fitted by EM on the tune
+slice at the end of the training text (the same song structure, never the held-out text) and
+travel in the checkpoint. The cache resets at blank lines when the corpus separates its
+documents with them (poems, songs): what one poem repeats says nothing about the next.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from charlm.vocab import Vocab
+
+CACHE_ORDER = 8  # contexts of up to 7 characters
+MIN_BUCKET = 20  # tune positions a match length needs for a weight of its own
+MAX_REPEAT_LINES = 2  # generation: a line at most twice in a row (Jay Chou's lyrics: 156 runs
+# of two identical lines among 5,945, 3 of three, none longer)
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """The fitted cache: lam[L + 1] for match length L = -1 (none), 0, ..., order - 1."""
+
+    weights: tuple[float, ...]
+    reset_ids: tuple[int, ...] = ()  # a blank line (these ids twice in a row) resets the cache
+
+    @property
+    def order(self) -> int:
+        return len(self.weights) - 1
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"weights": list(self.weights), "reset_ids": list(self.reset_ids)}
+
+    @classmethod
+    def from_payload(cls, d: dict[str, Any]) -> Adaptation:
+        weights = tuple(float(w) for w in d["weights"])
+        if not 2 <= len(weights) <= 33 or not all(0.0 <= w < 1.0 for w in weights):
+            raise ValueError("adaptation weights must be 2-33 numbers in [0, 1)")
+        return cls(weights, tuple(int(i) for i in d.get("reset_ids", ())))
+
+    def mix(self, static_logp: torch.Tensor, ids: Any) -> torch.Tensor:
+        """ln p of ids[1:] (N-1,) under the adapted model, from the static ln p (N-1,)."""
+        p_cache, match = cache_probs(ids, self.order, self.reset_ids)
+        lam = torch.from_numpy(np.asarray(self.weights)[match + 1])  # (N-1,)
+        return _mix(static_logp.double(), torch.from_numpy(p_cache), lam)
+
+
+def blank_line_ids(vocab: Vocab) -> tuple[int, ...]:
+    """The ids whose doubling marks a document boundary: the line break, if the vocabulary
+    has one."""
+    return (int(vocab.encode("\n")[0]),) if "\n" in vocab else ()
+
+
+def _mix(static_logp: torch.Tensor, p_cache: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    return torch.log((1 - lam) * static_logp.exp() + lam * p_cache)
+
+
+def _as_np(ids: Any) -> np.ndarray:
+    if hasattr(ids, "numpy"):
+        ids = ids.numpy()
+    return np.asarray(ids, dtype=np.int64).reshape(-1)
+
+
+def _earlier(keys: np.ndarray) -> np.ndarray:
+    """For each element, how many earlier elements have the same key. (M,) -> (M,)."""
+    m = len(keys)
+    order = np.argsort(keys, kind="stable")  # stable: equal keys stay in text order
+    sk = keys[order]
+    first = np.r_[True, sk[1:] != sk[:-1]] if m else np.zeros(0, dtype=bool)
+    group_start = np.maximum.accumulate(np.where(first, np.arange(m), 0))
+    out = np.empty(m, dtype=np.int64)
+    out[order] = np.arange(m) - group_start
+    return out
+
+
+def _segments(seq: np.ndarray, reset_ids: Sequence[int]) -> np.ndarray:
+    """Document number of each position (N,): a new one starts after each blank line (two
+    reset ids in a row; the blank line itself still belongs to the document it ends)."""
+    starts = np.zeros(len(seq), dtype=bool)
+    if reset_ids and len(seq) > 2:
+        starts[2:] = np.isin(seq[1:-1], reset_ids) & np.isin(seq[:-2], reset_ids)
+    return np.cumsum(starts)
+
+
+def cache_probs(
+    ids: Any, order: int = CACHE_ORDER, reset_ids: Sequence[int] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each target ids[i], i = 1..N-1: p_cache(ids[i]) from ids[:i] only, and the match
+    length L (-1 = no context seen before). Returns (N-1,) float64 and (N-1,) int64.
+
+    Every L-gram gets an exact id (np.unique over (id of its first L-1 characters) * V + last,
+    as in the count model), and "seen earlier" is a stable sort: no Python loop over the text.
+    """
+    seq = _as_np(ids)
+    n = len(seq)
+    if n < 2:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    v = int(seq.max()) + 1
+    doc = _segments(seq, reset_ids)  # (N,)
+    n_docs = int(doc[-1]) + 1
+    tgt, tdoc, pos = seq[1:], doc[1:], np.arange(1, n)  # targets (N-1,) and where they are
+    p, match = np.zeros(n - 1), np.full(n - 1, -1, dtype=np.int64)
+    gram = np.zeros(n, dtype=np.int64)  # id of the L-gram ending at each position (-1: none)
+    for length in range(order):
+        # the context of target i is the L-gram ending at i-1, inside the target's document
+        ctx = gram[:-1]
+        ok = (ctx >= 0) & (doc[np.maximum(pos - length, 0)] == tdoc)
+        key = np.where(ok, ctx * n_docs + tdoc, -1)  # the same context in the same document
+        seen = _earlier(key)  # earlier targets after this context
+        joint = _earlier(np.where(ok, key * v + tgt, -1))  # ... that were this character
+        hit = ok & (seen > 0)
+        p = np.where(hit, joint / np.maximum(seen, 1), p)
+        match = np.where(hit, length, match)
+        # the (L+1)-grams ending at each position: the L-gram before it, then its character
+        prev = np.r_[0 if length == 0 else -1, gram[:-1]]
+        uniq, inv = np.unique(np.where(prev >= 0, prev * v + seq, -1), return_inverse=True)
+        gram = np.where(prev >= 0, inv.reshape(-1) - int(uniq[0] < 0), -1)
+    return p, match
+
+
+def fit_weights(
+    static_logp: torch.Tensor, p_cache: np.ndarray, match: np.ndarray, order: int, iters: int = 50
+) -> tuple[float, ...]:
+    """EM for lam per match length on the tune slice; lengths with fewer than MIN_BUCKET
+    positions share the weight fitted over all of them."""
+    ps = static_logp.double().exp().numpy()
+    pc = p_cache
+
+    def em(mask: np.ndarray) -> float:
+        if not mask.any():
+            return 0.0
+        lam = 0.5
+        a, b = ps[mask], pc[mask]
+        for _ in range(iters):
+            post = lam * b / np.maximum((1 - lam) * a + lam * b, 1e-300)
+            lam = float(post.mean())
+        return min(lam, 0.999)
+
+    shared = em(match >= 0)
+    weights = [0.0]  # no match: nothing to mix
+    for length in range(order):
+        mask = match == length
+        weights.append(em(mask) if mask.sum() >= MIN_BUCKET else shared)
+    return tuple(weights)
+
+
+class StreamCache:
+    """The cache for generation: one stream's text so far, as counts of what followed each
+    context of up to order-1 characters. `distribution` gives (p_cache (V,), match length)."""
+
+    def __init__(self, order: int, vocab_size: int, reset_ids: Sequence[int] = ()) -> None:
+        self.order, self.v, self.reset = order, vocab_size, set(reset_ids)
+        self.history: list[int] = []
+        self.follow: dict[tuple[int, ...], Counter] = {}
+        self.started = False  # the very first character follows nothing: it is not counted
+        self.last = -1
+
+    def add(self, i: int) -> None:
+        h = self.history
+        if self.started:
+            for length in range(min(self.order, len(h) + 1)):
+                ctx = tuple(h[len(h) - length :])
+                self.follow.setdefault(ctx, Counter())[i] += 1
+        h.append(i)
+        if i in self.reset and self.last in self.reset:  # a blank line: the next one is new
+            h.clear()
+            self.follow.clear()
+        self.started, self.last = True, i
+
+    def distribution(self) -> tuple[np.ndarray | None, int]:
+        h = self.history
+        for length in range(min(self.order - 1, len(h)), -1, -1):
+            counts = self.follow.get(tuple(h[len(h) - length :]))
+            if counts:
+                p = np.zeros(self.v)
+                total = sum(counts.values())
+                for i, c in counts.items():
+                    p[i] = c / total
+                return p, length
+        return None, -1
+
+
+def adapt_logprobs(
+    static_logp: torch.Tensor, caches: list[StreamCache], adaptation: Adaptation
+) -> torch.Tensor:
+    """(B, V) static ln p of the next character -> (B, V) adapted ln p, per stream."""
+    rows = []
+    for b, cache in enumerate(caches):
+        p_cache, length = cache.distribution()
+        lam = adaptation.weights[length + 1]
+        if p_cache is None or lam == 0:
+            rows.append(static_logp[b].double())
+            continue
+        rows.append(_mix(static_logp[b].double(), torch.from_numpy(p_cache), torch.tensor(lam)))
+    return torch.stack(rows).to(static_logp.dtype)
+
+
+class LineGuard:
+    """Generation with a cache can fall into a loop (the same line forever): no line may come
+    more than `k` times in a row. When the line being written already equals the k lines
+    before it, its line break is forbidden, so it has to become a different line."""
+
+    def __init__(self, n: int, newline_id: int, k: int = MAX_REPEAT_LINES) -> None:
+        self.nl, self.k = newline_id, k
+        self.current: list[list[int]] = [[] for _ in range(n)]
+        self.previous: list[list[tuple[int, ...]]] = [[] for _ in range(n)]  # newest last
+
+    def add(self, b: int, i: int) -> None:
+        if i == self.nl:
+            self.previous[b] = [*self.previous[b], tuple(self.current[b])][-self.k :]
+            self.current[b] = []
+        else:
+            self.current[b].append(i)
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, V) -> (B, V) with the line break at -inf where it would repeat a line k+1 times."""
+        for b, line in enumerate(self.current):
+            prev = self.previous[b]
+            if len(prev) == self.k and all(p == tuple(line) for p in prev):
+                logits[b, self.nl] = float("-inf")
+        return logits
