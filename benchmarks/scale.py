@@ -2,11 +2,14 @@
 """charlm at scale: what a user waits for and how much memory it takes, per corpus.
 
     .venv/bin/python benchmarks/scale.py                     # jaychou and the Tang corpus
+    .venv/bin/python benchmarks/scale.py --train-seconds 120 600 --compare --big-mb 200
     .venv/bin/python benchmarks/scale.py --train-seconds 120 --corpus PATH ...
 
 For each corpus: the Kneser-Ney count model's build time and peak memory (array tables; the
-first dict-based version beside it where it finishes in reasonable time), then `charlm train`
-with defaults and --max-time (wall time of the whole command, peak memory), the checkpoint's
+first dict-based version beside it where it finishes in reasonable time), preparation (reading,
+vocabulary, ids, the model choice) the first time and again with the ids cache, then `charlm
+train` with defaults and each --max-time (wall time of the whole command, peak memory, model,
+best held-out perplexity; with --compare a plain tied LSTM-512 beside it), the checkpoint's
 size, and `charlm generate --lines 4` (time to the first character, wall time, peak memory).
 Each command runs in its own process under /usr/bin/time, so peak memory is that process's.
 """
@@ -14,6 +17,7 @@ Each command runs in its own process under /usr/bin/time, so peak memory is that
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -88,42 +92,116 @@ def kn_row(corpus: Path, reference: bool, timeout: float) -> str:
     )
 
 
+PREP_SCRIPT = """
+import resource, sys, time
+t0 = time.perf_counter()
+sys.path.insert(0, {root!r})
+import torch
+from pathlib import Path
+from charlm.runs import TrainOptions
+from charlm.train_setup import prepare
+t1 = time.perf_counter()
+opts = TrainOptions(corpus={corpus!r}, max_time=600, run={run!r}).fill({{}})
+s = prepare(opts, Path({ck!r}), torch.device("cpu"), lambda m: None)
+print(time.perf_counter() - t1, len(s.data.train_ids), s.model_config.layers, s.model_config.hidden)
+"""
+
+PLAIN_LSTM_512 = ["--cell", "lstm", "--hidden", "512", "--layers", "1", "--embed", "128",
+                  "--dropout", "0.2", "--seq-len", "128", "--batch-size", "32",
+                  "--kn-order", "0"]  # fmt: skip
+
+
+def big_corpus(folder: Path, mb: int) -> Path:
+    """The Tang poems' lines, shuffled copies concatenated to `mb` MB (never committed)."""
+    import random
+
+    sys.path.insert(0, str(ROOT))
+    from charlm.corpus import read_corpus
+
+    lines = read_corpus(str(SHARED / "quantangshi.txt.zip")).text.split("\n")
+    rng, out, n = random.Random(0), folder / f"tang_{mb}mb.txt", 0
+    with open(out, "w", encoding="utf-8") as fh:
+        while n < mb * 1_000_000:
+            rng.shuffle(lines)
+            chunk = "\n".join(lines) + "\n"
+            fh.write(chunk)
+            n += len(chunk.encode())
+    return out
+
+
+def best_ppl(run_dir: Path) -> str:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
+    vals = [r["val_ppl"] for r in rows if r.get("val_ppl") is not None]
+    nets = [r["val_ppl_net"] for r in rows if r.get("val_ppl_net") is not None]
+    net = f" (network alone {min(nets):.1f})" if nets else ""
+    return f"best held-out ppl {min(vals):.1f}{net}" if vals else "no held-out score"
+
+
+def train_row(corpus: Path, ck: str, run: str, seconds: float, extra: list[str], name: str):
+    cmd = [PY, "-m", "charlm", "train", "--corpus", str(corpus), "--run", run,
+           "--checkpoint-dir", ck, "--max-time", str(seconds), "--seed", "1", *extra]  # fmt: skip
+    t = timed(cmd, seconds * 4 + 600)
+    sized = next((ln for ln in t["stderr"].splitlines() if "sized to the budget" in ln), "")
+    model = sized.split(":")[1].split(" trains")[0].strip() if sized else ""
+    header = next((ln for ln in t["stderr"].splitlines() if "params)" in ln), "")
+    arch = header.split("vocab")[1].split(",")[1].strip() if "vocab" in header else model
+    print(f"| {name} `--max-time {seconds:.0f}` | {t['wall']:.1f} s | {t['peak_mb']:,.0f} MB | "
+          f"{arch}; {best_ppl(Path(ck) / run)} |")  # fmt: skip
+
+
+def corpus_rows(corpus: Path, args: argparse.Namespace) -> None:
+    print(f"\n### {corpus.name} ({corpus.stat().st_size / 1e6:,.1f} MB)\n")
+    print("| what | time | peak memory | note |")
+    print("|---|---|---|---|")
+    size = corpus.stat().st_size
+    if size < 30_000_000:  # the count model is built for corpora under 5M characters
+        print(kn_row(corpus, False, 600))
+    if size < args.reference_max_chars * 3:  # ~3 bytes a CJK character
+        print(kn_row(corpus, True, 600))
+    with tempfile.TemporaryDirectory() as ck:
+        for attempt in ("first time", "second time, ids cache"):
+            code = PREP_SCRIPT.format(root=str(ROOT), corpus=str(corpus), run=f"p{len(attempt)}",
+                                      ck=ck)  # fmt: skip
+            r = timed([PY, "-c", code], 900)
+            secs, n, layers, hidden = r["stdout"].split()
+            print(f"| prepare ({attempt}): read, vocabulary, ids, model choice | "
+                  f"{float(secs):.1f} s | {r['peak_mb']:,.0f} MB | {int(n):,} training chars; "
+                  f"{layers}x{hidden} for --max-time 600 |")  # fmt: skip
+        for seconds in args.train_seconds:
+            train_row(corpus, ck, f"d{seconds:.0f}", seconds, [], "defaults")
+            if args.compare:
+                train_row(corpus, ck, f"l{seconds:.0f}", seconds, PLAIN_LSTM_512, "plain LSTM-512")
+        pt = Path(ck) / f"d{args.train_seconds[0]:.0f}" / "best.pt"
+        if pt.exists():
+            print(f"| best.pt size | | {pt.stat().st_size / 1e6:,.1f} MB | |")
+            g = timed([PY, "-m", "charlm", "generate", "--checkpoint", str(pt), "--lines", "4",
+                       "--seed", "1"], 600, first_byte=True)  # fmt: skip
+            print(f"| charlm generate --lines 4 | first char {g['first']:.2f} s, all "
+                  f"{g['wall']:.2f} s | {g['peak_mb']:,.0f} MB | |")  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--corpus", action="append", type=Path)
-    p.add_argument("--train-seconds", type=float, default=60)
+    p.add_argument("--train-seconds", type=float, nargs="+", default=[60])
+    p.add_argument("--compare", action="store_true",
+                   help="also a plain tied LSTM-512 (no count model) in each budget")  # fmt: skip
+    p.add_argument("--big-mb", type=int, default=0,
+                   help="also a corpus of this many MB (shuffled Tang lines, in /tmp)")  # fmt: skip
     p.add_argument("--reference-max-chars", type=int, default=1_000_000,
                    help="run the dict reference only below this many characters")  # fmt: skip
     args = p.parse_args()
-    for corpus in args.corpus or CORPORA:
-        if not corpus.exists():
-            print(f"{corpus}: not found, skipped", file=sys.stderr)
-            continue
-        print(f"\n### {corpus.name}\n")
-        print("| what | time | peak memory | note |")
-        print("|---|---|---|---|")
-        print(kn_row(corpus, False, 600))
-        size = corpus.stat().st_size
-        if size < args.reference_max_chars * 3:  # ~3 bytes a CJK character
-            print(kn_row(corpus, True, 600))
-        with tempfile.TemporaryDirectory() as ck:
-            secs = str(args.train_seconds)
-            cmd = [PY, "-m", "charlm", "train", "--corpus", str(corpus), "--run", "s",
-                   "--checkpoint-dir", ck, "--max-time", secs, "--seed", "1"]  # fmt: skip
-            t = timed(cmd, args.train_seconds * 4 + 600)
-            header = next((ln for ln in t["stderr"].splitlines() if "held-out" in ln), "")
-            best = next((ln for ln in t["stderr"].splitlines() if "best held-out" in ln), "")
-            print(f"| charlm train --max-time {args.train_seconds:.0f} | {t['wall']:.1f} s | "
-                  f"{t['peak_mb']:,.0f} MB | {header.strip()[:140]} {best.strip()} |")  # fmt: skip
-            pt = Path(ck) / "s" / "best.pt"
-            if pt.exists():
-                print(f"| best.pt size | | {pt.stat().st_size / 1e6:,.1f} MB | |")
-                g = timed([PY, "-m", "charlm", "generate", "--checkpoint-dir", ck, "--lines", "4",
-                           "--seed", "1"], 600, first_byte=True)  # fmt: skip
-                print(f"| charlm generate --lines 4 | first char {g['first']:.2f} s, all "
-                      f"{g['wall']:.2f} s | {g['peak_mb']:,.0f} MB | |")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        corpora = list(args.corpus or CORPORA)
+        if args.big_mb:
+            corpora.append(big_corpus(Path(tmp), args.big_mb))
+        for corpus in corpora:
+            if not corpus.exists():
+                print(f"{corpus}: not found, skipped", file=sys.stderr)
+                continue
+            corpus_rows(corpus, args)
 
 
 if __name__ == "__main__":

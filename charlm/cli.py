@@ -349,6 +349,12 @@ def generate(
     skip_unknown: Annotated[
         bool, typer.Option("--skip-unknown", help="Drop prefix characters the model never saw.")
     ] = False,
+    acrostic: Annotated[
+        str,
+        typer.Option(
+            help="藏头诗: start line k with the k-th of these characters (one line each)."
+        ),
+    ] = "",
     adapt: Annotated[
         bool | None,
         typer.Option(
@@ -369,6 +375,7 @@ def generate(
       charlm generate --prefix 分开 --seed 1
       charlm generate --checkpoint jay --num-samples 3 --lines 4 --json
       echo 不分开 | charlm generate --prefix - --temperature 0
+      charlm generate --acrostic 春夏秋冬 --seed 2
     """
     from charlm.commands import run_generate
     from charlm.config import SampleConfig
@@ -383,10 +390,11 @@ def generate(
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
-        lines=lines,
+        lines=lines or len(acrostic),
         num_samples=num_samples,
         seed=seed,
         precision=precision,
+        acrostic=acrostic,
     )
     if prefix == "-":
         prefix = sys.stdin.read().rstrip("\n")

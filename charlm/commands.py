@@ -16,7 +16,7 @@ import torch
 from charlm import checkpoint
 from charlm.config import SampleConfig
 from charlm.corpus import CorpusOptions, check_val_fraction, read_corpus
-from charlm.errors import Interrupted, UsageError
+from charlm.errors import DataError, Interrupted, UsageError
 from charlm.evaluate import EvalResult
 from charlm.ids_cache import encode_text
 from charlm.kneser_ney import KneserNey
@@ -151,6 +151,8 @@ def run_generate(
     if adapt and not has_adapt:
         raise UsageError(_no_adaptation(path))
     adapt = has_adapt if adapt is None else adapt
+    if cfg.acrostic:
+        prefix = _acrostic_prefix(cfg.acrostic, prefix, vocab)
     if prefix is None:
         prefix = DEFAULT_PREFIX if not vocab.unknown_chars(DEFAULT_PREFIX) else ""
     prefix = check_prefix(vocab, prefix, skip_unknown)
@@ -185,6 +187,20 @@ def run_generate(
         else:
             out.write(("\n" if b else "") + text + ("" if text.endswith("\n") else "\n"))
         out.flush()
+
+
+def _acrostic_prefix(acrostic: str, prefix: str | None, vocab: Vocab) -> str:
+    """An acrostic writes its own line starts: no prefix, and every head character known."""
+    if prefix is not None:
+        raise UsageError("--acrostic writes the start of every line itself; drop --prefix")
+    unknown = vocab.unknown_chars(acrostic)
+    if unknown:
+        shown = " ".join(repr(c) for c in unknown[:20])
+        raise DataError(
+            f"--acrostic has {len(unknown)} character(s) the model never saw: {shown}; "
+            "choose others"
+        )
+    return ""
 
 
 def _no_adaptation(path: Path) -> str:

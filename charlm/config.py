@@ -130,9 +130,11 @@ class SampleConfig:
     num_samples: int = 1
     seed: int = 0
     precision: str = "fp32"  # bf16 / fp16: weights read at half the bytes per step (faster)
+    acrostic: str = ""  # 藏头诗: line k starts with acrostic[k]; the text has that many lines
 
     def __post_init__(self) -> None:
         _check(0 <= self.length <= 10_000_000, "--length must be in [0, 10000000]")
+        _check("\n" not in self.acrostic, "--acrostic takes one character per line, no breaks")
         _check(
             math.isfinite(self.temperature) and 0 <= self.temperature <= 100,
             "--temperature must be in [0, 100] (0 = greedy)",

@@ -98,6 +98,7 @@ def generate(
     model.eval()
     g = make_generator(cfg.seed)
     n = cfg.num_samples
+    heads = [int(i) for i in vocab.encode(cfg.acrostic)]  # line k starts with heads[k]
     lines = [prefix.count("\n")] * n
     done = [cfg.lines > 0 and c >= cfg.lines for c in lines]
     yield [prefix] * n
@@ -106,6 +107,7 @@ def generate(
     start = start_ids(vocab, prefix)
     contexts = [list(start) for _ in range(n)] if mixture else []
     song = _SongState(mixture.adaptation, n, vocab, start) if mixture and adapt else None
+    line_len = [len(prefix.rsplit("\n", 1)[-1])] * n  # characters in each sample's last line
     x = torch.tensor([start] * n, device=device)  # (B, Tp)
     logits, state = model(x)  # the whole prefix in one pass
     last = logits[:, -1]  # (B, V)
@@ -117,6 +119,8 @@ def generate(
             last = mixture.next_logprobs(last, contexts)  # (B, V) log-probs act as logits
         if song:
             last = song.logprobs(last)  # (B, V)
+        if heads:
+            last = _force_heads(last, heads, lines, line_len, vocab)
         nxt = pick_next(last, cfg, g)  # (B,)
         if song:
             song.add(nxt.tolist())
@@ -130,6 +134,7 @@ def generate(
                 out.append("")
                 continue
             out.append(ch)
+            line_len[b] = 0 if ch == "\n" else line_len[b] + 1
             if ch == "\n":
                 lines[b] += 1
                 done[b] = cfg.lines > 0 and lines[b] >= cfg.lines
@@ -137,6 +142,24 @@ def generate(
         if all(done):
             return
         last, state = stepper.step(nxt, state)  # one cell step: (B,) -> (B, V)
+
+
+def _force_heads(
+    logits: torch.Tensor, heads: list[int], lines: list[int], line_len: list[int], vocab: Vocab
+) -> torch.Tensor:
+    """(B, V) -> (B, V): a sample at the start of line k may only write heads[k], and the line
+    may not end right after it (a line of its head alone is no line)."""
+    newline = int(vocab.encode("\n")[0]) if "\n" in vocab else -1
+    for b, (k, n) in enumerate(zip(lines, line_len, strict=True)):
+        if k >= len(heads):
+            continue
+        if n == 0:
+            row = torch.full_like(logits[b], float("-inf"))
+            row[heads[k]] = 0.0
+            logits[b] = row
+        elif n == 1 and newline >= 0:
+            logits[b, newline] = float("-inf")
+    return logits
 
 
 class _SongState:

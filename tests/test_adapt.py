@@ -101,18 +101,42 @@ def test_weights_default_to_the_shared_fit_on_sparse_match_lengths():
     assert w[2] == w[3] == w[4]  # lengths 1-3 never matched: the shared weight
 
 
+def feed(guard, text):
+    """Characters as ids (digits), with "|" as the line break (id 0); True where the break
+    was forbidden when it came."""
+    blocked = []
+    for ch in text:
+        i = 0 if ch == "|" else int(ch)
+        if i == 0:
+            blocked.append(guard.mask(torch.zeros(1, 10))[0, 0] == float("-inf"))
+        guard.add(0, i)
+    return blocked
+
+
 def test_line_guard_allows_two_and_never_three():
-    guard = LineGuard(1, newline_id=0, k=2)
-    logits = torch.zeros(1, 3)
-    for _ in range(2):  # "1 2 \n" twice
-        for i in (1, 2):
-            guard.add(0, i)
-        assert guard.mask(logits.clone())[0, 0] == 0  # the break is allowed
-        guard.add(0, 0)
-    guard.add(0, 1)
-    assert guard.mask(logits.clone())[0, 0] == 0  # "1" differs from "1 2"
-    guard.add(0, 2)
-    assert guard.mask(logits.clone())[0, 0] == float("-inf")  # a third "1 2" cannot end
+    assert feed(LineGuard(1, 0, k=2), "12|12|") == [False, False]
+    guard = LineGuard(1, 0, k=2)
+    feed(guard, "12|12|")
+    assert feed(guard, "1") == [] and not guard._would_repeat(0)  # "1" differs from "12"
+    assert feed(guard, "2|") == [True]  # a third "12" cannot end
+
+
+def test_line_guard_stops_a_cycle_of_two_lines():
+    # A B A B is allowed (a chorus of two lines, twice); the third B cannot end
+    assert feed(LineGuard(1, 0, k=2), "1|2|1|2|1|2|") == [False] * 5 + [True]
+    # a block of three lines, three times: the ninth line cannot end either
+    assert feed(LineGuard(1, 0, k=2), "1|2|3|" * 3)[-1]
+    # different lines never trip it
+    assert not any(feed(LineGuard(1, 0, k=2), "1|2|3|4|5|6|7|8|9|"))
+
+
+def test_line_guard_caps_a_line_within_sixteen():
+    # "1" three times among other lines is allowed, a fourth time within 16 lines is not
+    assert feed(LineGuard(1, 0), "1|2|1|3|1|4|1|") == [False] * 6 + [True]
+    # ... but it is once the earlier ones have left the window
+    assert not any(feed(LineGuard(1, 0), "1|2|1|3|1|" + "4|5|6|7|8|9|2|3|4|5|6|7|" + "1|"))
+    # blank lines may come as often as stanzas do
+    assert not any(feed(LineGuard(1, 0), "1||2||3||4||5||"))
 
 
 def test_payload_round_trip_and_validation():

@@ -99,6 +99,26 @@ def test_generate_lines(trained, runner):
     assert r.stdout.count("\n") == 3
 
 
+@pytest.mark.parametrize("extra", [[], ["--temperature", "0"], ["--no-adapt", "--top-k", "3"]])
+def test_acrostic_lines_start_with_the_given_characters(trained, runner, extra):
+    args = ["generate", "--checkpoint-dir", trained, "--acrostic", "分天窗爱", "--seed", "5",
+            "--num-samples", "3", "--json", *extra]  # fmt: skip
+    r = invoke(runner, args)
+    assert r.exit_code == 0, r.stderr
+    for rec in map(json.loads, r.stdout.splitlines()):
+        lines = rec["text"].rstrip("\n").split("\n")
+        assert [ln[0] for ln in lines] == list("分天窗爱") and all(len(ln) > 1 for ln in lines)
+    assert invoke(runner, args).stdout == r.stdout  # seeded
+
+
+def test_acrostic_refuses_unknown_characters_and_a_prefix(trained, runner):
+    r = invoke(runner, ["generate", "--checkpoint-dir", trained, "--acrostic", "春夏分冬"])
+    assert r.exit_code == 3 and r.stdout == "" and "'春'" in r.stderr and "'夏'" in r.stderr
+    r = invoke(runner, ["generate", "--checkpoint-dir", trained, "--acrostic", "分天",
+                        "--prefix", "分"])  # fmt: skip
+    assert r.exit_code == 2 and "--prefix" in r.stderr
+
+
 def test_generate_prefix_from_stdin(trained, runner):
     r = invoke(runner, ["generate", "--checkpoint-dir", trained, "--prefix", "-", "--length", "5",
                         "--seed", "1"], input="不分开\n")  # fmt: skip
