@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -141,12 +142,9 @@ def train_row(corpus: Path, ck: str, run: str, seconds: float, extra: list[str],
     cmd = [PY, "-m", "charlm", "train", "--corpus", str(corpus), "--run", run,
            "--checkpoint-dir", ck, "--max-time", str(seconds), "--seed", "1", *extra]  # fmt: skip
     t = timed(cmd, seconds * 4 + 600)
-    sized = next((ln for ln in t["stderr"].splitlines() if "sized to the budget" in ln), "")
-    model = sized.split(":")[1].split(" trains")[0].strip() if sized else ""
-    header = next((ln for ln in t["stderr"].splitlines() if "params)" in ln), "")
-    arch = header.split("vocab")[1].split(",")[1].strip() if "vocab" in header else model
+    arch = re.search(r"(rnn|gru|lstm) \d+x\d+", t["stderr"])  # the run header names it
     print(f"| {name} `--max-time {seconds:.0f}` | {t['wall']:.1f} s | {t['peak_mb']:,.0f} MB | "
-          f"{arch}; {best_ppl(Path(ck) / run)} |")  # fmt: skip
+          f"{arch.group(0) if arch else '?'}; {best_ppl(Path(ck) / run)} |")  # fmt: skip
 
 
 def corpus_rows(corpus: Path, args: argparse.Namespace) -> None:

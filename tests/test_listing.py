@@ -1,0 +1,91 @@
+"""charlm runs: a row a run, sortable, JSON on stdout; runs rm deletes only when told to."""
+
+import json
+import os
+
+import pytest
+
+from .conftest import tiny_text
+
+TINY = ["--batch-size", "4", "--seq-len", "8", "--hidden", "16", "--embed", "8"]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from charlm.cli import app
+
+    root = tmp_path_factory.mktemp("runs")
+    corpus = root / "lyrics.txt"
+    corpus.write_text(tiny_text(), encoding="utf-8")
+    ck = root / "ck"
+    for name, steps in (("short", "4"), ("longer", "12")):
+        r = CliRunner().invoke(app, ["train", "--corpus", str(corpus), "--run", name,
+                                     "--checkpoint-dir", str(ck), "--max-steps", steps,
+                                     "--seed", "1", *TINY])  # fmt: skip
+        assert r.exit_code == 0, r.output
+    (ck / ".cache").mkdir(exist_ok=True)  # the ids cache is not a run
+    (ck / "empty").mkdir()  # nor is a folder without checkpoints
+    return ck
+
+
+def app():
+    from charlm.cli import app
+
+    return app
+
+
+def test_runs_lists_every_run_with_its_numbers(two_runs, runner):
+    r = runner.invoke(app(), ["runs", "--checkpoint-dir", str(two_runs), "--json"])
+    assert r.exit_code == 0, r.stderr
+    rows = {d["name"]: d for d in map(json.loads, r.stdout.splitlines())}
+    assert set(rows) == {"short", "longer"}
+    assert rows["short"]["steps"] == 4 and rows["longer"]["steps"] == 12
+    assert rows["short"]["corpus"] == "lyrics.txt" and rows["short"]["model"] == "lstm 1x16"
+    metrics = [
+        json.loads(x) for x in (two_runs / "longer" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert rows["longer"]["best_ppl"] == min(m["val_ppl"] for m in metrics)
+    on_disk = sum(p.stat().st_size for p in (two_runs / "longer").iterdir()) / 1e6
+    assert rows["longer"]["size_mb"] == pytest.approx(on_disk)
+    assert "2 run(s)" in r.stderr and "lyrics.txt" in r.stderr  # the table, on stderr
+
+
+@pytest.mark.parametrize(("key", "first"), [("name", "longer"), ("steps", "longer")])
+def test_runs_sort_and_names_on_stdout(two_runs, runner, key, first):
+    r = runner.invoke(app(), ["runs", "--checkpoint-dir", str(two_runs), "--sort", key])
+    assert r.exit_code == 0 and r.stdout.split()[0] == first and len(r.stdout.split()) == 2
+    bad = runner.invoke(app(), ["runs", "--checkpoint-dir", str(two_runs), "--sort", "colour"])
+    assert bad.exit_code == 2 and "--sort" in bad.stderr
+
+
+def test_a_damaged_checkpoint_is_listed_not_fatal(tmp_path, two_runs, runner):
+    import shutil
+
+    ck = tmp_path / "ck"
+    shutil.copytree(two_runs / "short", ck / "short")
+    (ck / "short" / "best.pt").write_bytes(b"not a checkpoint")
+    (ck / "short" / "last.pt").unlink()
+    r = runner.invoke(app(), ["runs", "--checkpoint-dir", str(ck), "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["model"] == "?"
+
+
+def test_runs_rm_asks_refuses_and_deletes(tmp_path, two_runs, runner):
+    import shutil
+
+    ck = tmp_path / "ck"
+    shutil.copytree(two_runs, ck)
+    r = runner.invoke(app(), ["runs", "rm", "short", "--checkpoint-dir", str(ck)])
+    assert r.exit_code == 2 and "--yes" in r.stderr and (ck / "short").is_dir()  # no terminal
+    for name in ("nope", "..", ".cache", "empty"):
+        r = runner.invoke(app(), ["runs", "rm", name, "--yes", "--checkpoint-dir", str(ck)])
+        assert r.exit_code == 2, name
+    assert (ck / ".cache").is_dir() and (ck / "empty").is_dir()
+    (ck / "longer" / ".lock").write_text(f"{os.getpid()}@{os.uname().nodename}")  # a live trainer
+    r = runner.invoke(app(), ["runs", "rm", "longer", "--yes", "--checkpoint-dir", str(ck)])
+    assert r.exit_code == 6 and (ck / "longer" / "best.pt").exists()
+    r = runner.invoke(app(), ["runs", "rm", "short", "--yes", "--checkpoint-dir", str(ck)])
+    assert r.exit_code == 0 and not (ck / "short").exists() and "deleted" in r.stderr
+    names = runner.invoke(app(), ["runs", "--checkpoint-dir", str(ck)]).stdout.split()
+    assert names == ["longer"]
