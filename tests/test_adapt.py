@@ -130,6 +130,19 @@ def test_line_guard_stops_a_cycle_of_two_lines():
     assert not any(feed(LineGuard(1, 0, k=2), "1|2|3|4|5|6|7|8|9|"))
 
 
+def test_line_guard_stops_a_character_run_past_twelve():
+    guard = LineGuard(1, 0)
+    feed(guard, "5" * 12)
+    logits = guard.mask(torch.zeros(1, 10))[0]
+    assert logits[5] == float("-inf") and logits[0] == 0 and logits[6] == 0
+    guard = LineGuard(1, 0)
+    feed(guard, "56" * 6)  # 每天 six times: allowed, a seventh 每 is not
+    assert guard.mask(torch.zeros(1, 10))[0, 5] == float("-inf")
+    guard = LineGuard(1, 0)
+    feed(guard, "5" * 11 + "|" + "5")  # a new line starts a new run
+    assert guard.mask(torch.zeros(1, 10))[0, 5] == 0
+
+
 def test_line_guard_caps_a_line_within_sixteen():
     # "1" three times among other lines is allowed, a fourth time within 16 lines is not
     assert feed(LineGuard(1, 0), "1|2|1|3|1|4|1|") == [False] * 6 + [True]
