@@ -355,6 +355,18 @@ def generate(
             help="藏头诗: start line k with the k-th of these characters (one line each)."
         ),
     ] = "",
+    max_copy: Annotated[
+        int,
+        typer.Option(help="Never copy more than N training characters in a row (0 = off)."),
+    ] = 0,
+    report_novelty: Annotated[
+        bool,
+        typer.Option(
+            "--report-novelty",
+            help="Per sample: share of its 4/8/16-grams found in the training text, longest "
+            "copy (stderr; in --json as novelty).",
+        ),
+    ] = False,
     adapt: Annotated[
         bool | None,
         typer.Option(
@@ -376,6 +388,7 @@ def generate(
       charlm generate --checkpoint jay --num-samples 3 --lines 4 --json
       echo 不分开 | charlm generate --prefix - --temperature 0
       charlm generate --acrostic 春夏秋冬 --seed 2
+      charlm generate --max-copy 8 --report-novelty
     """
     from charlm.commands import run_generate
     from charlm.config import SampleConfig
@@ -395,6 +408,7 @@ def generate(
         seed=seed,
         precision=precision,
         acrostic=acrostic,
+        max_copy=max_copy,
     )
     if prefix == "-":
         prefix = sys.stdin.read().rstrip("\n")
@@ -404,6 +418,7 @@ def generate(
         prefix=prefix,
         skip_unknown=skip_unknown,
         adapt=adapt,
+        report_novelty=report_novelty,
         device_name=device,
         ckdir=checkpoint_dir,
         json_out=json_out,

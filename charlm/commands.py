@@ -22,6 +22,7 @@ from charlm.ids_cache import encode_text
 from charlm.kneser_ney import KneserNey
 from charlm.mixture import kn_logprobs, score_text
 from charlm.model import count_parameters
+from charlm.novelty import TrainingIndex, render_report
 from charlm.run_folder import RunFolder
 from charlm.runs import TrainOptions, apply_preset
 from charlm.runtime import choose_device
@@ -143,10 +144,11 @@ def run_generate(
     seed_given: bool,
     console,
     adapt: bool | None = None,
+    report_novelty: bool = False,
 ) -> None:
     """Stream generated text to stdout (or JSON lines with json_out)."""
     device = choose_device(device_name)
-    path, _, model, vocab, mixture = _load_for_use(spec, ckdir, device)
+    path, payload, model, vocab, mixture = _load_for_use(spec, ckdir, device)
     has_adapt = mixture is not None and mixture.adaptation is not None
     if adapt and not has_adapt:
         raise UsageError(_no_adaptation(path))
@@ -156,24 +158,22 @@ def run_generate(
     if prefix is None:
         prefix = DEFAULT_PREFIX if not vocab.unknown_chars(DEFAULT_PREFIX) else ""
     prefix = check_prefix(vocab, prefix, skip_unknown)
+    index = None
+    if cfg.max_copy or report_novelty:
+        index = _training_index(payload, vocab, Path(ckdir), path)
     if not seed_given:
         console.print(f"[dim]seed {cfg.seed}[/]")
     out = sys.stdout
-    if cfg.num_samples == 1 and not json_out:
-        text_end = ""
-        for i, pieces in enumerate(generate(model, vocab, prefix, cfg, device, mixture, adapt)):
-            out.write(pieces[0])
-            text_end = (text_end + pieces[0])[-1:]
-            if "\n" in pieces[0] or i % 32 == 0:
-                out.flush()
-        if text_end != "\n":
-            out.write("\n")
-        out.flush()
-        return
     texts = [""] * cfg.num_samples
-    for pieces in generate(model, vocab, prefix, cfg, device, mixture, adapt):
+    stream = cfg.num_samples == 1 and not json_out  # one sample: write it as it comes
+    for i, pieces in enumerate(generate(model, vocab, prefix, cfg, device, mixture, adapt, index)):
         for b, p in enumerate(pieces):
             texts[b] += p
+        if stream:
+            out.write(pieces[0])
+            if "\n" in pieces[0] or i % 32 == 0:
+                out.flush()
+    reports = [index.report(vocab.encode(t)) for t in texts] if report_novelty else []
     for b, text in enumerate(texts):
         if json_out:
             rec = {
@@ -183,10 +183,37 @@ def run_generate(
                 "sample": b,
                 "checkpoint": str(path),
             }
+            if reports:
+                rec["novelty"] = reports[b]
             out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        elif stream:
+            out.write("" if text.endswith("\n") else "\n")
         else:
             out.write(("\n" if b else "") + text + ("" if text.endswith("\n") else "\n"))
         out.flush()
+    if reports and not json_out:
+        for b, r in enumerate(reports):
+            console.print(render_report(b, r), markup=False)
+
+
+def _training_index(payload: dict, vocab: Vocab, ckdir: Path, path: Path) -> TrainingIndex:
+    """The checkpoint's training text, read again from its corpus, as an n-gram index."""
+    stored = payload.get("corpus") or {}
+    source = stored.get("source")
+    if not source or source == "-":
+        raise UsageError(
+            f"{path}: records no corpus file to compare with (trained from stdin?); "
+            "--max-copy and --report-novelty need the training text"
+        )
+    corpus = read_corpus(source, CorpusOptions(**(stored.get("options") or {})))
+    if stored.get("fingerprint") and corpus.fingerprint != stored["fingerprint"]:
+        raise DataError(
+            f"{source}: changed since {path} was trained; --max-copy and --report-novelty "
+            "need the training text as it was"
+        )
+    text = encode_text(corpus.text, corpus.fingerprint, stored.get("val_fraction", 0.1), ckdir,
+                       vocab)  # fmt: skip
+    return TrainingIndex(text.ids[: text.n_train], len(vocab))
 
 
 def _acrostic_prefix(acrostic: str, prefix: str | None, vocab: Vocab) -> str:

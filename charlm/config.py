@@ -131,10 +131,12 @@ class SampleConfig:
     seed: int = 0
     precision: str = "fp32"  # bf16 / fp16: weights read at half the bytes per step (faster)
     acrostic: str = ""  # 藏头诗: line k starts with acrostic[k]; the text has that many lines
+    max_copy: int = 0  # never copy more than this many training characters in a row; 0 = off
 
     def __post_init__(self) -> None:
         _check(0 <= self.length <= 10_000_000, "--length must be in [0, 10000000]")
         _check("\n" not in self.acrostic, "--acrostic takes one character per line, no breaks")
+        _check(self.max_copy == 0 or 2 <= self.max_copy <= 64, "--max-copy must be 0 or 2-64")
         _check(
             math.isfinite(self.temperature) and 0 <= self.temperature <= 100,
             "--temperature must be in [0, 100] (0 = greedy)",

@@ -14,6 +14,7 @@ from charlm.config import SampleConfig
 from charlm.errors import DataError
 from charlm.mixture import Mixture
 from charlm.model import CharRNN
+from charlm.novelty import TrainingIndex
 from charlm.runtime import make_generator
 from charlm.stepper import Stepper
 from charlm.vocab import UNK_ID, Vocab
@@ -86,6 +87,7 @@ def generate(
     device: torch.device | str = "cpu",
     mixture: Mixture | None = None,
     adapt: bool = False,
+    copy_index: TrainingIndex | None = None,
 ) -> Iterator[list[str]]:
     """Yield, per step, one text piece per sample: first the prefix, then one character each.
 
@@ -94,6 +96,8 @@ def generate(
     vocabulary (see check_prefix). With a mixture, each step samples from the network's and
     the count model's mixed distribution; with `adapt` too (and a fitted adaptation), that is
     mixed with each sample's own song cache, and LineGuard stops a line repeating forever.
+    With `copy_index` and cfg.max_copy, a character that would copy more than max_copy
+    training characters in a row is removed from the distribution before the draw.
     """
     model.eval()
     g = make_generator(cfg.seed)
@@ -107,6 +111,8 @@ def generate(
     start = start_ids(vocab, prefix)
     contexts = [list(start) for _ in range(n)] if mixture else []
     song = _SongState(mixture.adaptation, n, vocab, start) if mixture and adapt else None
+    guard_copies = copy_index is not None and cfg.max_copy > 0
+    recent = [list(start[-cfg.max_copy :]) for _ in range(n)] if guard_copies else []
     line_len = [len(prefix.rsplit("\n", 1)[-1])] * n  # characters in each sample's last line
     x = torch.tensor([start] * n, device=device)  # (B, Tp)
     logits, state = model(x)  # the whole prefix in one pass
@@ -119,9 +125,14 @@ def generate(
             last = mixture.next_logprobs(last, contexts)  # (B, V) log-probs act as logits
         if song:
             last = song.logprobs(last)  # (B, V)
+        if guard_copies:
+            last = _forbid_copies(last, copy_index, recent, cfg.max_copy)
         if heads:
             last = _force_heads(last, heads, lines, line_len, vocab)
         nxt = pick_next(last, cfg, g)  # (B,)
+        for tail, i in zip(recent, nxt.tolist(), strict=False):
+            tail.append(i)
+            del tail[: -cfg.max_copy]
         if song:
             song.add(nxt.tolist())
         for ctx, i in zip(contexts, nxt.tolist(), strict=False):
@@ -142,6 +153,18 @@ def generate(
         if all(done):
             return
         last, state = stepper.step(nxt, state)  # one cell step: (B,) -> (B, V)
+
+
+def _forbid_copies(
+    logits: torch.Tensor, index: TrainingIndex, recent: list[list[int]], n: int
+) -> torch.Tensor:
+    """(B, V) -> (B, V) without the characters that would extend a copied span past n (the
+    draw is then from what is left, renormalised; a row left with nothing stays as it was)."""
+    for b, tail in enumerate(recent):
+        bad = torch.from_numpy(index.extensions(tail, n)).to(logits.device)  # (V,)
+        if bad.any() and not bad.all():
+            logits[b] = logits[b].masked_fill(bad, float("-inf"))
+    return logits
 
 
 def _force_heads(

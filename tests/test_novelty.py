@@ -1,0 +1,123 @@
+"""novelty.py: copied n-grams and spans against brute force; --max-copy never copies more."""
+
+import json
+
+import numpy as np
+import pytest
+
+from charlm.corpus import split_text
+from charlm.novelty import TrainingIndex, ngram_hashes
+
+from .conftest import tiny_text
+
+
+def brute_longest(train: list[int], sample: list[int]) -> int:
+    s = ",".join(map(str, train)) + ","
+    best = 0
+    for i in range(len(sample)):
+        for j in range(i + best + 1, len(sample) + 1):
+            if ",".join(map(str, sample[i:j])) + "," in "," + s and _sub(train, sample[i:j]):
+                best = j - i
+            else:
+                break
+    return best
+
+
+def _sub(a: list[int], b: list[int]) -> bool:
+    return any(a[k : k + len(b)] == b for k in range(len(a) - len(b) + 1))
+
+
+def test_index_agrees_with_brute_force():
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 4, size=300).tolist()
+    index = TrainingIndex(np.array(train), 4)
+    for _ in range(20):
+        sample = rng.integers(0, 4, size=40).tolist()
+        assert index.longest_copy(sample) == brute_longest(train, sample)
+        for n in (2, 3, 5):
+            grams = [sample[i : i + n] for i in range(len(sample) - n + 1)]
+            want = np.mean([_sub(train, g) for g in grams])
+            assert index.copied_share(sample, n) == pytest.approx(want)
+        tail = sample[:3]
+        ext = index.extensions(tail, 3)
+        assert ext.tolist() == [_sub(train, [*tail, c]) for c in range(4)]
+
+
+def test_copied_text_is_all_copied_and_random_text_is_not():
+    rng = np.random.default_rng(1)
+    train = rng.integers(1, 3000, size=20_000)
+    index = TrainingIndex(train, 3000)
+    r = index.report(train[5000:5300])
+    assert r["copied_ngrams"] == {"4": 1.0, "8": 1.0, "16": 1.0} and r["longest_copy"] == 300
+    r = index.report(rng.integers(1, 3000, size=300))
+    assert r["copied_ngrams"]["4"] < 0.01 and r["longest_copy"] <= 2
+
+
+def test_hashes_of_equal_ngrams_are_equal():
+    h = ngram_hashes([5, 6, 7, 5, 6, 7, 0, 5, 6], 3)
+    assert h[0] == h[3] and h[0] != h[1] and len(h) == 7
+    assert ngram_hashes([1, 2], 3).size == 0
+
+
+@pytest.fixture(scope="module")
+def copy_run(tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from charlm.cli import app
+
+    root = tmp_path_factory.mktemp("copy")
+    corpus = root / "lyrics.txt"
+    corpus.write_text(tiny_text(), encoding="utf-8")
+    r = CliRunner().invoke(app, ["train", "--corpus", str(corpus), "--run", "c", "--checkpoint-dir",
+                                 str(root), "--max-steps", "30", "--batch-size", "8", "--seq-len",
+                                 "16", "--hidden", "32", "--seed", "1"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    return root, split_text(tiny_text(), 0.1)[0]
+
+
+@pytest.mark.parametrize(("n", "temperature"), [(4, "0"), (4, "0.8"), (6, "1.0")])
+def test_max_copy_never_copies_more_than_n(copy_run, runner, n, temperature):
+    root, train = copy_run
+    args = ["generate", "--checkpoint-dir", str(root), "--length", "300", "--seed", "2",
+            "--temperature", temperature, "--max-copy", str(n), "--num-samples", "2",
+            "--json"]  # fmt: skip
+    r = runner.invoke(app(), args)
+    assert r.exit_code == 0, r.stderr
+    texts = [json.loads(x)["text"] for x in r.stdout.splitlines()]
+    for text in texts:
+        assert len(text) > 100
+        assert not any(text[i : i + n + 1] in train for i in range(2, len(text) - n))
+    assert runner.invoke(app(), args).stdout == r.stdout  # seeded
+    if temperature == "0":  # greedy decoding without the guard does copy longer spans
+        free = runner.invoke(app(), [a if a != str(n) else "0" for a in args]).stdout
+        longest = [json.loads(x)["text"] for x in free.splitlines()]
+        assert any(any(t[i : i + n + 1] in train for i in range(len(t) - n)) for t in longest)
+
+
+def test_report_novelty_goes_to_stderr_or_into_json(copy_run, runner):
+    root, _ = copy_run
+    base = ["generate", "--checkpoint-dir", str(root), "--length", "80", "--seed", "3"]
+    plain = runner.invoke(app(), base)
+    reported = runner.invoke(app(), [*base, "--report-novelty"])
+    assert reported.stdout == plain.stdout and "longest copy" in reported.stderr
+    rec = json.loads(runner.invoke(app(), [*base, "--report-novelty", "--json"]).stdout)
+    assert set(rec["novelty"]["copied_ngrams"]) == {"4", "8", "16"}
+    assert rec["novelty"]["longest_copy"] >= 4  # this tiny model copies its six lines
+
+
+def test_novelty_needs_the_training_text_as_it_was(tmp_path, runner):
+    corpus = tmp_path / "lyrics.txt"
+    corpus.write_text(tiny_text(), encoding="utf-8")
+    r = runner.invoke(app(), ["train", "--corpus", str(corpus), "--run", "c", "--checkpoint-dir",
+                              str(tmp_path), "--max-steps", "3", "--batch-size", "4",
+                              "--seq-len", "8"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    corpus.write_text(tiny_text() + "多一行\n", encoding="utf-8")
+    r = runner.invoke(app(), ["generate", "--checkpoint-dir", str(tmp_path), "--max-copy", "8"])
+    assert r.exit_code == 3 and "changed" in r.stderr and r.stdout == ""
+
+
+def app():
+    from charlm.cli import app
+
+    return app
