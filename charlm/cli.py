@@ -25,7 +25,7 @@ app = typer.Typer(
     name="charlm",
     help="Character-level lyrics language models: train, generate, evaluate.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     # Plain click help and errors: faster to start (no Rich import for --help), and usage
     # errors stay one line in scripts.

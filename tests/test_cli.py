@@ -298,3 +298,23 @@ def test_generate_bf16_is_deterministic(trained, runner):
     assert a.exit_code == 0 and a.stdout == b.stdout and a.stdout.startswith("分开")
     bad = invoke(runner, ["generate", "--checkpoint-dir", trained, "--precision", "fp8"])
     assert bad.exit_code == 2 and "--precision" in bad.stderr
+
+
+def test_shell_completion_script_and_completions(runner):
+    import os
+    import subprocess
+    import sys
+
+    r = invoke(runner, ["--show-completion", "bash"])
+    assert r.exit_code == 0 and "_charlm_completion" in r.stdout
+    env = {**os.environ, "_CHARLM_COMPLETE": "complete_bash", "COMP_WORDS": "charlm gen",
+           "COMP_CWORD": "1"}  # fmt: skip
+    code = "from charlm.cli import app; app(prog_name='charlm')"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["generate"]
+
+
+def test_every_command_help_has_a_runnable_example(runner):
+    for cmd in (["train"], ["generate"], ["evaluate"], ["info"], ["runs"], ["runs", "rm"]):
+        r = invoke(runner, [*cmd, "--help"])
+        assert r.exit_code == 0 and "charlm " + cmd[0] in r.stdout.split("Example")[-1], cmd
