@@ -619,6 +619,39 @@ def runs_rm(
     _console(quiet).print(f"deleted {folder} ({row.size_mb:,.1f} MB)")
 
 
+# --------------------------------------------------------------------------------------------
+# plot
+
+
+@app.command()
+@_guard
+def plot(
+    runs: Annotated[list[str], typer.Argument(help="Run names (or run folders) to overlay.")],
+    out: Annotated[Path, typer.Option(help="The PNG to write.")] = Path("charlm-plot.png"),
+    terminal: Annotated[
+        bool, typer.Option("--terminal", help="Draw held-out perplexity in the terminal instead.")
+    ] = False,
+    checkpoint_dir: CkptDir = Path("checkpoints"),
+) -> None:
+    """Plot train and held-out perplexity against step and against time (PNG, or --terminal).
+
+    Needs the plot extra: pip install 'charlm-lyrics[plot]'. Prints the PNG's path on stdout.
+
+    \b
+    Examples:
+      charlm plot jay tang --out curves.png
+      charlm plot jay --terminal
+    """
+    from charlm.plot import load_series, terminal_chart, write_png
+
+    dirs = [Path(r) if Path(r).is_dir() else Path(checkpoint_dir) / r for r in runs]
+    series = load_series(dirs)
+    if terminal:
+        print(terminal_chart(series), file=sys.stderr, flush=True)
+        return
+    print(write_png(series, out), flush=True)
+
+
 def _sigterm(signum: int, _frame: object) -> None:
     # Outside the training loop (which saves first), SIGTERM unwinds like Ctrl-C: cleanup
     # handlers run, the lock is released, and the exit code is 143.

@@ -1,0 +1,68 @@
+"""charlm plot: a real PNG of every run's curves; a clear exit 2 without the plot extra."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from .conftest import tiny_text
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from charlm.cli import app
+
+    root = tmp_path_factory.mktemp("plot")
+    corpus = root / "lyrics.txt"
+    corpus.write_text(tiny_text(), encoding="utf-8")
+    for name, seed in (("a", "1"), ("b", "2")):
+        r = CliRunner().invoke(app, ["train", "--corpus", str(corpus), "--run", name,
+                                     "--checkpoint-dir", str(root), "--max-steps", "12",
+                                     "--eval-every", "3", "--batch-size", "4", "--seq-len", "8",
+                                     "--hidden", "16", "--seed", seed])  # fmt: skip
+        assert r.exit_code == 0, r.output
+    return root
+
+
+def app():
+    from charlm.cli import app
+
+    return app
+
+
+def test_png_has_the_size_and_the_curves(two_runs, runner, tmp_path):
+    import matplotlib.image
+
+    out = tmp_path / "curves.png"
+    r = runner.invoke(app(), ["plot", "a", "b", "--checkpoint-dir", str(two_runs), "--out",
+                              str(out)])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.strip() == str(out)
+    img = matplotlib.image.imread(out)  # decodes
+    assert img.shape[:2] == (450, 1200)
+    colours = np.unique((img[..., :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)
+    assert len(colours) > 50  # lines, text, grid: not a blank canvas
+    blue = (np.abs(img[..., 0] - 0.12) < 0.05) & (np.abs(img[..., 2] - 0.71) < 0.05)  # C0
+    orange = (img[..., 0] > 0.95) & (np.abs(img[..., 1] - 0.5) < 0.05) & (img[..., 2] < 0.1)
+    assert blue.sum() > 200 and orange.sum() > 200  # both runs drawn
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_terminal_chart_names_the_runs(two_runs, runner):
+    r = runner.invoke(app(), ["plot", "a", "b", "--checkpoint-dir", str(two_runs), "--terminal"])
+    assert r.exit_code == 0 and r.stdout == ""
+    assert "a held-out" in r.stderr and "b held-out" in r.stderr and "\x1b[" not in r.stderr
+
+
+def test_missing_runs_and_missing_extra_exit_2(two_runs, runner, monkeypatch, tmp_path):
+    r = runner.invoke(app(), ["plot", "nope", "--checkpoint-dir", str(two_runs)])
+    assert r.exit_code == 2 and "nope" in r.stderr
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    out = tmp_path / "x.png"
+    r = runner.invoke(app(), ["plot", "a", "--checkpoint-dir", str(two_runs), "--out", str(out)])
+    assert r.exit_code == 2 and "charlm-lyrics[plot]" in r.stderr and not out.exists()
+    monkeypatch.setitem(sys.modules, "plotext", None)
+    r = runner.invoke(app(), ["plot", "a", "--checkpoint-dir", str(two_runs), "--terminal"])
+    assert r.exit_code == 2 and "plotext" in r.stderr
