@@ -136,7 +136,10 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     try:
         # weights_only=True, explicitly: it wins over TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, and
         # refuses any pickled class or function, so a malicious file's code never runs.
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        # mmap: tensors are mapped, not copied (copy-on-write: in-place updates never reach
+        # the file, and charlm replaces files rather than rewriting them); the digest below
+        # then reads each byte once. Halves the load of a 258 MB checkpoint.
+        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
         raise CheckpointError(
