@@ -371,8 +371,8 @@ def generate(
         bool | None,
         typer.Option(
             "--adapt/--no-adapt",
-            help="Let the song return to its own lines (a cache of what it has written; no "
-            "line more than twice in a row). Default: on when the checkpoint has it.",
+            help="Let the song return to its own lines (a cache of what it has written; "
+            "loops are capped). Default: on when the checkpoint has it.",
         ),
     ] = None,
     device: Device = "auto",
