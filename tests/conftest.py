@@ -59,3 +59,16 @@ TINY_TRAIN = [
     "--batch-size", "8", "--seq-len", "16", "--eval-every", "20", "--seed", "3",
     "--warmup", "0", "--early-stop", "0",
 ]  # fmt: skip
+
+
+def train_tiny(ck: Path, run: str, *extra: str) -> Path:
+    """Train a run named `run` on tiny_text() (written to ck/lyrics.txt) under the checkpoint
+    folder ck, with the given options; for module fixtures that need a real checkpoint."""
+    corpus = ck / "lyrics.txt"
+    if not corpus.exists():
+        ck.mkdir(parents=True, exist_ok=True)
+        corpus.write_text(tiny_text(), encoding="utf-8")
+    args = ["train", "--corpus", str(corpus), "--run", run, "--checkpoint-dir", str(ck), *extra]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    return ck

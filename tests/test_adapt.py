@@ -16,7 +16,7 @@ from charlm.adapt import (
     fit_weights,
 )
 
-from .conftest import tiny_text
+from .conftest import tiny_text, train_tiny
 
 
 def brute_cache(seq, order, reset=()):
@@ -165,19 +165,9 @@ def test_payload_round_trip_and_validation():
 
 @pytest.fixture(scope="module")
 def adapted_run(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    from charlm.cli import app
-
-    root = tmp_path_factory.mktemp("adapt")
-    corpus = root / "lyrics.txt"
-    corpus.write_text(tiny_text(), encoding="utf-8")
-    r = CliRunner().invoke(app, ["train", "--corpus", str(corpus), "--run", "a", "--checkpoint-dir",
-                                 str(root), "--max-steps", "5", "--batch-size", "8", "--seq-len",
-                                 "16", "--hidden", "32", "--seed", "1", "--mix-fraction", "0.2",
-                                 "--kn-order", "2"])  # fmt: skip
-    assert r.exit_code == 0, r.output
-    return root
+    return train_tiny(tmp_path_factory.mktemp("adapt"), "a", "--max-steps", "5", "--batch-size",
+                      "8", "--seq-len", "16", "--hidden", "32", "--seed", "1", "--mix-fraction",
+                      "0.2", "--kn-order", "2")  # fmt: skip
 
 
 def test_evaluate_adapt_reports_beside_the_unchanged_static_numbers(adapted_run, runner):

@@ -5,26 +5,16 @@ import os
 
 import pytest
 
-from .conftest import tiny_text
+from .conftest import train_tiny
 
 TINY = ["--batch-size", "4", "--seq-len", "8", "--hidden", "16", "--embed", "8"]
 
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    from charlm.cli import app
-
-    root = tmp_path_factory.mktemp("runs")
-    corpus = root / "lyrics.txt"
-    corpus.write_text(tiny_text(), encoding="utf-8")
-    ck = root / "ck"
+    ck = tmp_path_factory.mktemp("runs") / "ck"
     for name, steps in (("short", "4"), ("longer", "12")):
-        r = CliRunner().invoke(app, ["train", "--corpus", str(corpus), "--run", name,
-                                     "--checkpoint-dir", str(ck), "--max-steps", steps,
-                                     "--seed", "1", *TINY])  # fmt: skip
-        assert r.exit_code == 0, r.output
+        train_tiny(ck, name, "--max-steps", steps, "--seed", "1", *TINY)
     (ck / ".cache").mkdir(exist_ok=True)  # the ids cache is not a run
     (ck / "empty").mkdir()  # nor is a folder without checkpoints
     return ck

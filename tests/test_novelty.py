@@ -8,7 +8,7 @@ import pytest
 from charlm.corpus import split_text
 from charlm.novelty import TrainingIndex, ngram_hashes
 
-from .conftest import tiny_text
+from .conftest import tiny_text, train_tiny
 
 
 def brute_longest(train: list[int], sample: list[int]) -> int:
@@ -61,17 +61,8 @@ def test_hashes_of_equal_ngrams_are_equal():
 
 @pytest.fixture(scope="module")
 def copy_run(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    from charlm.cli import app
-
-    root = tmp_path_factory.mktemp("copy")
-    corpus = root / "lyrics.txt"
-    corpus.write_text(tiny_text(), encoding="utf-8")
-    r = CliRunner().invoke(app, ["train", "--corpus", str(corpus), "--run", "c", "--checkpoint-dir",
-                                 str(root), "--max-steps", "30", "--batch-size", "8", "--seq-len",
-                                 "16", "--hidden", "32", "--seed", "1"])  # fmt: skip
-    assert r.exit_code == 0, r.output
+    root = train_tiny(tmp_path_factory.mktemp("copy"), "c", "--max-steps", "30", "--batch-size",
+                      "8", "--seq-len", "16", "--hidden", "32", "--seed", "1")  # fmt: skip
     return root, split_text(tiny_text(), 0.1)[0]
 
 

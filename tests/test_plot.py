@@ -5,24 +5,15 @@ import sys
 import numpy as np
 import pytest
 
-from .conftest import tiny_text
+from .conftest import train_tiny
 
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    from charlm.cli import app
-
     root = tmp_path_factory.mktemp("plot")
-    corpus = root / "lyrics.txt"
-    corpus.write_text(tiny_text(), encoding="utf-8")
     for name, seed in (("a", "1"), ("b", "2")):
-        r = CliRunner().invoke(app, ["train", "--corpus", str(corpus), "--run", name,
-                                     "--checkpoint-dir", str(root), "--max-steps", "12",
-                                     "--eval-every", "3", "--batch-size", "4", "--seq-len", "8",
-                                     "--hidden", "16", "--seed", seed])  # fmt: skip
-        assert r.exit_code == 0, r.output
+        train_tiny(root, name, "--max-steps", "12", "--eval-every", "3", "--batch-size", "4",
+                   "--seq-len", "8", "--hidden", "16", "--seed", seed)  # fmt: skip
     return root
 
 
