@@ -84,7 +84,8 @@ class Adaptation:
 def blank_line_ids(vocab: Vocab) -> tuple[int, ...]:
     """The ids whose doubling marks a document boundary: the line break, if the vocabulary
     has one."""
-    return (int(vocab.encode("\n")[0]),) if "\n" in vocab else ()
+    newline = vocab.id_of("\n")
+    return (newline,) if newline is not None else ()
 
 
 def _mix(static_logp: torch.Tensor, p_cache: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:

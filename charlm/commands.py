@@ -15,10 +15,10 @@ import torch
 
 from charlm import checkpoint
 from charlm.config import SampleConfig
-from charlm.corpus import CorpusOptions, check_val_fraction, read_corpus
+from charlm.corpus import Corpus, CorpusOptions, check_val_fraction, read_corpus
 from charlm.errors import DataError, Interrupted, UsageError
 from charlm.evaluate import EvalResult
-from charlm.ids_cache import encode_text
+from charlm.ids_cache import EncodedText, encode_text
 from charlm.kneser_ney import KneserNey
 from charlm.mixture import kn_logprobs, score_text
 from charlm.model import count_parameters
@@ -205,15 +205,26 @@ def _training_index(payload: dict, vocab: Vocab, ckdir: Path, path: Path) -> Tra
             f"{path}: records no corpus file to compare with (trained from stdin?); "
             "--max-copy and --report-novelty need the training text"
         )
-    corpus = read_corpus(source, CorpusOptions(**(stored.get("options") or {})))
-    if stored.get("fingerprint") and corpus.fingerprint != stored["fingerprint"]:
+    _, same, text = _encode_corpus(source, stored.get("options") or {}, stored, vocab, ckdir)
+    if not same:
         raise DataError(
             f"{source}: changed since {path} was trained; --max-copy and --report-novelty "
             "need the training text as it was"
         )
-    text = encode_text(corpus.text, corpus.fingerprint, stored.get("val_fraction", 0.1), ckdir,
-                       vocab)  # fmt: skip
     return TrainingIndex(text.ids[: text.n_train], len(vocab))
+
+
+def _encode_corpus(
+    source: str, options: dict, stored: dict, vocab: Vocab, ckdir: Path
+) -> tuple[Corpus, bool, EncodedText]:
+    """Read `source`, encode it with a checkpoint's vocabulary and split it as the checkpoint's
+    corpus record says; and whether it is still the text that record fingerprinted."""
+    corpus = read_corpus(source, CorpusOptions(**options))
+    val_fraction = stored.get("val_fraction", 0.1)
+    check_val_fraction(val_fraction)
+    same = not stored.get("fingerprint") or corpus.fingerprint == stored["fingerprint"]
+    text = encode_text(corpus.text, corpus.fingerprint, val_fraction, Path(ckdir), vocab)
+    return corpus, same, text
 
 
 def _acrostic_prefix(acrostic: str, prefix: str | None, vocab: Vocab) -> str:
@@ -261,16 +272,13 @@ def run_evaluate(
     source = corpus_src or stored.get("source")
     if not source or (source == "-" and not corpus_src):
         raise UsageError(f"{path}: was trained from stdin or records no corpus; pass --corpus")
-    corpus = read_corpus(source, CorpusOptions(**opts))
+    corpus, same, text = _encode_corpus(source, opts, stored, vocab, ckdir)
     for note in corpus.notes:
         console.print(f"[yellow]note:[/] {note}", markup=True)
-    if not corpus_src and stored.get("fingerprint") and corpus.fingerprint != stored["fingerprint"]:
+    if not corpus_src and not same:
         console.print(
             f"[yellow]warning:[/] {source} changed since training; scores may not compare"
         )
-    val_fraction = stored.get("val_fraction", 0.1)
-    check_val_fraction(val_fraction)
-    text = encode_text(corpus.text, corpus.fingerprint, val_fraction, Path(ckdir), vocab)
     all_ids = torch.from_numpy(text.ids)  # (N,) the whole corpus; splits are views of it
     train_ids = all_ids[: text.n_train]
     ids = {"val": all_ids[text.n_train :], "train": train_ids, "all": all_ids}[which]

@@ -193,13 +193,6 @@ class KneserNey:
 
     def distributions(self, contexts: Sequence[Sequence[int]]) -> np.ndarray:
         """(B, V) probabilities of the next id after each context (its last order-1 ids)."""
-        return self.distributions_and_depth(contexts)[0]
-
-    def distributions_and_depth(
-        self, contexts: Sequence[Sequence[int]]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """distributions(), and each row's depth (B,): the highest order whose context was
-        seen in training (1 = only the unigram level), i.e. how much the counts know there."""
         width = self.order - 1
         rows = np.full((len(contexts), max(width, 1)), -1, dtype=np.int64)
         for b, ctx in enumerate(contexts):
@@ -209,14 +202,12 @@ class KneserNey:
         grams = self._gram_ids(rows)
         p = np.repeat(self._p1[None], len(contexts), axis=0)
         alive = np.ones(len(contexts), dtype=bool)
-        depth = np.ones(len(contexts), dtype=np.int64)
         for k in range(2, self.order + 1):
             p, seen = self._extend(p, np.where(alive, grams[k - 1], -1), k)
             alive &= seen  # an unseen context stops the walk up the orders
             if not alive.any():
                 break
-            depth[alive] = k
-        return p, depth
+        return p
 
     def distribution(self, context: Sequence[int]) -> np.ndarray:
         """(V,) probabilities of the next id after `context`."""
@@ -225,18 +216,13 @@ class KneserNey:
     def log_probs(self, ids: Any) -> np.ndarray:
         """ln p(ids[i] | ids[:i]) for i >= 1, shape (N-1,), as evaluate() scores the network;
         all positions at once, one searchsorted per order."""
-        return self.log_probs_and_depth(ids)[0]
-
-    def log_probs_and_depth(self, ids: Any) -> tuple[np.ndarray, np.ndarray]:
-        """log_probs(), and each position's depth (N-1,) as in distributions_and_depth."""
         seq = _as_ids(ids)
         n, v = len(seq), self.vocab_size
         if n < 2:
-            return np.zeros(0), np.zeros(0, dtype=np.int64)
+            return np.zeros(0)
         w = seq[1:]  # targets (N-1,)
         p = self._base[w]
         alive = np.ones(n - 1, dtype=bool)
-        depth = np.zeros(n - 1, dtype=np.int64)
         gram = np.zeros(n, dtype=np.int64)  # id of the (k-1)-gram ending at each position
         for k in range(1, self.order + 1):
             # the (k-1)-gram ending just before each target (level 1: the empty context)
@@ -245,7 +231,6 @@ class KneserNey:
             alive &= total > 0
             if not alive.any():
                 break  # no position has a context seen at this order, nor at any higher one
-            depth[alive] = k
             c = np.where(alive, ctx, 0)
             hit = _find(self.keys[k], c * v + w)
             cnt = np.where(hit >= 0, self.counts[k][np.maximum(hit, 0)], 0)
@@ -257,7 +242,7 @@ class KneserNey:
                 prev = np.concatenate([[-1], gram[:-1]]) if k > 1 else np.zeros(n, np.int64)
                 ok = prev >= 0
                 gram = np.where(ok, _find(self.keys[k], np.where(ok, prev, 0) * v + seq), -1)
-        return np.log(p), np.maximum(depth, 1)
+        return np.log(p)
 
     def prob(self, context: Sequence[int], w: int) -> float:
         """p(w | context): one entry of distribution(context)."""

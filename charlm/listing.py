@@ -7,7 +7,6 @@ memory-mapped so that a 300 MB checkpoint costs milliseconds. Nothing here write
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 from charlm.errors import ResourceError, UsageError
 from charlm.lock import LOCK_NAME
+from charlm.run_folder import RunFolder
 
 SORT_KEYS = ("name", "corpus", "model", "steps", "best_ppl", "trained_s", "updated", "size_mb")
 _FILES = ("best.pt", "last.pt", "metrics.jsonl")
@@ -49,22 +49,9 @@ def _header(path: Path) -> dict[str, Any]:
     return payload if isinstance(payload, dict) else {}
 
 
-def _metrics(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    try:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue  # a line cut by a crash: the others still count
-    except OSError:
-        pass
-    return rows
-
-
 def run_row(folder: Path) -> RunRow:
     files = [p for p in folder.iterdir() if p.is_file()]
-    metrics = _metrics(folder / "metrics.jsonl")
+    metrics = RunFolder(folder).read_metrics()
     head = next((h for h in map(_header, (folder / "best.pt", folder / "last.pt")) if h), {})
     cfg, corpus = head.get("model_config") or {}, head.get("corpus") or {}
     model = f"{cfg['cell']} {cfg['layers']}x{cfg['hidden']}" if cfg else "?"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from charlm.vocab import CHUNK_CHARS, UNK_ID
+from charlm.vocab import UNK_ID, chunk_spans
 
 
 class UnknownNoise:
@@ -23,7 +23,7 @@ class UnknownNoise:
         # numpy view of the same memory: torch cannot write uint16 by index, numpy can, and
         # going a chunk at a time keeps a 100M-character text from needing int64 copies
         self.ids, self.prob = ids.numpy(), prob
-        spans = [(i, min(i + CHUNK_CHARS, len(ids))) for i in range(0, len(ids), CHUNK_CHARS)]
+        spans = list(chunk_spans(0, len(ids)))
         counts = np.zeros(vocab_size, dtype=np.int64)
         for i, j in spans:
             counts += np.bincount(self.ids[i:j], minlength=vocab_size)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from charlm.errors import UsageError
-from charlm.listing import _metrics
+from charlm.run_folder import RunFolder
 
 INSTALL = "pip install 'charlm-lyrics[plot]'"
 
@@ -21,7 +21,7 @@ def load_series(run_dirs: list[Path]) -> dict[str, list[dict[str, Any]]]:
     """Run name -> its metrics records; refuses a run without any."""
     series = {}
     for d in run_dirs:
-        rows = [r for r in _metrics(d / "metrics.jsonl") if "step" in r]
+        rows = [r for r in RunFolder(d).read_metrics() if "step" in r]
         if not rows:
             raise UsageError(f"{d}: no metrics.jsonl records to plot (see charlm runs)")
         series[d.name] = rows

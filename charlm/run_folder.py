@@ -42,10 +42,18 @@ class RunFolder:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics.exists():
+        """The records; a line a crash cut short is skipped, the others still count."""
+        try:
+            lines = self.metrics.read_text(encoding="utf-8").splitlines()
+        except OSError:
             return []
-        lines = self.metrics.read_text(encoding="utf-8").splitlines()
-        return [json.loads(ln) for ln in lines if ln.strip()]
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records
 
     def truncate_metrics(self, step: int) -> None:
         """Drop records after `step`: on resume they belong to a future that did not happen."""

@@ -61,7 +61,8 @@ def start_ids(vocab: Vocab, prefix: str) -> list[int]:
     lyric line), or after the most frequent character when the corpus has no line breaks."""
     if prefix:
         return [int(i) for i in vocab.encode(prefix)]
-    return [int(vocab.encode("\n")[0])] if "\n" in vocab else [1]
+    newline = vocab.id_of("\n")
+    return [newline] if newline is not None else [1]
 
 
 def check_prefix(vocab: Vocab, prefix: str, skip_unknown: bool) -> str:
@@ -109,10 +110,12 @@ def generate(
     if cfg.length == 0 or all(done):
         return
     start = start_ids(vocab, prefix)
-    contexts = [list(start) for _ in range(n)] if mixture else []
-    song = _SongState(mixture.adaptation, n, vocab, start) if mixture and adapt else None
     guard_copies = copy_index is not None and cfg.max_copy > 0
-    recent = [list(start[-cfg.max_copy :]) for _ in range(n)] if guard_copies else []
+    # each sample's last ids, as far back as the count model or the copy guard looks
+    keep = max(mixture.kn.order if mixture else 0, cfg.max_copy if guard_copies else 0, 1)
+    history = [list(start[-keep:]) for _ in range(n)]
+    song = _SongState(mixture.adaptation, n, vocab, start) if mixture and adapt else None
+    newline = vocab.id_of("\n")
     line_len = [len(prefix.rsplit("\n", 1)[-1])] * n  # characters in each sample's last line
     x = torch.tensor([start] * n, device=device)  # (B, Tp)
     logits, state = model(x)  # the whole prefix in one pass
@@ -122,22 +125,19 @@ def generate(
     state = stepper.cast_states(Stepper.split(state))
     for _ in range(cfg.length):
         if mixture:
-            last = mixture.next_logprobs(last, contexts)  # (B, V) log-probs act as logits
+            last = mixture.next_logprobs(last, history)  # (B, V) log-probs act as logits
         if song:
             last = song.logprobs(last)  # (B, V)
         if guard_copies:
-            last = _forbid_copies(last, copy_index, recent, cfg.max_copy)
+            last = _forbid_copies(last, copy_index, history, cfg.max_copy)
         if heads:
-            last = _force_heads(last, heads, lines, line_len, vocab)
+            last = _force_heads(last, heads, lines, line_len, newline)
         nxt = pick_next(last, cfg, g)  # (B,)
-        for tail, i in zip(recent, nxt.tolist(), strict=False):
+        for tail, i in zip(history, nxt.tolist(), strict=True):
             tail.append(i)
-            del tail[: -cfg.max_copy]
+            del tail[:-keep]
         if song:
             song.add(nxt.tolist())
-        for ctx, i in zip(contexts, nxt.tolist(), strict=False):
-            ctx.append(i)
-            del ctx[: -mixture.kn.order]  # the count model looks at order-1 ids at most
         chars = [vocab.tokens[i] for i in nxt.tolist()]
         out = []
         for b, ch in enumerate(chars):
@@ -156,11 +156,11 @@ def generate(
 
 
 def _forbid_copies(
-    logits: torch.Tensor, index: TrainingIndex, recent: list[list[int]], n: int
+    logits: torch.Tensor, index: TrainingIndex, history: list[list[int]], n: int
 ) -> torch.Tensor:
     """(B, V) -> (B, V) without the characters that would extend a copied span past n (the
     draw is then from what is left, renormalised; a row left with nothing stays as it was)."""
-    for b, tail in enumerate(recent):
+    for b, tail in enumerate(history):
         bad = torch.from_numpy(index.extensions(tail, n)).to(logits.device)  # (V,)
         if bad.any() and not bad.all():
             logits[b] = logits[b].masked_fill(bad, float("-inf"))
@@ -168,11 +168,14 @@ def _forbid_copies(
 
 
 def _force_heads(
-    logits: torch.Tensor, heads: list[int], lines: list[int], line_len: list[int], vocab: Vocab
+    logits: torch.Tensor,
+    heads: list[int],
+    lines: list[int],
+    line_len: list[int],
+    newline: int | None,
 ) -> torch.Tensor:
     """(B, V) -> (B, V): a sample at the start of line k may only write heads[k], and the line
     may not end right after it (a line of its head alone is no line)."""
-    newline = int(vocab.encode("\n")[0]) if "\n" in vocab else -1
     for b, (k, n) in enumerate(zip(lines, line_len, strict=True)):
         if k >= len(heads):
             continue
@@ -180,7 +183,7 @@ def _force_heads(
             row = torch.full_like(logits[b], float("-inf"))
             row[heads[k]] = 0.0
             logits[b] = row
-        elif n == 1 and newline >= 0:
+        elif n == 1 and newline is not None:
             logits[b, newline] = float("-inf")
     return logits
 
@@ -194,8 +197,8 @@ class _SongState:
         self.adaptation = adaptation
         self.caches = [StreamCache(adaptation.order, len(vocab), adaptation.reset_ids)
                        for _ in range(n)]  # fmt: skip
-        newline = int(vocab.encode("\n")[0]) if "\n" in vocab else -1
-        self.guard = LineGuard(n, newline) if newline > 0 else None
+        newline = vocab.id_of("\n")
+        self.guard = LineGuard(n, newline) if newline is not None else None
         for i in start:
             self.add([i] * n)
 

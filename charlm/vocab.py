@@ -26,7 +26,8 @@ def _codepoints(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
 
-def _chunks(start: int, stop: int) -> Iterator[tuple[int, int]]:
+def chunk_spans(start: int, stop: int) -> Iterator[tuple[int, int]]:
+    """[start, stop) in CHUNK_CHARS pieces: (i, j) pairs."""
     for i in range(start, stop, CHUNK_CHARS):
         yield i, min(i + CHUNK_CHARS, stop)
 
@@ -35,7 +36,7 @@ def count_chars(text: str, stop: int | None = None) -> np.ndarray:
     """Occurrences of every code point in text[:stop], (CODEPOINTS,) int64, counted a chunk at
     a time so that a corpus of hundreds of MB never needs a second full-size copy."""
     counts = np.zeros(CODEPOINTS, dtype=np.int64)
-    for i, j in _chunks(0, len(text) if stop is None else stop):
+    for i, j in chunk_spans(0, len(text) if stop is None else stop):
         counts += np.bincount(_codepoints(text[i:j]), minlength=CODEPOINTS)
     return counts
 
@@ -79,6 +80,10 @@ class Vocab:
     def __contains__(self, ch: str) -> bool:
         return ch in self._index
 
+    def id_of(self, ch: str) -> int | None:
+        """The id of one character, or None when the vocabulary lacks it."""
+        return self._index.get(ch)
+
     def encode(self, text: str, out: np.ndarray | None = None) -> np.ndarray:
         """Text -> ids (N,) of `self.dtype`; characters not in the vocabulary become UNK_ID.
         `out` (N,), e.g. a memory-mapped file, receives them a chunk at a time."""
@@ -88,7 +93,7 @@ class Vocab:
             cps = np.array([ord(c) for c in self.tokens[1:]], dtype=np.int64)
             self._table[cps] = np.arange(1, len(self.tokens), dtype=self.dtype)
         out = np.empty(len(text), dtype=self.dtype) if out is None else out
-        for i, j in _chunks(0, len(text)):
+        for i, j in chunk_spans(0, len(text)):
             out[i:j] = self._table[_codepoints(text[i:j])]
         return out
 
