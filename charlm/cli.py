@@ -99,7 +99,8 @@ def _guard(fn):
         except CharlmError as e:
             if os.environ.get("CHARLM_DEBUG"):
                 traceback.print_exc()
-            _err(f"error: {e}")
+            if not getattr(e, "quiet", False):  # said once already (by rank 0 of torchrun)
+                _err(f"error: {e}")
             raise typer.Exit(e.exit_code) from None
         except BrokenPipeError:
             _quiet_broken_pipe()
@@ -318,7 +319,7 @@ def train(
         max_corpus_bytes=max_corpus_bytes, preview=tuple(preview) if preview else None,
     )  # fmt: skip
     summary = run_train(opts, device, checkpoint_dir, _console(quiet), quiet, started_at=started)
-    if json_out:
+    if json_out and summary is not None:  # None: not rank 0 of a torchrun run
         print(json.dumps(summary, ensure_ascii=False), flush=True)
 
 

@@ -6,17 +6,20 @@ console, which writes to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from charlm import checkpoint
+from charlm import checkpoint, distributed
 from charlm.config import SampleConfig
 from charlm.corpus import Corpus, CorpusOptions, check_val_fraction, read_corpus
-from charlm.errors import DataError, Interrupted, UsageError
+from charlm.distributed import Dist
+from charlm.errors import CharlmError, DataError, DivergedError, Interrupted, UsageError
 from charlm.evaluate import EvalResult
 from charlm.ids_cache import EncodedText, encode_text
 from charlm.kneser_ney import KneserNey
@@ -28,7 +31,7 @@ from charlm.runs import TrainOptions, apply_preset
 from charlm.runtime import choose_device
 from charlm.sampling import DEFAULT_PREFIX, PREVIEW_PREFIXES, check_prefix, generate
 from charlm.train import Trainer
-from charlm.train_setup import TrainSetup, prepare
+from charlm.train_setup import TrainSetup, follow, plan_of, prepare
 from charlm.vocab import Vocab
 
 BASELINE_ORDER = 8
@@ -46,45 +49,104 @@ def run_train(
     console,
     quiet: bool,
     started_at: float | None = None,
-) -> dict:
-    """Set up (or resume) a run, train it, print the summary; returns the summary dict.
+) -> dict | None:
+    """Set up (or resume) a run, train it, print the summary; returns the summary dict (None
+    on the processes of a torchrun run other than rank 0, which print nothing).
     `started_at` (time.monotonic()): when the command started, for --max-time."""
+    dist = distributed.start(device_name)
+    try:
+        with distributed.peer_failures(dist):
+            return _train(dist, opts, device_name, Path(ckdir), console, quiet, started_at)
+    except (Interrupted, DivergedError) as e:
+        e.quiet = not dist.main  # every process has it; rank 0 says it once
+        raise
+    finally:
+        dist.stop()
+
+
+def _train(
+    dist: Dist,
+    opts: TrainOptions,
+    device_name: str,
+    ckdir: Path,
+    console,
+    quiet: bool,
+    started_at: float | None,
+) -> dict | None:
     device = choose_device(device_name)
+    if dist.active:
+        if opts.corpus == "-":
+            raise UsageError("--corpus -: processes cannot share stdin; save it to a file")
+        if device.type == "cuda":
+            device = torch.device("cuda", dist.local_rank)  # one GPU per process
+    opts = replace(apply_preset(opts), processes=dist.world)
     # Generated text and corpus notes: never let Rich read "[Chorus]" as markup.
     echo = lambda line: console.print(line, markup=False, highlight=False)  # noqa: E731
-    # A status line while nothing else moves (Rich shows it on a terminal only, not in a pipe).
-    with console.status("reading the corpus and building the vocabulary..."):
-        setup = prepare(apply_preset(opts), Path(ckdir), device, echo)
+    setup = _setup(dist, opts, device, ckdir, console, echo)
     data, mcfg, cfg = setup.data, setup.model_config, setup.train_config
     previews = [check_prefix(data.vocab, p, skip_unknown=False) for p in opts.preview or ()]
     folder = RunFolder(setup.run_dir)
-    created = not folder.path.exists()
-    folder.path.mkdir(parents=True, exist_ok=True)
+    created = dist.main and not folder.path.exists()
+    if dist.main:
+        folder.path.mkdir(parents=True, exist_ok=True)
     try:
-        with folder.lock():
+        # one trainer per run folder: rank 0 holds the lock for all the processes
+        with folder.lock() if dist.main else contextlib.nullcontext():
             with console.status("building the model and the count model..."):
                 trainer = Trainer(
                     mcfg, cfg, data, folder, device,
                     previews=previews or _default_previews(data.vocab),
-                    echo=echo,
-                    show_progress=sys.stderr.isatty() and not quiet,
+                    echo=echo if dist.main else lambda _: None,
+                    show_progress=dist.main and sys.stderr.isatty() and not quiet,
                     resume=setup.resume,
                     started_at=started_at,
+                    dist=dist,
                 )  # fmt: skip
-            _header(console, setup, trainer, device)
+            if dist.main:
+                _header(console, setup, trainer, device, dist)
             summary = trainer.run()
     except BaseException:
         if created:
             folder.remove_if_unused()
         raise
+    if not dist.main:
+        if summary["stopped"] == "interrupted":
+            raise Interrupted(summary["signal"])
+        return None
     _summary_table(console, summary)
     if summary["stopped"] == "interrupted":
-        console.print(f"resume with: charlm train --run {folder.path.name} --resume")
+        launch = f"torchrun --nproc-per-node {dist.world} -m charlm --" if dist.active else "charlm"
+        console.print(f"resume with: {launch} train --run {folder.path.name} --resume")
         raise Interrupted(summary["signal"])
     return summary
 
 
-def _header(console, setup: TrainSetup, trainer: Trainer, device: torch.device) -> None:
+def _setup(dist: Dist, opts: TrainOptions, device: torch.device, ckdir: Path, console, echo):
+    """prepare() on rank 0; under torchrun the others follow its plan (seed, run, sizes,
+    vocabulary), reading the corpus themselves once rank 0 has cached its ids. A failure on
+    any process stops them all with that failure's exit code."""
+    setup, error = None, None
+    if dist.main:
+        try:
+            # A status line while nothing else moves (Rich shows it on a terminal only).
+            with console.status("reading the corpus and building the vocabulary..."):
+                setup = prepare(opts, ckdir, device, echo)
+        except CharlmError as e:
+            error = e
+    dist.agree_errors(error)
+    if not dist.active:
+        return setup
+    plan = dist.broadcast(plan_of(setup) if dist.main else None)
+    if not dist.main:
+        try:
+            setup = follow(plan, opts, ckdir)
+        except CharlmError as e:
+            error = e
+    dist.agree_errors(error)
+    return setup
+
+
+def _header(console, setup: TrainSetup, trainer: Trainer, device: torch.device, dist: Dist) -> None:
     data, mcfg, cfg = setup.data, setup.model_config, setup.train_config
     tune = f" + {len(data.tune_ids):,} mixture-fit" if data.tune_ids is not None else ""
     capped = ""
@@ -97,6 +159,11 @@ def _header(console, setup: TrainSetup, trainer: Trainer, device: torch.device) 
         f"({count_parameters(trainer.model):,} params), {cfg.sampler} sampler, "
         f"device {device.type} ({cfg.precision}), seed {cfg.seed}"
     )
+    if dist.active:
+        console.print(
+            f"[yellow]note:[/] {dist.world} processes ({dist.backend}), --batch-size "
+            f"{cfg.batch_size} each: {cfg.global_batch} windows a step"
+        )
     for note in setup.notes:
         console.print(f"[yellow]note:[/] {note}")
 

@@ -84,6 +84,13 @@ class TrainConfig:
     kn_order: int = 8  # Kneser-Ney n-gram mixed with the network; 0 = network alone
     mix_fraction: float = 0.05  # end of the training text kept apart to fit the mixture weight
     seed: int = 0
+    # processes training together (torchrun): each takes batch_size of the global batch
+    processes: int = 1
+
+    @property
+    def global_batch(self) -> int:
+        """Rows per optimizer step over all processes: what the data position counts in."""
+        return self.batch_size * self.processes
 
     def __post_init__(self) -> None:
         _check(
@@ -112,6 +119,7 @@ class TrainConfig:
         _check(self.precision in ("fp32", "bf16"), "--precision must be fp32 or bf16")
         _check(0 <= self.kn_order <= 16, "--kn-order must be in [0, 16] (0 = no count model)")
         _check(0 < self.mix_fraction < 0.5, "--mix-fraction must be in (0, 0.5)")
+        _check(self.processes >= 1, "processes must be >= 1")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

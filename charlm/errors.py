@@ -10,6 +10,7 @@ EXIT_DATA = 3
 EXIT_CHECKPOINT = 4
 EXIT_DIVERGED = 5
 EXIT_RESOURCES = 6
+EXIT_PEER = 7  # another process of a torchrun run failed
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -18,6 +19,7 @@ class CharlmError(Exception):
     """Base class: a message a user can act on, and the exit code that goes with it."""
 
     exit_code = EXIT_UNEXPECTED
+    quiet = False  # True: exit with the code without printing (another process said it)
 
 
 class UsageError(CharlmError):
@@ -48,6 +50,15 @@ class ResourceError(CharlmError):
     """Out of memory, disk full, or the run folder is locked by another trainer."""
 
     exit_code = EXIT_RESOURCES
+
+
+class PeerFailed(CharlmError):
+    """Another process of a distributed run failed: its exit code where it told us, else 7."""
+
+    def __init__(self, rank: int | None, message: str, exit_code: int = EXIT_PEER) -> None:
+        self.exit_code = exit_code
+        who = "another process" if rank is None else f"process {rank}"
+        super().__init__(f"stopped because {who} of this torchrun run failed: {message}")
 
 
 class Interrupted(CharlmError):

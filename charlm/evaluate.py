@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from charlm.distributed import SINGLE, Dist
 from charlm.model import CharRNN, detach_state
 from charlm.vocab import UNK_ID
 
@@ -84,9 +85,11 @@ def target_logprobs(
     device: torch.device | str = "cpu",
     streams: int | None = None,
     stop: Callable[[], bool] | None = None,
+    dist: Dist = SINGLE,
 ) -> torch.Tensor:
     """ln p(ids[i] | ids[:i]) for i = 1..N-1, shape (N-1,) float64, in text order. `stop()`
-    is asked between chunks of about CHUNK_TOKENS positions; True raises EvalStopped."""
+    is asked between chunks of about CHUNK_TOKENS positions; True raises EvalStopped. Under
+    torchrun (`dist`), each process scores its share of the streams and all get the whole."""
     model.eval()
     n = len(ids) - 1
     if n < 1:
@@ -98,16 +101,21 @@ def target_logprobs(
     y = torch.zeros(b * per, dtype=torch.long)
     x[:n] = ids[:-1].long()
     y[:n] = ids[1:].long()
-    x, y = x.view(b, per).to(device), y.view(b, per).to(device)  # (B, L)
-    out = torch.zeros(b, per, dtype=torch.float64)
+    mine = dist.stream_rows(b)  # streams are independent: any split gives the same numbers
+    x, y = x.view(b, per)[mine].to(device), y.view(b, per)[mine].to(device)  # (b', L)
+    out = torch.zeros(len(x), per, dtype=torch.float64)
     state = None
-    chunk = max(16, CHUNK_TOKENS // b)  # (B, chunk) positions a call: short whatever B is
+    # (b, chunk) positions a call, short whatever b is; every process takes the same number of
+    # chunks (and asks `stop` as often), even one whose share is empty
+    chunk = max(16, CHUNK_TOKENS // b)
     for s in range(0, per, chunk):
         if stop is not None and stop():
             raise EvalStopped
-        logits, state = model(x[:, s : s + chunk], state)  # (B, t, V)
+        if not len(x):
+            continue
+        logits, state = model(x[:, s : s + chunk], state)  # (b', t, V)
         state = detach_state(state)
-        tgt = y[:, s : s + chunk, None]  # (B, t, 1)
+        tgt = y[:, s : s + chunk, None]  # (b', t, 1)
         lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tgt)[..., 0]
-        out[:, s : s + chunk] = lp.double().cpu()  # (B, t)
-    return out.flatten()[:n]
+        out[:, s : s + chunk] = lp.double().cpu()  # (b', t)
+    return dist.gather_rows(out, b).flatten()[:n]

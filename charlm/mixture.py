@@ -64,12 +64,14 @@ def score_text(
     kn_logp: torch.Tensor | None = None,
     stop: Callable[[], bool] | None = None,
     adapt: bool = False,
+    net_logp: torch.Tensor | None = None,
 ) -> Scores:
     """Score ids (N,) under the network and, with a mixture, under the mixture too, and with
-    `adapt` (and a fitted adaptation) under the adapted mixture. `kn_logp` (N-1,): the count
-    model's log-probs of these ids, when the caller has them; `stop` as in
-    evaluate.target_logprobs."""
-    net_logp = target_logprobs(model, ids, device, stop=stop)  # (N-1,)
+    `adapt` (and a fitted adaptation) under the adapted mixture. `kn_logp`, `net_logp` (N-1,):
+    the count model's and the network's log-probs of these ids, when the caller has them;
+    `stop` as in evaluate.target_logprobs."""
+    if net_logp is None:
+        net_logp = target_logprobs(model, ids, device, stop=stop)  # (N-1,)
     network = EvalResult.from_logprobs(net_logp, ids[1:])
     if mixture is None:
         return Scores(network, network, None)
@@ -99,23 +101,21 @@ class MixtureFit:
         reset_ids: tuple[int, ...] = (),
     ) -> None:
         self.kn = KneserNey(torch.cat([fit_ids, tune_ids]), vocab, order)
-        self.tune_ids = tune_ids[: FIT_CHARS + 1]  # what each fit scores: (<= FIT_CHARS + 1,)
+        self.tune_ids = fit_slice(tune_ids)
         self.tune_kn_logp = kn_logprobs(KneserNey(fit_ids, vocab, order), self.tune_ids)
         # the song cache over the tune slice, without and with resets at blank lines
         self.caches = {r: cache_probs(self.tune_ids, CACHE_ORDER, r) for r in {(), reset_ids}}
 
     def fit(
         self,
-        model: torch.nn.Module,
-        device: torch.device | str,
+        net_logp: torch.Tensor | None = None,
         weight: float | None = None,
         adaptation: Adaptation | None = None,
-        stop: Callable[[], bool] | None = None,
     ) -> Mixture:
         """The mixture with its weight, and the song cache's weights, fitted by EM on the tune
-        slice (or the given ones); `stop` as in evaluate.target_logprobs."""
+        slice (or the given ones). `net_logp` (len(tune_ids) - 1,): the network's log-probs of
+        `tune_ids` (`evaluate.target_logprobs`), needed unless `weight` is given."""
         if weight is None:
-            net_logp = target_logprobs(model, self.tune_ids, device, stop=stop)
             weight = fit_weight(net_logp, self.tune_kn_logp)
             adaptation = self._fit_adaptation(mix_logprobs(net_logp, self.tune_kn_logp, weight))
         return Mixture(self.kn, weight, adaptation)
@@ -133,6 +133,11 @@ class MixtureFit:
 
     def payload(self, weight: float, adaptation: Adaptation | None) -> dict[str, Any]:
         return to_payload(self.kn, weight, adaptation)
+
+
+def fit_slice(tune_ids: torch.Tensor) -> torch.Tensor:
+    """What each fit of the weight scores: the first FIT_CHARS + 1 ids of the tune slice."""
+    return tune_ids[: FIT_CHARS + 1]
 
 
 def mix_logprobs(net_logp: torch.Tensor, kn_logp: torch.Tensor, weight: float) -> torch.Tensor:

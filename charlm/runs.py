@@ -18,7 +18,7 @@ DEFAULT_CORPUS_NAME = "tang_song_zh.zip"
 MODEL_FIELDS = ("cell", "embed", "hidden", "layers", "dropout", "tie", "impl")
 # Changing these mid-run would change what the saved data position or optimizer state means.
 FROZEN_ON_RESUME = (
-    "sampler", "batch_size", "seq_len", "val_fraction", "optimizer", "seed", "kn_order",
+    "sampler", "seq_len", "val_fraction", "optimizer", "seed", "kn_order",
     "mix_fraction",
 )  # fmt: skip
 
@@ -79,6 +79,7 @@ class TrainOptions:
     mix_fraction: float | None = None
     val_fraction: float | None = None
     seed: int | None = None
+    processes: int | None = None  # not an option: how many processes torchrun started
     # the corpus (CorpusOptions)
     encoding: str | None = None
     newline: str | None = None
@@ -203,6 +204,25 @@ def check_resume_compatible(
             f"{where}: the corpus differs from the one this run trained on (fingerprint "
             f"{fingerprint[:12]} vs {old[:12]}); pass the original --corpus, or start a new --run"
         )
+
+
+def resume_batch_size(opts: TrainOptions, base: TrainConfig, where: str) -> int | None:
+    """The per-process --batch-size that keeps the run's global batch (rows per step, what
+    the saved data position counts in) when --resume runs on another number of processes;
+    None when nothing changes. A global batch the processes cannot share is refused."""
+    world = opts.processes or 1
+    if opts.batch_size is None and world == base.processes:
+        return None
+    size = opts.batch_size or base.global_batch // world
+    if size * world != base.global_batch:
+        raise CheckpointError(
+            f"{where}: the run's global batch is {base.global_batch} ({base.processes} "
+            f"process(es) x --batch-size {base.batch_size}); {world} process(es) x "
+            f"--batch-size {opts.batch_size or size} would change it. Resume on a number of "
+            f"processes that divides {base.global_batch} (without --batch-size), or start a "
+            "new --run"
+        )
+    return size
 
 
 def check_frozen_on_resume(cfg: TrainConfig, base: TrainConfig, where: str) -> None:

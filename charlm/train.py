@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -26,9 +27,10 @@ from charlm import checkpoint
 from charlm.adapt import Adaptation, blank_line_ids
 from charlm.batching import batches_per_epoch, make_batches
 from charlm.config import ModelConfig, TrainConfig
+from charlm.distributed import SINGLE, Dist
 from charlm.errors import DivergedError, ResourceError
-from charlm.evaluate import EvalStopped, perplexity
-from charlm.mixture import MixtureFit, Scores, kn_logprobs, score_text
+from charlm.evaluate import EvalStopped, perplexity, target_logprobs
+from charlm.mixture import MixtureFit, Scores, fit_slice, kn_logprobs, score_text
 from charlm.model import CharRNN, State, detach_state
 from charlm.noise import UnknownNoise
 from charlm.optim import Plateau, lr_at, make_optimizer, restore_optimizer
@@ -81,7 +83,7 @@ class StepResult:
 
 
 def train_step(
-    model: CharRNN,
+    model: torch.nn.Module,
     opt: torch.optim.Optimizer,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -92,6 +94,7 @@ def train_step(
     bf16: bool,
 ) -> StepResult:
     """One optimizer step on a batch: x, y (B, T) ids, `state` the carried state or None.
+    `model` is the CharRNN, or DistributedDataParallel over it (gradients averaged in backward).
 
     A non-finite loss or gradient never reaches the weights: the gradients are dropped and no
     step is taken (StepResult.finite is False)."""
@@ -146,18 +149,23 @@ class Trainer:
         show_progress: bool = False,
         resume: dict[str, Any] | None = None,
         started_at: float | None = None,
+        dist: Dist = SINGLE,
     ) -> None:
         cfg = train_config
         self.model_config, self.train_config = model_config, train_config
-        self.data, self.folder = data, folder
+        self.data, self.folder, self.dist = data, folder, dist
         self.device, self.previews, self.echo = device, previews, echo
         self.show_progress, self.started_at = show_progress, started_at  # time.monotonic()
-        self.batches_per_epoch = batches_per_epoch(len(data.train_ids), cfg.batch_size, cfg.seq_len)
+        self.batches_per_epoch = batches_per_epoch(
+            len(data.train_ids), cfg.global_batch, cfg.seq_len
+        )
         self.noise = UnknownNoise(data.train_ids, len(data.vocab), cfg.unk_prob)
         self.eval_ids = data.val_ids[: EVAL_CHARS + 1]  # (<= EVAL_CHARS + 1,)
-        self.mix_fit = None
+        self.mix_fit = None  # the count model: rank 0 fits and ships it, the others score
+        mixed = data.tune_ids is not None and cfg.kn_order
+        self.tune_ids = fit_slice(data.tune_ids) if mixed else None  # what each fit scores
         self._stop: Callable[[], bool] | None = None  # set while run() holds the signal guard
-        if data.tune_ids is not None and cfg.kn_order:
+        if self.tune_ids is not None and dist.main:
             self.mix_fit = MixtureFit(data.train_ids, data.tune_ids, cfg.kn_order,
                                       len(data.vocab), blank_line_ids(data.vocab))  # fmt: skip
             self.val_kn_logp = kn_logprobs(self.mix_fit.kn, self.eval_ids)
@@ -168,12 +176,16 @@ class Trainer:
             self.opt = make_optimizer(self.model, cfg)
             self.batch_gen, self.noise_gen, self.rng = _fresh_generators(cfg.seed)
             self.carry: State | None = None
+            self.saved_carry: list[torch.Tensor] = []
         else:
             self._restore(resume)
+        if dist.active:  # every process starts from rank 0's weights, optimizer and position
+            self._adopt(dist.broadcast(self._shared_state() if dist.main else None))
+        self.net = dist.wrap(self.model)  # what trains: DDP averages gradients across processes
         self.mixture = None
         if self.mix_fit:
             adapt = self.prog.adapt and Adaptation.from_payload(self.prog.adapt)
-            self.mixture = self.mix_fit.fit(self.model, device, self.prog.mix_weight, adapt)
+            self.mixture = self.mix_fit.fit(weight=self.prog.mix_weight, adaptation=adapt)
 
     # ---- state in and out -------------------------------------------------------------------
 
@@ -185,8 +197,54 @@ class Trainer:
         if "cuda" in self.rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(self.rng["cuda"])
         self.batch_gen, self.noise_gen = torch.Generator(), torch.Generator()
-        self.carry = tuple(t.to(self.device) for t in payload["carry"]) or None
+        self.saved_carry = payload["carry"]  # all processes' rows: rank 0 shares them
+        self.carry = self._my_rows(self.saved_carry)
         self.folder.truncate_metrics(self.prog.step)
+
+    def _my_rows(self, carry: list[torch.Tensor]) -> State | None:
+        """This process's rows of a saved carry ((L, global_batch, H) tensors), on the device."""
+        rows = self.dist.rows(self.train_config.batch_size)
+        if not carry or carry[0].shape[1] != self.train_config.global_batch:
+            return None  # none saved (or a shape that cannot be this run's): start from zeros
+        return tuple(t[:, rows].to(self.device) for t in carry)
+
+    def _shared_state(self) -> dict[str, Any]:
+        """What rank 0 sends the other processes at the start (a resumed run's state)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "progress": asdict(self.prog),
+            "rng": self.rng,
+            "carry": self.saved_carry,
+        }
+
+    def _adopt(self, shared: dict[str, Any]) -> None:
+        if self.dist.main:
+            return
+        self.model.load_state_dict(shared["model"])
+        self.opt.load_state_dict(shared["optimizer"])
+        self.prog, self.rng = Progress(**shared["progress"]), shared["rng"]
+        self.carry = self._my_rows(shared["carry"])
+
+    def _full_carry(self) -> list[torch.Tensor]:
+        """Every process's carried rows, in rank order: (L, global_batch, H) tensors on the
+        CPU (a collective: every process calls it)."""
+        if self.carry is None:
+            return []
+        gather = self.dist.gather_rows
+        rows = self.train_config.global_batch
+        return [gather(t.detach().transpose(0, 1).cpu(), rows).transpose(0, 1) for t in self.carry]
+
+    def _torch_rng_state(self) -> torch.Tensor:
+        """This process's dropout stream: its own saved one when the number of processes is
+        unchanged, a fresh one derived from the seed, rank and step otherwise."""
+        ranks = self.rng.get("torch_ranks")
+        if self.dist.main and not (ranks and len(ranks) == self.dist.world):
+            return self.rng["torch"]
+        if ranks and len(ranks) == self.dist.world:
+            return ranks[self.dist.rank]
+        derived = (self.prog.seed * 1_000_003 + self.dist.rank * 7919 + self.prog.step) % 2**63
+        return make_generator(derived).get_state()
 
     def payload(self, with_training_state: bool) -> dict[str, Any]:
         """What a checkpoint holds; best.pt (for generate/evaluate) has no training state."""
@@ -197,8 +255,9 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train until epochs, --max-steps, --max-time, early stopping or a signal."""
         cfg, prog, window = self.train_config, self.prog, Window()
-        torch.set_rng_state(self.rng["torch"])  # dropout draws continue this run's stream
+        torch.set_rng_state(self._torch_rng_state())  # dropout continues this run's stream
         started, elapsed0, reason, last = time.perf_counter(), prog.elapsed_s, None, None
+        self.signum: int | None = None  # the signal, once any process has one
         # --max-time counts from the command's start (preparation included) when known
         deadline = (self.started_at or time.monotonic()) + cfg.max_time
         with (
@@ -211,40 +270,43 @@ class Trainer:
             for x, y in self._batches():
                 # 1. one optimizer step (the state is carried only by the consecutive sampler)
                 t0 = time.perf_counter()
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                x, y = self._to_device(x), self._to_device(y)
                 r = train_step(
-                    self.model, self.opt, x, y, self.carry,
+                    self.net, self.opt, x, y, self.carry,
                     lr=self._lr(), clip=cfg.clip, bf16=cfg.precision == "bf16",
                 )  # fmt: skip
-                self._account(r, window, x.numel(), time.perf_counter() - t0)
+                # 2. under torchrun: the loss over all processes' rows, a signal on any of them
+                r = self._agree_step(r, guard)
+                chars = x.numel() * self.dist.world
+                self._account(r, window, chars, time.perf_counter() - t0)
                 prog.elapsed_s = elapsed0 + time.perf_counter() - started
                 show_step(bar, window, self.show_progress)
-                # 2. a signal stops at this step boundary (saved below, not evaluated)
-                if guard.signum is not None:
+                # 3. a signal stops at this step boundary (saved below, not evaluated)
+                if self.signum is not None:
                     reason = "interrupted"
                     break
-                # 3. scheduled evaluation: held-out score, plateau rule, best.pt, last.pt (a
+                # 4. scheduled evaluation: held-out score, plateau rule, best.pt, last.pt (a
                 # signal during it abandons it: no record, and the step is saved below)
                 if prog.step % cfg.eval_every == 0:
                     last = self._evaluate(window, bar, scheduled=True) or last
-                    if guard.signum is not None:
+                    if self.signum is not None:
                         reason = "interrupted"
                         break
                     if Plateau(**prog.plateau).should_stop(cfg):
                         reason = "early-stop"
                         break
-                # 4. the time budget
-                if cfg.max_time and time.monotonic() >= deadline:
+                # 5. the time budget (every process stops at the same step)
+                if cfg.max_time and self._agree_flag(time.monotonic() >= deadline):
                     reason = "max-time"
                     break
             hit_max_steps = cfg.max_steps and prog.step >= cfg.max_steps
             reason = reason or ("max-steps" if hit_max_steps else "finished")
-            # 5. a stop between evaluations scores where it stopped (best.pt may move; the
+            # 6. a stop between evaluations scores where it stopped (best.pt may move; the
             # plateau rule does not, so a resumed run behaves like a straight one)
             if reason != "interrupted" and (last is None or last["step"] != prog.step):
                 last = self._evaluate(window, bar, scheduled=False) or last
-            self.folder.save_last(self.payload(with_training_state=True))
-        return {**self.summary(reason, last), "signal": guard.signum}
+            self._save_last()
+        return {**self.summary(reason, last), "signal": self.signum}
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches from the current position to the step limit, epoch by epoch. Each epoch
@@ -258,12 +320,13 @@ class Trainer:
                 self.carry = None  # a new epoch starts new streams
             cfg, start = self.train_config, self.prog.batch_in_epoch
             ids = self.data.train_ids
-            for batch in make_batches(
-                cfg.sampler, ids, cfg.batch_size, cfg.seq_len, self.batch_gen, start=start
+            rows = self.dist.rows(cfg.batch_size)  # this process's rows of the global batch
+            for x, y in make_batches(
+                cfg.sampler, ids, cfg.global_batch, cfg.seq_len, self.batch_gen, start=start
             ):
                 if self.prog.step >= self._step_limit():
                     return
-                yield batch
+                yield x[rows], y[rows]
             self.prog.epoch, self.prog.batch_in_epoch = self.prog.epoch + 1, 0
             self.rng["batch_epoch_start"] = self.batch_gen.get_state()
             self.rng["noise_epoch_start"] = self.noise_gen.get_state()
@@ -285,6 +348,34 @@ class Trainer:
         self.carry = r.state if self.train_config.sampler == "consecutive" else None
         window.add(r, chars, seconds, new_epoch=prog.batch_in_epoch == 1)
 
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """A batch to the device; on CUDA from pinned memory, so the copy overlaps compute."""
+        if self.device.type == "cuda":
+            t = t.pin_memory()
+        return t.to(self.device, non_blocking=True)
+
+    def _agree_step(self, r: StepResult, guard: SignalGuard) -> StepResult:
+        """One collective after each step: the batch's mean loss over all processes, and
+        whether a signal came to any of them (which one: SIGTERM wins)."""
+        if not self.dist.active:
+            self.signum = guard.signum
+            return r
+        loss, *sig = self.dist.sum([r.loss, *_signal_flags(guard.signum)])
+        self.signum = _signal_of(sig)
+        return replace(r, loss=loss / self.dist.world)
+
+    def _agree_signal(self, guard: SignalGuard) -> bool:
+        """A signal on any process (a collective when distributed): asked between chunks of
+        an evaluation, so every process abandons it at the same chunk."""
+        if self.dist.active:
+            self.signum = _signal_of(self.dist.sum(_signal_flags(guard.signum)))
+        else:
+            self.signum = guard.signum
+        return self.signum is not None
+
+    def _agree_flag(self, flag: bool) -> bool:
+        return self.dist.sum([float(flag)])[0] > 0
+
     def _lr(self) -> float:
         return lr_at(self.train_config, self.prog.step, Plateau(**self.prog.plateau).lr_scale)
 
@@ -297,11 +388,28 @@ class Trainer:
     def _evaluate(self, window: Window, bar: tqdm, scheduled: bool) -> dict[str, Any] | None:
         """Score, move best.pt and (if scheduled) the plateau rule, log, save last.pt; None
         when a signal stopped the scoring (nothing is recorded then)."""
-        prog, cfg = self.prog, self.train_config
         try:
             scores = self.held_out_scores()
         except EvalStopped:
             return None
+        rec = self._record(scores, window, bar, scheduled) if self.dist.main else None
+        if self.dist.active:  # rank 0 decided; the others follow its plateau, best and weight
+            rec, shared = self.dist.broadcast((rec, self._decisions()))
+            vars(self.prog).update(shared)
+        window.reset()
+        if scheduled:
+            self._save_last()
+        return rec
+
+    def _decisions(self) -> dict[str, Any]:
+        keys = ("best_val_ppl", "best_step", "plateau", "mix_weight", "adapt")
+        return {k: getattr(self.prog, k) for k in keys}
+
+    def _record(
+        self, scores: Scores | None, window: Window, bar: tqdm, scheduled: bool
+    ) -> dict[str, Any]:
+        """Rank 0's part of an evaluation: best.pt, the plateau rule, the metrics line."""
+        prog, cfg = self.prog, self.train_config
         train_loss = window.loss_sum / window.steps if window.steps else math.nan
         # without held-out text, "best" falls back to training perplexity
         score = scores.shipped.perplexity if scores else perplexity(train_loss)
@@ -318,29 +426,41 @@ class Trainer:
                           self.batches_per_epoch)  # fmt: skip
         self.folder.append_metrics(rec)
         self._report(rec, bar)
-        window.reset()
-        if scheduled:
-            self.folder.save_last(self.payload(with_training_state=True))
         return rec
+
+    def _save_last(self) -> None:
+        payload = self.payload(with_training_state=True)  # every process gives its part
+        if self.dist.main:
+            self.folder.save_last(payload)
 
     def held_out_scores(self) -> Scores | None:
         """The held-out text under what ships (refitting the mixture weight on the tune slice
-        first) and under the network alone; None without held-out text."""
+        first) and under the network alone; None without held-out text, and on every process
+        but rank 0 (they only help score the network)."""
         if len(self.eval_ids) < 2:
             return None
-        if self.mix_fit:
-            self.mixture = self.mix_fit.fit(self.model, self.device, stop=self._stop)
-            self.prog.mix_weight = self.mixture.weight
-            adaptation = self.mixture.adaptation
-            self.prog.adapt = adaptation.to_payload() if adaptation else None
+        if self.tune_ids is not None:
+            tune_logp = self._network_logprobs(self.tune_ids)
+            if self.mix_fit:
+                self.mixture = self.mix_fit.fit(tune_logp)
+                self.prog.mix_weight = self.mixture.weight
+                adaptation = self.mixture.adaptation
+                self.prog.adapt = adaptation.to_payload() if adaptation else None
+        net_logp = self._network_logprobs(self.eval_ids)
+        if not self.dist.main:
+            return None
         kn_logp = self.val_kn_logp if self.mix_fit else None
         return score_text(self.model, self.eval_ids, self.device, self.mixture, kn_logp,
-                          stop=self._stop)  # fmt: skip
+                          net_logp=net_logp)  # fmt: skip
+
+    def _network_logprobs(self, ids: torch.Tensor) -> torch.Tensor:
+        """The network's log-probs of ids[1:] (N-1,), scored by all processes together."""
+        return target_logprobs(self.model, ids, self.device, stop=self._stop, dist=self.dist)
 
     @contextlib.contextmanager
     def _stop_on(self, guard: SignalGuard) -> Iterator[None]:
         """While training, a signal also cuts an evaluation short (within one chunk)."""
-        self._stop = lambda: guard.signum is not None
+        self._stop = lambda: self._agree_signal(guard)
         try:
             yield
         finally:
@@ -359,6 +479,17 @@ class Trainer:
     def summary(self, reason: str, last: dict[str, Any] | None) -> dict[str, Any]:
         return run_summary(self.prog, reason, last, self.folder, self.batches_per_epoch,
                            has_val=len(self.data.val_ids) >= 2)  # fmt: skip
+
+
+def _signal_flags(signum: int | None) -> list[float]:
+    return [float(signum == signal.SIGINT), float(signum == signal.SIGTERM)]
+
+
+def _signal_of(flags: list[float]) -> int | None:
+    """The agreed signal from summed flags: SIGTERM (the launcher stopping us) wins."""
+    if flags[1] > 0:
+        return signal.SIGTERM
+    return signal.SIGINT if flags[0] > 0 else None
 
 
 def _fresh_generators(seed: int) -> tuple[torch.Generator, torch.Generator, dict[str, Any]]:
@@ -390,10 +521,16 @@ def checkpoint_payload(t: Trainer, with_training_state: bool) -> dict[str, Any]:
         "metrics": {k: getattr(t.prog, k) for k in ("step", "epoch", "best_val_ppl", "best_step")},
     }
     if with_training_state:
+        # collectives first: every process's dropout stream and carried rows
+        torch_ranks, carry = t.dist.gather(torch.get_rng_state()), t._full_carry()
         t.prog.rng = {**t.rng, "torch": torch.get_rng_state()}
+        if t.dist.active:
+            t.prog.rng["torch_ranks"] = torch_ranks
         if torch.cuda.is_available():
             t.prog.rng["cuda"] = torch.cuda.get_rng_state_all()
         extra["progress"] = asdict(t.prog)
         extra["optimizer_state"] = t.opt.state_dict()
-        extra["carry"] = [s.detach().cpu() for s in t.carry or ()]
+        extra["carry"] = carry
+    if not t.dist.main:
+        return {}  # only rank 0 writes checkpoints
     return checkpoint.build_payload(t.model, t.model_config, t.data.vocab, extra)

@@ -7,7 +7,7 @@ vocabulary, the configs, the run folder, and (on --resume) the verified last.pt.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from charlm import checkpoint
 from charlm.batching import check_enough
 from charlm.config import ModelConfig, TrainConfig
 from charlm.corpus import Corpus, CorpusOptions, check_val_fraction, read_corpus
-from charlm.errors import CheckpointError, UsageError
+from charlm.errors import CheckpointError, DataError, UsageError
 from charlm.ids_cache import EncodedText, encode_text, n_train_chars
 from charlm.mixture import MAX_KN_CHARS, MIN_TUNE_CHARS
 from charlm.runs import (
@@ -30,6 +30,7 @@ from charlm.runs import (
     default_corpus,
     model_config_for,
     new_run_name,
+    resume_batch_size,
     train_config_for,
     with_auto_sizes,
 )
@@ -100,7 +101,7 @@ def prepare(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Echo) -
 
 def _check_trainable(cfg: TrainConfig, n_train: int, device: torch.device) -> int:
     """Batches per epoch; refuses a text too short for one batch, or bf16 where not native."""
-    n_batches = check_enough(n_train, cfg.batch_size, cfg.seq_len)
+    n_batches = check_enough(n_train, cfg.global_batch, cfg.seq_len)
     if cfg.precision == "bf16" and not bf16_supported(device):
         raise UsageError(
             f"--precision bf16: this {device.type} has no native bf16 (emulated it would be "
@@ -174,6 +175,9 @@ def _prepare_resume(opts: TrainOptions, ckdir: Path, echo: Echo) -> TrainSetup:
     corpus = _read(opts.corpus or stored.get("source"), corpus_opts, echo)
     check_resume_compatible(payload, opts, corpus.fingerprint, str(last))
     base = TrainConfig.from_dict(payload["train_config"])
+    batch_size = resume_batch_size(opts, base, str(last))
+    if batch_size is not None:
+        opts = replace(opts, batch_size=batch_size)
     cfg = train_config_for(opts, base)
     check_frozen_on_resume(cfg, base, str(last))
     for k, v in vars(cfg).items():
@@ -185,3 +189,38 @@ def _prepare_resume(opts: TrainOptions, ckdir: Path, echo: Echo) -> TrainSetup:
     data = run_data(text, payload["corpus"], cfg)
     notes = (f"ids cache: {text.cache}",) if text.cache else ()
     return TrainSetup(run_dir, mcfg, cfg, data, payload, notes)
+
+
+def plan_of(setup: TrainSetup) -> dict[str, Any]:
+    """What rank 0 decided that the other processes of a torchrun run must share: the run,
+    the configs (seed and sizes included), the vocabulary, the corpus record. Primitives only."""
+    return {
+        "run_dir": str(setup.run_dir),
+        "model_config": asdict(setup.model_config),
+        "train_config": asdict(setup.train_config),
+        "vocab": list(setup.data.vocab.tokens),
+        "corpus": setup.data.corpus,
+    }
+
+
+def follow(plan: dict[str, Any], opts: TrainOptions, ckdir: Path) -> TrainSetup:
+    """A process other than rank 0: rank 0's plan, and its own read of the same corpus (its
+    fingerprint must match: every node needs the same file at the same path)."""
+    record = plan["corpus"]
+    corpus_opts = CorpusOptions(**record.get("options", {}))
+    if opts.encoding:
+        corpus_opts = replace(corpus_opts, encoding=opts.encoding)
+    source = opts.corpus or record["source"]
+    corpus = read_corpus(source, corpus_opts)
+    if corpus.fingerprint != record["fingerprint"]:
+        raise DataError(
+            f"{source}: this process read a different corpus from process 0's (fingerprint "
+            f"{corpus.fingerprint[:12]} vs {record['fingerprint'][:12]}); every node needs the "
+            "same file at the same path"
+        )
+    cfg = TrainConfig.from_dict(plan["train_config"])
+    vocab = Vocab(plan["vocab"])
+    text = encode_text(corpus.text, corpus.fingerprint, cfg.val_fraction, ckdir, vocab)
+    data = run_data(text, record, cfg)
+    mcfg = ModelConfig.from_dict(plan["model_config"])
+    return TrainSetup(Path(plan["run_dir"]), mcfg, cfg, data, None)

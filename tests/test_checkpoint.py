@@ -224,3 +224,35 @@ def test_format_1_checkpoints_still_load(saved):
     payload["digest"] = checkpoint.tensor_digest(payload["model_state"])
     torch.save(payload, path)
     assert checkpoint.load(path)["format_version"] == 1
+
+
+def _as_saved_on_cuda(src, dst) -> None:
+    """A copy of a checkpoint whose tensors say they were saved from CUDA (what a GPU run
+    writes), made by relabelling each storage's location in the pickle."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith("data.pkl"):
+                assert b"X\x03\x00\x00\x00cpu" in data
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            zout.writestr(info, data)
+
+
+def test_a_checkpoint_saved_on_a_gpu_generates_on_a_cpu(tmp_path):
+    from typer.testing import CliRunner
+
+    from .conftest import invoke, train_tiny
+
+    ck = train_tiny(tmp_path, "g", "--max-steps", "3")
+    gpu = tmp_path / "from-gpu.pt"
+    _as_saved_on_cuda(ck / "g" / "best.pt", gpu)
+    if not torch.cuda.is_available():  # plain torch.load cannot even read it here
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(gpu, weights_only=True)
+    args = ["generate", "--length", "30", "--seed", "2", "--checkpoint"]
+    on_cpu = invoke(CliRunner(), [*args, ck / "g" / "best.pt"])
+    moved = invoke(CliRunner(), [*args, gpu])
+    assert moved.exit_code == 0, moved.output
+    assert moved.stdout == on_cpu.stdout and len(moved.stdout) > 10

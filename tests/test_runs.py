@@ -15,6 +15,7 @@ from charlm.runs import (
     check_resume_compatible,
     check_run_name,
     model_config_for,
+    resume_batch_size,
     train_config_for,
     with_auto_sizes,
 )
@@ -69,8 +70,22 @@ def test_resume_refuses_architecture_corpus_and_frozen_changes():
         check_resume_compatible(payload, TrainOptions(), "xyz", "last.pt")
     base = TrainConfig(batch_size=8)
     check_frozen_on_resume(TrainConfig(batch_size=8, lr=1.0), base, "last.pt")  # lr may change
-    with pytest.raises(CheckpointError, match="--batch-size 16 differs"):
-        check_frozen_on_resume(TrainConfig(batch_size=16), base, "last.pt")
+    with pytest.raises(CheckpointError, match="--seq-len 16 differs"):
+        check_frozen_on_resume(TrainConfig(seq_len=16), base, "last.pt")
+
+
+def test_resume_keeps_the_global_batch_across_a_change_of_processes():
+    two = TrainConfig(batch_size=8, processes=2)  # a run of 2 processes x 8 rows: 16 a step
+    assert resume_batch_size(TrainOptions(processes=2), two, "last.pt") is None
+    assert resume_batch_size(TrainOptions(processes=1), two, "last.pt") == 16
+    assert resume_batch_size(TrainOptions(processes=4), two, "last.pt") == 4
+    assert resume_batch_size(TrainOptions(processes=4, batch_size=4), two, "last.pt") == 4
+    with pytest.raises(CheckpointError, match="divides 16"):
+        resume_batch_size(TrainOptions(processes=3), two, "last.pt")
+    with pytest.raises(CheckpointError, match="global batch is 16"):
+        resume_batch_size(TrainOptions(processes=2, batch_size=16), two, "last.pt")
+    with pytest.raises(CheckpointError, match="global batch is 8"):  # one process, as before
+        resume_batch_size(TrainOptions(batch_size=16), TrainConfig(batch_size=8), "last.pt")
 
 
 @pytest.mark.parametrize("name", ["", ".", "..", "a/b", ".hidden", "a\\b"])

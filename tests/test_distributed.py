@@ -1,0 +1,194 @@
+"""`charlm train` as 2 processes on the CPU (gloo on the loopback address), started the way
+torchrun starts them: the same command, with RANK / WORLD_SIZE / MASTER_* in the environment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from charlm import checkpoint
+from charlm.errors import EXIT_DATA, EXIT_PEER, EXIT_SIGTERM
+
+TIMEOUT = 60  # seconds: a hang fails the test instead of the suite
+COMMON = ("--hidden", "24", "--embed", "8", "--seq-len", "12", "--eval-every", "6",
+          "--seed", "5", "--dropout", "0", "--sampler", "consecutive", "--kn-order", "3",
+          "--unk-prob", "0")  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(rank: int, world: int, port: int) -> dict[str, str]:
+    return {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "NO_COLOR": "1"}  # fmt: skip
+
+
+def start(ck: Path, *args: str, world: int = 2, per_rank=None) -> list[subprocess.Popen]:
+    """`world` processes of `charlm train`; per_rank(rank) -> extra arguments for that rank."""
+    port, procs = _free_port(), []
+    for rank in range(world):
+        extra = per_rank(rank) if per_rank else ()
+        cmd = [sys.executable, "-m", "charlm", "train", "--checkpoint-dir", str(ck), *args, *extra]
+        procs.append(subprocess.Popen(cmd, env=_env(rank, world, port), text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))  # fmt: skip
+    return procs
+
+
+def finish(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
+    """(exit code, stdout, stderr) of each; kills them all if any outlives TIMEOUT."""
+    out = []
+    try:
+        for p in procs:
+            o, e = p.communicate(timeout=TIMEOUT)
+            out.append((p.returncode, o, e))
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        pytest.fail("the processes hung")
+    return out
+
+
+def run(ck: Path, *args: str, world: int = 2, per_rank=None) -> list[tuple[int, str, str]]:
+    if world == 1:  # one process, no process group: plain charlm
+        cmd = [sys.executable, "-m", "charlm", "train", "--checkpoint-dir", str(ck), *args]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
+        return [(p.returncode, p.stdout, p.stderr)]
+    return finish(start(ck, *args, world=world, per_rank=per_rank))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    g = torch.Generator().manual_seed(0)
+    chars = "春夏秋冬风花雪月山水云天"
+    lines = ["".join(chars[i] for i in torch.randint(12, (int(n),), generator=g))
+             for n in torch.randint(4, 10, (1500,), generator=g)]  # fmt: skip
+    path = tmp_path_factory.mktemp("corpus") / "poems.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def weights(run_dir: Path, name: str = "last.pt") -> dict[str, torch.Tensor]:
+    return checkpoint.load(run_dir / name)["model_state"]
+
+
+def assert_close(a: dict, b: dict, atol: float = 1e-5) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=atol), k
+
+
+@pytest.fixture(scope="module")
+def two_and_one(corpus, tmp_path_factory):
+    """The same 18 steps as 2 processes x 6 rows (rank 1 given its own --checkpoint-dir, as a
+    node without a shared disk would be) and as 1 process x 12 rows."""
+    ck, other = tmp_path_factory.mktemp("ck"), tmp_path_factory.mktemp("rank1")
+    args = ("--corpus", str(corpus), *COMMON, "--max-steps", "18", "--json")
+    two = run(ck, *args, "--run", "two", "--batch-size", "6",
+              per_rank=lambda r: ("--checkpoint-dir", str(other)) if r else ())  # fmt: skip
+    one = run(ck, *args, "--run", "one", "--batch-size", "12", world=1)
+    return ck, other, two, one
+
+
+def test_two_processes_follow_one_process_with_the_same_global_batch(two_and_one):
+    ck, _, two, one = two_and_one
+    assert [rc for rc, _, _ in two + one] == [0, 0, 0], two
+    assert_close(weights(ck / "two"), weights(ck / "one"))
+    p2, p1 = (checkpoint.load(ck / r / "last.pt") for r in ("two", "one"))
+    assert p2["progress"]["step"] == p1["progress"]["step"] == 18
+    assert p2["progress"]["best_val_ppl"] == pytest.approx(p1["progress"]["best_val_ppl"], 1e-5)
+    assert p2["kn"]["weight"] == pytest.approx(p1["kn"]["weight"], abs=1e-4)
+    # the carried state of all 12 streams is saved, rank 1's rows after rank 0's
+    assert [tuple(c.shape) for c in p2["carry"]] == [(1, 12, 24), (1, 12, 24)]
+    assert torch.allclose(p2["carry"][0], p1["carry"][0], atol=1e-5)
+    tc = p2["train_config"]
+    assert (tc["processes"], tc["batch_size"]) == (2, 6)
+
+
+def test_only_rank_0_writes_and_prints(two_and_one):
+    ck, other, two, _ = two_and_one
+    (_, out0, err0), (_, out1, err1) = two
+    assert '"stopped": "max-steps"' in out0 and "2 processes (gloo)" in err0
+    assert out1 == "" and err1 == ""
+    assert list(other.iterdir()) == []  # nothing in rank 1's own folder
+    lines = (ck / "two" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # steps 6, 12, 18: one writer
+
+
+@pytest.mark.slow
+def test_resume_under_two_processes_continues_exactly(corpus, two_and_one, tmp_path):
+    ck = two_and_one[0]
+    args = ("--corpus", str(corpus), *COMMON, "--batch-size", "6")
+    assert [r[0] for r in run(tmp_path, *args, "--run", "r", "--max-steps", "12")] == [0, 0]
+    resumed = run(tmp_path, *args, "--run", "r", "--resume", "--max-steps", "18")
+    assert [r[0] for r in resumed] == [0, 0], resumed
+    assert_close(weights(tmp_path / "r"), weights(ck / "two"), atol=0)  # bitwise
+
+
+@pytest.mark.slow
+def test_resume_on_another_number_of_processes_keeps_the_global_batch(
+    corpus, two_and_one, tmp_path
+):
+    ck = two_and_one[0]
+    args = ("--corpus", str(corpus), *COMMON, "--run", "r")
+    assert run(tmp_path, *args, "--batch-size", "6", "--max-steps", "12")[0][0] == 0
+    [(rc, _, err)] = run(tmp_path, *args, "--resume", "--max-steps", "18", world=1)
+    assert rc == 0, err
+    assert "resume: batch_size 6 -> 12" in err and "resume: processes 2 -> 1" in err
+    assert_close(weights(tmp_path / "r"), weights(ck / "two"))
+    # 5 processes cannot share the global batch of 12: refused, saying what would work
+    refused = run(tmp_path, *args, "--resume", "--max-steps", "24", world=5)
+    assert {rc for rc, _, _ in refused} == {4}
+    assert "divides 12" in refused[0][2]
+
+
+def test_an_error_on_rank_1_stops_both_with_its_exit_code(corpus, tmp_path):
+    # rank 1 cannot read its corpus: the data error's code (3) on both, without a hang
+    t0 = time.monotonic()
+    missing = ("--corpus", str(tmp_path / "missing.txt"))
+    res = run(tmp_path, "--corpus", str(corpus), *COMMON, "--max-steps", "6",
+              per_rank=lambda r: missing if r else ())  # fmt: skip
+    assert [rc for rc, _, _ in res] == [EXIT_DATA, EXIT_DATA], res
+    assert "missing.txt" in res[1][2] and "process 1" in res[0][2]
+    assert time.monotonic() - t0 < TIMEOUT
+    assert not any(tmp_path.glob("*/*.pt"))  # no run folder left behind
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_process_stops_both_and_saves(corpus, tmp_path):
+    procs = start(tmp_path, "--corpus", str(corpus), *COMMON, "--batch-size", "6",
+                  "--run", "s", "--max-steps", "100000", "--eval-every", "50")  # fmt: skip
+    last = tmp_path / "s" / "last.pt"
+    deadline = time.monotonic() + TIMEOUT
+    while not last.exists() and time.monotonic() < deadline:  # training has begun
+        time.sleep(0.1)
+    procs[1].send_signal(signal.SIGTERM)
+    (rc0, _, err0), (rc1, _, err1) = finish(procs)
+    assert (rc0, rc1) == (EXIT_SIGTERM, EXIT_SIGTERM), err0 + err1
+    assert "resume with" in err0 and err1 == ""
+    step = checkpoint.load(last)["progress"]["step"]
+    assert step > 50 and step % 50 != 0  # saved where it stopped, not at an evaluation
+
+
+@pytest.mark.slow
+def test_a_process_that_dies_stops_the_others(corpus, tmp_path):
+    procs = start(tmp_path, "--corpus", str(corpus), *COMMON, "--batch-size", "6",
+                  "--run", "k", "--max-steps", "100000", "--eval-every", "50")  # fmt: skip
+    last = tmp_path / "k" / "last.pt"
+    deadline = time.monotonic() + TIMEOUT
+    while not last.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    procs[1].kill()  # no chance to say anything
+    (rc0, _, err0), _ = finish(procs)
+    assert rc0 == EXIT_PEER and "another process" in err0, err0
+    assert checkpoint.load(last)["progress"]["step"] % 50 == 0  # the last evaluation's, whole
