@@ -285,6 +285,13 @@ def train(
     preview: Annotated[
         list[str] | None, typer.Option(help="Prefix to sample at each evaluation (repeatable).")
     ] = None,
+    tensorboard: Annotated[
+        bool,
+        typer.Option(
+            "--tensorboard",
+            help="Also write TensorBoard events to <run>/tensorboard (needs the package).",
+        ),
+    ] = False,
     seed: Annotated[
         int | None, typer.Option(help="Seed; chosen, printed and stored if absent.")
     ] = None,
@@ -317,6 +324,7 @@ def train(
         val_fraction=val_fraction, seed=seed,
         encoding=encoding, newline=newline, max_chars=max_chars,
         max_corpus_bytes=max_corpus_bytes, preview=tuple(preview) if preview else None,
+        tensorboard=tensorboard,
     )  # fmt: skip
     summary = run_train(opts, device, checkpoint_dir, _console(quiet), quiet, started_at=started)
     if json_out and summary is not None:  # None: not rank 0 of a torchrun run

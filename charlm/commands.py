@@ -30,6 +30,7 @@ from charlm.run_folder import RunFolder
 from charlm.runs import TrainOptions, apply_preset
 from charlm.runtime import choose_device
 from charlm.sampling import DEFAULT_PREFIX, PREVIEW_PREFIXES, check_prefix, generate
+from charlm.tensorboard import check_available as check_tensorboard
 from charlm.train import Trainer
 from charlm.train_setup import TrainSetup, follow, plan_of, prepare
 from charlm.vocab import Vocab
@@ -80,6 +81,8 @@ def _train(
         if device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)  # one GPU per process
     opts = replace(apply_preset(opts), processes=dist.world)
+    if opts.tensorboard:
+        check_tensorboard()  # before anything is read or made
     # Generated text and corpus notes: never let Rich read "[Chorus]" as markup.
     echo = lambda line: console.print(line, markup=False, highlight=False)  # noqa: E731
     setup = _setup(dist, opts, device, ckdir, console, echo)
@@ -91,7 +94,10 @@ def _train(
         folder.path.mkdir(parents=True, exist_ok=True)
     try:
         # one trainer per run folder: rank 0 holds the lock for all the processes
-        with folder.lock() if dist.main else contextlib.nullcontext():
+        with (
+            folder.lock() if dist.main else contextlib.nullcontext(),
+            _event_log(opts, setup, dist) as on_record,
+        ):
             with console.status("building the model and the count model..."):
                 trainer = Trainer(
                     mcfg, cfg, data, folder, device,
@@ -101,6 +107,7 @@ def _train(
                     resume=setup.resume,
                     started_at=started_at,
                     dist=dist,
+                    on_record=on_record,
                 )  # fmt: skip
             if dist.main:
                 _header(console, setup, trainer, device, dist)
@@ -119,6 +126,22 @@ def _train(
         console.print(f"resume with: {launch} train --run {folder.path.name} --resume")
         raise Interrupted(summary["signal"])
     return summary
+
+
+@contextlib.contextmanager
+def _event_log(opts: TrainOptions, setup: TrainSetup, dist: Dist):
+    """With --tensorboard (on rank 0): a writer's `write`, closed on the way out; else None."""
+    if not (opts.tensorboard and dist.main):
+        yield None
+        return
+    from charlm.tensorboard import EventLog
+
+    step = setup.resume["progress"]["step"] if setup.resume else 0
+    log = EventLog(setup.run_dir, resume_step=step)
+    try:
+        yield log.write
+    finally:
+        log.close()
 
 
 def _setup(dist: Dist, opts: TrainOptions, device: torch.device, ckdir: Path, console, echo):

@@ -87,6 +87,7 @@ class TrainOptions:
     max_corpus_bytes: int | None = None
     # previews printed at each evaluation
     preview: tuple[str, ...] | None = None
+    tensorboard: bool = False  # also write TensorBoard events (tensorboard.py)
 
     def fill(self, values: dict[str, Any]) -> TrainOptions:
         """These values for the options left out; options given always win."""

@@ -150,12 +150,14 @@ class Trainer:
         resume: dict[str, Any] | None = None,
         started_at: float | None = None,
         dist: Dist = SINGLE,
+        on_record: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         cfg = train_config
         self.model_config, self.train_config = model_config, train_config
         self.data, self.folder, self.dist = data, folder, dist
         self.device, self.previews, self.echo = device, previews, echo
         self.show_progress, self.started_at = show_progress, started_at  # time.monotonic()
+        self.on_record = on_record  # called with each metrics record (e.g. TensorBoard)
         self.batches_per_epoch = batches_per_epoch(
             len(data.train_ids), cfg.global_batch, cfg.seq_len
         )
@@ -425,6 +427,8 @@ class Trainer:
         rec = eval_record(self.prog, window, scores, train_loss, improved, self._lr(),
                           self.batches_per_epoch)  # fmt: skip
         self.folder.append_metrics(rec)
+        if self.on_record:
+            self.on_record(rec)
         self._report(rec, bar)
         return rec
 
