@@ -399,6 +399,7 @@ def generate(
       charlm generate --acrostic 春夏秋冬 --seed 2
       charlm generate --max-copy 8 --report-novelty
     """
+    _leave_fast()
     from charlm.commands import run_generate
     from charlm.config import SampleConfig
 
@@ -480,6 +481,7 @@ def evaluate(
       charlm evaluate --adapt --json
       charlm evaluate --checkpoint jay --split all --corpus other_lyrics.txt --json
     """
+    _leave_fast()
     from charlm.commands import run_evaluate
 
     if split not in ("val", "train", "all"):
@@ -538,6 +540,7 @@ def info(
       charlm info --cell lstm --layers 2 --hidden 512 --vocab-size 2614 --json
       charlm info --cell gru --layers 2 --bidirectional
     """
+    _leave_fast()
     from charlm import checkpoint as ckpt
     from charlm.info import describe, render
 
@@ -669,9 +672,31 @@ def _sigterm(signum: int, _frame: object) -> None:
     raise Interrupted(signum)
 
 
+_FAST_EXIT = False  # set by commands that write no files (see _leave_fast)
+
+
+def _leave_fast() -> None:
+    """This command writes no files: once its output is flushed, the process may end without
+    the interpreter's teardown. Tearing torch down takes 0.5-0.8 s on a 2-core machine, a
+    quarter of `charlm generate`'s wall time; nothing of charlm's is left to clean up."""
+    global _FAST_EXIT
+    _FAST_EXIT = True
+
+
 def main() -> None:
     """Console-script entry point."""
     import signal
 
     signal.signal(signal.SIGTERM, _sigterm)
-    app()
+    try:
+        app()
+    except SystemExit as e:
+        if not _FAST_EXIT:
+            raise
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a reader that went away, a closed stream
+                code = code or 0
+        os._exit(code)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import sys
 
 import pytest
 
@@ -322,3 +323,19 @@ def test_every_command_help_has_a_runnable_example(runner):
     for cmd in (["train"], ["generate"], ["evaluate"], ["info"], ["runs"], ["runs", "rm"]):
         r = invoke(runner, [*cmd, "--help"])
         assert r.exit_code == 0 and "charlm " + cmd[0] in r.stdout.split("Example")[-1], cmd
+
+
+def test_generate_ends_without_teardown_yet_loses_no_output(runner, trained):
+    """The real entry point leaves generate with os._exit after flushing: the output is
+    whole, the exit codes are the documented ones."""
+    import subprocess
+
+    args = ["generate", "--checkpoint-dir", str(trained), "--num-samples", "3", "--length",
+            "400", "--seed", "4", "--json"]  # fmt: skip
+    expected = invoke(runner, args).stdout
+    real = subprocess.run([sys.executable, "-m", "charlm", *args], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert real.returncode == 0 and real.stdout == expected and len(expected) > 1000
+    unknown = subprocess.run([sys.executable, "-m", "charlm", *args, "--prefix", "火星"],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert unknown.returncode == 3 and "火" in unknown.stderr and unknown.stdout == ""
