@@ -79,9 +79,12 @@ def test_the_tutorial_and_use_blocks_run(tmp_path):
     outputs = []
     for block in blocks:
         script = runnable(block)
-        r = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=tmp_path,
+        # -x: the trace on stderr shows which command failed
+        r = subprocess.run(["bash", "-e", "-x", "-o", "pipefail", "-c", script], cwd=tmp_path,
                            env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
-        assert r.returncode == 0, f"{script}\n--- stderr:\n{r.stderr[-3000:]}"
+        assert r.returncode == 0, (
+            f"{script}\n--- stdout:\n{r.stdout[-1500:]}\n--- stderr:\n{r.stderr[-3000:]}"
+        )
         outputs.append(r)
     ck = tmp_path / "checkpoints"
     for run in ("mine", "from-txt", "from-folder", "from-gbk", "jay"):
