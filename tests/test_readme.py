@@ -5,7 +5,8 @@ Two changes keep it to seconds: every `charlm train` gets a tiny model and a ste
 (TINY, placed before the README's own options, so those still win), and the corpora the
 blocks name are tiny files made here. Lines that install charlm (`pipx install`, `pip
 install`) or activate .venv are left out: PATH has this environment's charlm already, and
-`make demo` in a fresh clone exercises installation.
+`make demo` in a fresh clone exercises installation. `--install-completion` is run as
+`--show-completion`, which detects the shell the same way but edits no start-up file.
 """
 
 from __future__ import annotations
@@ -45,11 +46,15 @@ def runnable(block: str) -> str:
     for line in block.splitlines():
         if re.match(r"\s*(pipx install|python -m pip install|source \.venv)", line):
             continue
+        # installing edits the user's shell start-up files: show what it would install
+        line = line.replace("charlm --install-completion", "charlm --show-completion")
         if "charlm train" in line:
             steps = 24 if "--resume" in line else 12
             line = line.replace("charlm train", "charlm train " + TINY.format(steps=steps))
         lines.append(line.replace(JAY, "my_lyrics.zip"))
-    return "\n".join(lines) + "\n"
+    # bash runs a script's last command in its own process (exec): completion would then
+    # see pytest's parents, not bash. A last no-op keeps every command a child of bash.
+    return "\n".join([*lines, ":"]) + "\n"
 
 
 def make_corpora(root: Path) -> None:
