@@ -3,6 +3,7 @@ torchrun starts them: the same command, with RANK / WORLD_SIZE / MASTER_* in the
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -164,30 +165,32 @@ def test_an_error_on_rank_1_stops_both_with_its_exit_code(corpus, tmp_path):
     assert not any(tmp_path.glob("*/*.pt"))  # no run folder left behind
 
 
-@pytest.mark.slow
-def test_a_signal_to_one_process_stops_both_and_saves(corpus, tmp_path):
+def start_long(tmp_path: Path, corpus: Path, run: str) -> tuple[list[subprocess.Popen], Path]:
+    """A 2-process run with no step limit, returned once its first last.pt exists."""
     procs = start(tmp_path, "--corpus", str(corpus), *COMMON, "--batch-size", "6",
-                  "--run", "s", "--max-steps", "100000", "--eval-every", "50")  # fmt: skip
-    last = tmp_path / "s" / "last.pt"
+                  "--run", run, "--max-steps", "100000", "--eval-every", "50")  # fmt: skip
+    last = tmp_path / run / "last.pt"
     deadline = time.monotonic() + TIMEOUT
     while not last.exists() and time.monotonic() < deadline:  # training has begun
         time.sleep(0.1)
+    return procs, last
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_process_stops_both_and_saves(corpus, tmp_path):
+    procs, last = start_long(tmp_path, corpus, "s")
     procs[1].send_signal(signal.SIGTERM)
     (rc0, _, err0), (rc1, _, err1) = finish(procs)
     assert (rc0, rc1) == (EXIT_SIGTERM, EXIT_SIGTERM), err0 + err1
     assert "resume with" in err0 and err1 == ""
-    step = checkpoint.load(last)["progress"]["step"]
-    assert step > 50 and step % 50 != 0  # saved where it stopped, not at an evaluation
+    metrics = (last.parent / "metrics.jsonl").read_text().splitlines()
+    evaluated = [json.loads(x)["step"] for x in metrics]
+    assert checkpoint.load(last)["progress"]["step"] > evaluated[-1]  # where it stopped
 
 
 @pytest.mark.slow
 def test_a_process_that_dies_stops_the_others(corpus, tmp_path):
-    procs = start(tmp_path, "--corpus", str(corpus), *COMMON, "--batch-size", "6",
-                  "--run", "k", "--max-steps", "100000", "--eval-every", "50")  # fmt: skip
-    last = tmp_path / "k" / "last.pt"
-    deadline = time.monotonic() + TIMEOUT
-    while not last.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    procs, last = start_long(tmp_path, corpus, "k")
     procs[1].kill()  # no chance to say anything
     (rc0, _, err0), _ = finish(procs)
     assert rc0 == EXIT_PEER and "another process" in err0, err0
