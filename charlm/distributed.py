@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,48 @@ class Dist:
         """This rank's share of `rows` independent evaluation streams (may be empty)."""
         per = -(-rows // self.world)
         return slice(min(rows, self.rank * per), min(rows, (self.rank + 1) * per))
+
+    def agree(self, loss: float, signum: int | None) -> tuple[float, int | None]:
+        """One collective after each step: the mean of every process's loss, and the signal
+        any of them has (SIGTERM, the launcher stopping us, wins over SIGINT)."""
+        if not self.active:
+            return loss, signum
+        total, sigint, sigterm = self.sum(
+            [loss, float(signum == signal.SIGINT), float(signum == signal.SIGTERM)]
+        )
+        agreed = signal.SIGTERM if sigterm else (signal.SIGINT if sigint else None)
+        return total / self.world, agreed
+
+    def any(self, flag: bool) -> bool:
+        """True on every process when it is true on one."""
+        return self.sum([float(flag)])[0] > 0
+
+    def my_rows(self, carry: list[torch.Tensor], batch_size: int) -> list[torch.Tensor]:
+        """This process's rows of a carried state saved whole: (L, world*B, H) -> (L, B, H);
+        [] when none was saved or its rows are not world * batch_size."""
+        if not carry or carry[0].shape[1] != batch_size * self.world:
+            return []
+        return [t[:, self.rows(batch_size)] for t in carry]
+
+    def all_rows(self, carry: list[torch.Tensor], batch_size: int) -> list[torch.Tensor]:
+        """Every process's carried rows, in rank order, on the CPU: (L, B, H) tensors ->
+        (L, world*B, H). A collective: every process calls it."""
+        rows = batch_size * self.world
+        out = [t.detach().transpose(0, 1).cpu() for t in carry]  # (B, L, H): rows first
+        return [self.gather_rows(t, rows).transpose(0, 1) for t in out]
+
+    def dropout_rng(self, rng: dict[str, Any], seed: int, step: int) -> torch.Tensor:
+        """This process's torch generator state (dropout): its own saved one when the number
+        of processes is unchanged; rank 0's single stream for one process; otherwise a fresh
+        one from the seed, rank and step."""
+        ranks = rng.get("torch_ranks")
+        if ranks and len(ranks) == self.world:
+            return ranks[self.rank]
+        if self.main:
+            return rng["torch"]
+        g = torch.Generator()
+        g.manual_seed((seed * 1_000_003 + self.rank * 7919 + step) % 2**63)
+        return g.get_state()
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """The module that trains: DistributedDataParallel over `model` when distributed

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -205,10 +204,14 @@ class Trainer:
 
     def _my_rows(self, carry: list[torch.Tensor]) -> State | None:
         """This process's rows of a saved carry ((L, global_batch, H) tensors), on the device."""
-        rows = self.dist.rows(self.train_config.batch_size)
-        if not carry or carry[0].shape[1] != self.train_config.global_batch:
-            return None  # none saved (or a shape that cannot be this run's): start from zeros
-        return tuple(t[:, rows].to(self.device) for t in carry)
+        mine = self.dist.my_rows(carry, self.train_config.batch_size)
+        return tuple(t.to(self.device) for t in mine) or None
+
+    def _all_rows(self) -> list[torch.Tensor]:
+        """Every process's carried rows (a collective); [] when nothing is carried."""
+        if self.carry is None:
+            return []
+        return self.dist.all_rows(list(self.carry), self.train_config.batch_size)
 
     def _shared_state(self) -> dict[str, Any]:
         """What rank 0 sends the other processes at the start (a resumed run's state)."""
@@ -228,26 +231,6 @@ class Trainer:
         self.prog, self.rng = Progress(**shared["progress"]), shared["rng"]
         self.carry = self._my_rows(shared["carry"])
 
-    def _full_carry(self) -> list[torch.Tensor]:
-        """Every process's carried rows, in rank order: (L, global_batch, H) tensors on the
-        CPU (a collective: every process calls it)."""
-        if self.carry is None:
-            return []
-        gather = self.dist.gather_rows
-        rows = self.train_config.global_batch
-        return [gather(t.detach().transpose(0, 1).cpu(), rows).transpose(0, 1) for t in self.carry]
-
-    def _torch_rng_state(self) -> torch.Tensor:
-        """This process's dropout stream: its own saved one when the number of processes is
-        unchanged, a fresh one derived from the seed, rank and step otherwise."""
-        ranks = self.rng.get("torch_ranks")
-        if self.dist.main and not (ranks and len(ranks) == self.dist.world):
-            return self.rng["torch"]
-        if ranks and len(ranks) == self.dist.world:
-            return ranks[self.dist.rank]
-        derived = (self.prog.seed * 1_000_003 + self.dist.rank * 7919 + self.prog.step) % 2**63
-        return make_generator(derived).get_state()
-
     def payload(self, with_training_state: bool) -> dict[str, Any]:
         """What a checkpoint holds; best.pt (for generate/evaluate) has no training state."""
         return checkpoint_payload(self, with_training_state)
@@ -257,7 +240,8 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train until epochs, --max-steps, --max-time, early stopping or a signal."""
         cfg, prog, window = self.train_config, self.prog, Window()
-        torch.set_rng_state(self._torch_rng_state())  # dropout continues this run's stream
+        # dropout continues this run's stream (each process its own)
+        torch.set_rng_state(self.dist.dropout_rng(self.rng, prog.seed, prog.step))
         started, elapsed0, reason, last = time.perf_counter(), prog.elapsed_s, None, None
         self.signum: int | None = None  # the signal, once any process has one
         # --max-time counts from the command's start (preparation included) when known
@@ -278,7 +262,8 @@ class Trainer:
                     lr=self._lr(), clip=cfg.clip, bf16=cfg.precision == "bf16",
                 )  # fmt: skip
                 # 2. under torchrun: the loss over all processes' rows, a signal on any of them
-                r = self._agree_step(r, guard)
+                loss, self.signum = self.dist.agree(r.loss, guard.signum)
+                r = replace(r, loss=loss)
                 chars = x.numel() * self.dist.world
                 self._account(r, window, chars, time.perf_counter() - t0)
                 prog.elapsed_s = elapsed0 + time.perf_counter() - started
@@ -298,7 +283,7 @@ class Trainer:
                         reason = "early-stop"
                         break
                 # 5. the time budget (every process stops at the same step)
-                if cfg.max_time and self._agree_flag(time.monotonic() >= deadline):
+                if cfg.max_time and self.dist.any(time.monotonic() >= deadline):
                     reason = "max-time"
                     break
             hit_max_steps = cfg.max_steps and prog.step >= cfg.max_steps
@@ -355,28 +340,6 @@ class Trainer:
         if self.device.type == "cuda":
             t = t.pin_memory()
         return t.to(self.device, non_blocking=True)
-
-    def _agree_step(self, r: StepResult, guard: SignalGuard) -> StepResult:
-        """One collective after each step: the batch's mean loss over all processes, and
-        whether a signal came to any of them (which one: SIGTERM wins)."""
-        if not self.dist.active:
-            self.signum = guard.signum
-            return r
-        loss, *sig = self.dist.sum([r.loss, *_signal_flags(guard.signum)])
-        self.signum = _signal_of(sig)
-        return replace(r, loss=loss / self.dist.world)
-
-    def _agree_signal(self, guard: SignalGuard) -> bool:
-        """A signal on any process (a collective when distributed): asked between chunks of
-        an evaluation, so every process abandons it at the same chunk."""
-        if self.dist.active:
-            self.signum = _signal_of(self.dist.sum(_signal_flags(guard.signum)))
-        else:
-            self.signum = guard.signum
-        return self.signum is not None
-
-    def _agree_flag(self, flag: bool) -> bool:
-        return self.dist.sum([float(flag)])[0] > 0
 
     def _lr(self) -> float:
         return lr_at(self.train_config, self.prog.step, Plateau(**self.prog.plateau).lr_scale)
@@ -461,10 +424,16 @@ class Trainer:
         """The network's log-probs of ids[1:] (N-1,), scored by all processes together."""
         return target_logprobs(self.model, ids, self.device, stop=self._stop, dist=self.dist)
 
+    def _agreed_signal(self, guard: SignalGuard) -> int | None:
+        """A signal on any process (a collective when distributed): asked between chunks of
+        an evaluation, so every process abandons it at the same chunk."""
+        _, self.signum = self.dist.agree(0.0, guard.signum)
+        return self.signum
+
     @contextlib.contextmanager
     def _stop_on(self, guard: SignalGuard) -> Iterator[None]:
         """While training, a signal also cuts an evaluation short (within one chunk)."""
-        self._stop = lambda: self._agree_signal(guard)
+        self._stop = lambda: self._agreed_signal(guard) is not None
         try:
             yield
         finally:
@@ -483,17 +452,6 @@ class Trainer:
     def summary(self, reason: str, last: dict[str, Any] | None) -> dict[str, Any]:
         return run_summary(self.prog, reason, last, self.folder, self.batches_per_epoch,
                            has_val=len(self.data.val_ids) >= 2)  # fmt: skip
-
-
-def _signal_flags(signum: int | None) -> list[float]:
-    return [float(signum == signal.SIGINT), float(signum == signal.SIGTERM)]
-
-
-def _signal_of(flags: list[float]) -> int | None:
-    """The agreed signal from summed flags: SIGTERM (the launcher stopping us) wins."""
-    if flags[1] > 0:
-        return signal.SIGTERM
-    return signal.SIGINT if flags[0] > 0 else None
 
 
 def _fresh_generators(seed: int) -> tuple[torch.Generator, torch.Generator, dict[str, Any]]:
@@ -526,7 +484,7 @@ def checkpoint_payload(t: Trainer, with_training_state: bool) -> dict[str, Any]:
     }
     if with_training_state:
         # collectives first: every process's dropout stream and carried rows
-        torch_ranks, carry = t.dist.gather(torch.get_rng_state()), t._full_carry()
+        torch_ranks, carry = t.dist.gather(torch.get_rng_state()), t._all_rows()
         t.prog.rng = {**t.rng, "torch": torch.get_rng_state()}
         if t.dist.active:
             t.prog.rng["torch_ranks"] = torch_ranks
