@@ -307,6 +307,8 @@ def train(
       charlm train --max-time 180
       charlm train --corpus jaychou_lyrics.txt.zip --run jay --cell gru --max-time 300
       charlm train --run jay --resume --epochs 80
+      charlm train --run jay --tensorboard
+      torchrun --nproc-per-node 2 -m charlm -- train --run big --corpus big.txt
     """
     started = time.monotonic()  # --max-time is the wall time of the whole command
     from charlm.commands import run_train
