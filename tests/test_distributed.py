@@ -195,3 +195,24 @@ def test_a_process_that_dies_stops_the_others(corpus, tmp_path):
     (rc0, _, err0), _ = finish(procs)
     assert rc0 == EXIT_PEER and "another process" in err0, err0
     assert checkpoint.load(last)["progress"]["step"] % 50 == 0  # the last evaluation's, whole
+
+
+def test_each_process_takes_its_own_rows_and_dropout_stream():
+    from charlm.distributed import Dist
+
+    one, second = Dist(), Dist(rank=1, world=2)
+    assert second.rows(4) == slice(4, 8) and one.rows(4) == slice(0, 4)
+    # evaluation streams: ceil-sized shares, the last may be short or empty
+    assert [Dist(rank=r, world=3).stream_rows(7) for r in range(3)] == [
+        slice(0, 3), slice(3, 6), slice(6, 7)]  # fmt: skip
+    assert Dist(rank=1, world=2).stream_rows(1) == slice(1, 1)
+    carry = [torch.arange(2 * 8 * 3.0).view(2, 8, 3)]  # (L, 2 processes x 4 rows, H)
+    assert torch.equal(second.my_rows(carry, 4)[0], carry[0][:, 4:8])
+    assert second.my_rows(carry, 3) == []  # not this run's rows: start from zeros
+    rng = {"torch": torch.zeros(3, dtype=torch.uint8), "torch_ranks": [torch.ones(1)] * 3}
+    assert torch.equal(one.dropout_rng(rng, seed=5, step=9), rng["torch"])  # 3 -> 1 process
+    fresh = second.dropout_rng(rng, seed=5, step=9)  # 3 -> 2: a stream of its own
+    assert torch.equal(fresh, second.dropout_rng(rng, seed=5, step=9))
+    assert not torch.equal(fresh, Dist(rank=1, world=2).dropout_rng(rng, seed=5, step=10))
+    same = {**rng, "torch_ranks": [torch.zeros(1), torch.full((1,), 7)]}
+    assert torch.equal(second.dropout_rng(same, seed=5, step=9), same["torch_ranks"][1])
