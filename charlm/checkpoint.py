@@ -79,18 +79,27 @@ def build_payload(
     vocab: Vocab,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
-    """Everything a checkpoint holds; `extra` adds training state, corpus info and metrics."""
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    """Everything a checkpoint holds; `extra` adds training state, corpus info and metrics.
+    An Ensemble's first network is `model_state`, the others `members` (averaged with it)."""
+    from charlm.ensemble import networks
+
+    first, *others = [_cpu_state(net) for net in networks(model)]
     payload = {
         "format_version": FORMAT_VERSION,
         "charlm_version": __version__,
         "model_config": {**model_cfg.__dict__},
         "vocab": list(vocab.tokens),
-        "model_state": state,
+        "model_state": first,
     }
+    if others:
+        payload["members"] = others
     payload.update(extra)
     payload["digest"] = payload_digest(payload)
     return payload
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def save(payload: dict[str, Any], path: Path) -> None:
@@ -182,7 +191,9 @@ def validate(payload: Any, where: str) -> dict[str, Any]:
 
 
 def restore_model(payload: dict[str, Any], where: str, device: torch.device | str = "cpu"):
-    """Build the CharRNN (on `device`), Vocab and ModelConfig a verified payload describes."""
+    """Build the model (on `device`), Vocab and ModelConfig a verified payload describes: a
+    CharRNN, or an Ensemble when the payload has `members`."""
+    from charlm.ensemble import join
     from charlm.model import CharRNN
 
     cfg = ModelConfig.from_dict(payload["model_config"])
@@ -192,24 +203,36 @@ def restore_model(payload: dict[str, Any], where: str, device: torch.device | st
             f"{where}: vocab has {len(vocab)} entries but model_config.vocab_size is "
             f"{cfg.vocab_size}"
         )
-    model = CharRNN(cfg, device)
-    expected = model.state_dict()
-    state = payload["model_state"]
+    members = payload.get("members") or []
+    if not isinstance(members, list):
+        raise CheckpointError(f"{where}: members is not a list of network states")
+    nets = []
+    for name, state in [("model_state", payload["model_state"]),
+                        *((f"members[{i}]", m) for i, m in enumerate(members))]:  # fmt: skip
+        net = CharRNN(cfg, device)
+        _check_state(net, state, f"{where}: {name}")
+        net.load_state_dict(state)
+        nets.append(net)
+    return join(nets), vocab, cfg
+
+
+def _check_state(net: torch.nn.Module, state: Any, where: str) -> None:
+    expected = net.state_dict()
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{where} is not a dict of tensors")
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"{where}: model_state does not fit model_config "
+            f"{where} does not fit model_config "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     for name, t in expected.items():
         if tuple(state[name].shape) != tuple(t.shape):
             raise CheckpointError(
-                f"{where}: model_state.{name} has shape {tuple(state[name].shape)} but "
+                f"{where}.{name} has shape {tuple(state[name].shape)} but "
                 f"model_config needs {tuple(t.shape)}"
             )
-    model.load_state_dict(state)
-    return model, vocab, cfg
 
 
 def restore_mixture(payload: dict[str, Any], vocab_size: int, where: str):

@@ -285,6 +285,13 @@ def train(
     preview: Annotated[
         list[str] | None, typer.Option(help="Prefix to sample at each evaluation (repeatable).")
     ] = None,
+    members: Annotated[
+        int | None,
+        typer.Option(
+            help="With --max-time: up to this many networks, one after another as the budget "
+            "allows, averaged; 1 = one network." + _default(TRAIN_DEFAULTS.members)
+        ),
+    ] = None,
     tensorboard: Annotated[
         bool,
         typer.Option(
@@ -326,7 +333,7 @@ def train(
         val_fraction=val_fraction, seed=seed,
         encoding=encoding, newline=newline, max_chars=max_chars,
         max_corpus_bytes=max_corpus_bytes, preview=tuple(preview) if preview else None,
-        tensorboard=tensorboard,
+        tensorboard=tensorboard, members=members,
     )  # fmt: skip
     summary = run_train(opts, device, checkpoint_dir, _console(quiet), quiet, started_at=started)
     if json_out and summary is not None:  # None: not rank 0 of a torchrun run

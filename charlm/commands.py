@@ -199,6 +199,7 @@ def _summary_table(console, s: dict) -> None:
     rows = [
         ("stopped", s["stopped"]),
         ("steps / epochs", f"{s['steps']:,} / {s['epochs']:.2f}"),
+        ("networks", f"{s['networks']} (averaged)" if s["networks"] > 1 else "1"),
         (
             "best train ppl (no held-out)" if s.get("best_is_train_ppl") else "best held-out ppl",
             best,

@@ -86,6 +86,8 @@ class TrainConfig:
     seed: int = 0
     # processes training together (torchrun): each takes batch_size of the global batch
     processes: int = 1
+    # networks trained one after another within --max-time, averaged (members.py); 1 = one
+    members: int = 4
 
     @property
     def global_batch(self) -> int:
@@ -120,6 +122,7 @@ class TrainConfig:
         _check(0 <= self.kn_order <= 16, "--kn-order must be in [0, 16] (0 = no count model)")
         _check(0 < self.mix_fraction < 0.5, "--mix-fraction must be in (0, 0.5)")
         _check(self.processes >= 1, "processes must be >= 1")
+        _check(1 <= self.members <= 16, "--members must be in [1, 16]")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

@@ -66,6 +66,7 @@ def eval_record(prog: Any, w: Window, scores: Scores | None, train_loss: float, 
         "grad_norm": w.grad_norm,
         "chars_per_s": w.chars / w.seconds if w.seconds > 0 else 0.0,
         "best": best,
+        "member": prog.member,  # which network was training (members.py)
     }
 
 
@@ -129,4 +130,5 @@ def run_summary(prog: Any, reason: str, last: dict[str, Any] | None, folder: Run
         "best": str(folder.best),
         "last": str(folder.last),
         "seed": prog.seed,
+        "networks": prog.best_networks,  # averaged in best.pt (members.py)
     }

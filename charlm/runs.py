@@ -80,6 +80,7 @@ class TrainOptions:
     val_fraction: float | None = None
     seed: int | None = None
     processes: int | None = None  # not an option: how many processes torchrun started
+    members: int | None = None
     # the corpus (CorpusOptions)
     encoding: str | None = None
     newline: str | None = None

@@ -11,12 +11,11 @@ import torch
 
 from charlm.adapt import Adaptation, LineGuard, StreamCache, adapt_logprobs
 from charlm.config import SampleConfig
+from charlm.ensemble import make_stepper
 from charlm.errors import DataError
 from charlm.mixture import Mixture
-from charlm.model import CharRNN
 from charlm.novelty import TrainingIndex
 from charlm.runtime import make_generator
-from charlm.stepper import Stepper
 from charlm.vocab import UNK_ID, Vocab
 
 DEFAULT_PREFIX = "分开"  # the textbook's prefix: generate's default
@@ -81,7 +80,7 @@ def check_prefix(vocab: Vocab, prefix: str, skip_unknown: bool) -> str:
 
 @torch.inference_mode()
 def generate(
-    model: CharRNN,
+    model: torch.nn.Module,
     vocab: Vocab,
     prefix: str,
     cfg: SampleConfig,
@@ -121,8 +120,8 @@ def generate(
     logits, state = model(x)  # the whole prefix in one pass
     last = logits[:, -1]  # (B, V)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
-    stepper = Stepper(model, dtype)
-    state = stepper.cast_states(Stepper.split(state))
+    stepper = make_stepper(model, dtype)
+    state = stepper.cast_states(stepper.split(state))
     for _ in range(cfg.length):
         if mixture:
             last = mixture.next_logprobs(last, history)  # (B, V) log-probs act as logits

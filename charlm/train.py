@@ -27,8 +27,10 @@ from charlm.adapt import Adaptation, blank_line_ids
 from charlm.batching import batches_per_epoch, make_batches
 from charlm.config import ModelConfig, TrainConfig
 from charlm.distributed import SINGLE, Dist
+from charlm.ensemble import networks
 from charlm.errors import DivergedError, ResourceError
 from charlm.evaluate import EvalStopped, perplexity, target_logprobs
+from charlm.members import TIME_MARGIN, Members, new_member_seed
 from charlm.mixture import MixtureFit, Scores, fit_slice, kn_logprobs, score_text
 from charlm.model import CharRNN, State, detach_state
 from charlm.noise import UnknownNoise
@@ -70,6 +72,10 @@ class Progress:
     skipped_steps: int = 0
     mix_weight: float = 1.0  # the network's share in the mixture with the count model
     adapt: dict[str, Any] | None = None  # the song cache's fitted weights (Adaptation payload)
+    member: int = 0  # which network is training: 0, then 1, ... (members.py)
+    member_start_step: int = 0  # the step it started at (its warm-up counts from there)
+    member_start_s: float = 0.0  # and the training time then
+    best_networks: int = 1  # networks averaged in best.pt
     rng: dict[str, Any] = field(default_factory=dict)
 
 
@@ -170,6 +176,7 @@ class Trainer:
             self.mix_fit = MixtureFit(data.train_ids, data.tune_ids, cfg.kn_order,
                                       len(data.vocab), blank_line_ids(data.vocab))  # fmt: skip
             self.val_kn_logp = kn_logprobs(self.mix_fit.kn, self.eval_ids)
+        self.members = Members(model_config, device)
         if resume is None:
             self.prog = Progress(seed=cfg.seed)
             torch.manual_seed(cfg.seed)  # weights, then dropout masks, come from this stream
@@ -191,7 +198,12 @@ class Trainer:
     # ---- state in and out -------------------------------------------------------------------
 
     def _restore(self, payload: dict[str, Any]) -> None:
-        self.model, _, _ = checkpoint.restore_model(payload, str(self.folder.last), self.device)
+        model, _, _ = checkpoint.restore_model(payload, str(self.folder.last), self.device)
+        *frozen, self.model = networks(model)  # the last network is the one in training
+        for net in frozen:
+            self.members.add(net.state_dict())
+        if payload.get("member_best"):
+            self.members.best = payload["member_best"]
         self.opt = restore_optimizer(self.model, self.train_config, payload["optimizer_state"])
         self.prog = Progress(**payload["progress"])
         self.rng = self.prog.rng
@@ -221,12 +233,17 @@ class Trainer:
             "progress": asdict(self.prog),
             "rng": self.rng,
             "carry": self.saved_carry,
+            "frozen": self.members.states(),
+            "member_best": self.members.best,
         }
 
     def _adopt(self, shared: dict[str, Any]) -> None:
         if self.dist.main:
             return
         self.model.load_state_dict(shared["model"])
+        for state in shared["frozen"]:
+            self.members.add(state)
+        self.members.best = shared["member_best"]
         self.opt.load_state_dict(shared["optimizer"])
         self.prog, self.rng = Progress(**shared["progress"]), shared["rng"]
         self.carry = self._my_rows(shared["carry"])
@@ -280,6 +297,8 @@ class Trainer:
                         reason = "interrupted"
                         break
                     if Plateau(**prog.plateau).should_stop(cfg):
+                        if self._next_member(deadline):  # the budget has room for another
+                            continue
                         reason = "early-stop"
                         break
                 # 5. the time budget (every process stops at the same step)
@@ -342,7 +361,8 @@ class Trainer:
         return t.to(self.device, non_blocking=True)
 
     def _lr(self) -> float:
-        return lr_at(self.train_config, self.prog.step, Plateau(**self.prog.plateau).lr_scale)
+        step = self.prog.step - self.prog.member_start_step  # each member warms up anew
+        return lr_at(self.train_config, step, Plateau(**self.prog.plateau).lr_scale)
 
     def _step_limit(self) -> int:
         total = self.train_config.epochs * self.batches_per_epoch
@@ -361,13 +381,15 @@ class Trainer:
         if self.dist.active:  # rank 0 decided; the others follow its plateau, best and weight
             rec, shared = self.dist.broadcast((rec, self._decisions()))
             vars(self.prog).update(shared)
+        if self.prog.best_step == self.prog.step:  # this network's weights as best.pt has them
+            self.members.remember_best(self.model)
         window.reset()
         if scheduled:
             self._save_last()
         return rec
 
     def _decisions(self) -> dict[str, Any]:
-        keys = ("best_val_ppl", "best_step", "plateau", "mix_weight", "adapt")
+        keys = ("best_val_ppl", "best_step", "best_networks", "plateau", "mix_weight", "adapt")
         return {k: getattr(self.prog, k) for k in keys}
 
     def _record(
@@ -384,6 +406,7 @@ class Trainer:
         improved = finite and score < prog.best_val_ppl
         if improved:
             prog.best_val_ppl, prog.best_step = score, prog.step
+            prog.best_networks = prog.member + 1
             self.folder.save_best(self.payload(with_training_state=False))
         if scheduled:
             prog.plateau = asdict(Plateau(**prog.plateau).after(score, finite, cfg))
@@ -407,22 +430,54 @@ class Trainer:
         if len(self.eval_ids) < 2:
             return None
         if self.tune_ids is not None:
-            tune_logp = self._network_logprobs(self.tune_ids)
+            tune_logp = self._network_logprobs(self.tune_ids, "tune")
             if self.mix_fit:
                 self.mixture = self.mix_fit.fit(tune_logp)
                 self.prog.mix_weight = self.mixture.weight
                 adaptation = self.mixture.adaptation
                 self.prog.adapt = adaptation.to_payload() if adaptation else None
-        net_logp = self._network_logprobs(self.eval_ids)
+        net_logp = self._network_logprobs(self.eval_ids, "held-out")
         if not self.dist.main:
             return None
         kn_logp = self.val_kn_logp if self.mix_fit else None
-        return score_text(self.model, self.eval_ids, self.device, self.mixture, kn_logp,
+        return score_text(self.shipped(), self.eval_ids, self.device, self.mixture, kn_logp,
                           net_logp=net_logp)  # fmt: skip
 
-    def _network_logprobs(self, ids: torch.Tensor) -> torch.Tensor:
-        """The network's log-probs of ids[1:] (N-1,), scored by all processes together."""
-        return target_logprobs(self.model, ids, self.device, stop=self._stop, dist=self.dist)
+    def _network_logprobs(self, ids: torch.Tensor, name: str) -> torch.Tensor:
+        """The shipped networks' log-probs of ids[1:] (N-1,) (the training one averaged with
+        the finished members), scored by all processes together."""
+
+        def score(net: torch.nn.Module, text: torch.Tensor) -> torch.Tensor:
+            return target_logprobs(net, text, self.device, stop=self._stop, dist=self.dist)
+
+        return self.members.average(name, ids, score(self.model, ids), score)
+
+    def _next_member(self, deadline: float) -> bool:
+        """Freeze this network's best weights and start a fresh one from another seed, when
+        --members allows, this one improved what ships, and the time left is at least
+        TIME_MARGIN x what it took (agreed by every process). False: the run stops."""
+        cfg, prog = self.train_config, self.prog
+        took = prog.elapsed_s - prog.member_start_s
+        room = deadline - time.monotonic() >= TIME_MARGIN * took
+        helped = prog.best_step > prog.member_start_step and self.members.best is not None
+        wanted = cfg.max_time > 0 and prog.member + 1 < cfg.members and helped
+        if not wanted or self.dist.any(not room):
+            return False
+        self.members.freeze_best()
+        prog.member, prog.member_start_step, prog.member_start_s = (
+            prog.member + 1,
+            prog.step,
+            prog.elapsed_s,
+        )
+        prog.plateau = asdict(Plateau())
+        with torch.random.fork_rng(devices=[]):  # the dropout stream goes on undisturbed
+            torch.manual_seed(new_member_seed(prog.seed, prog.member))
+            self.model = CharRNN(self.model_config, self.device)
+        self.opt = make_optimizer(self.model, cfg)
+        self.net, self.carry = self.dist.wrap(self.model), None
+        self.echo(f"member {prog.member + 1}: the last network stopped improving after "
+                  f"{took:.0f} s; a new one trains beside it ({cfg.members} at most)")  # fmt: skip
+        return True
 
     def _agreed_signal(self, guard: SignalGuard) -> int | None:
         """A signal on any process (a collective when distributed): asked between chunks of
@@ -440,8 +495,13 @@ class Trainer:
             self._stop = None
 
     def preview_lines(self) -> list[str]:
-        return preview_lines(self.model, self.data.vocab, self.previews, self.train_config.seed,
-                             self.device, self.mixture)  # fmt: skip
+        return preview_lines(self.shipped(), self.data.vocab, self.previews,
+                             self.train_config.seed, self.device, self.mixture)  # fmt: skip
+
+    def shipped(self) -> torch.nn.Module:
+        """What best.pt holds and previews sample: the finished members and the network in
+        training, averaged (or that network alone)."""
+        return self.members.shipped(self.model)
 
     def _report(self, rec: dict[str, Any], bar: tqdm) -> None:
         write = bar.write if self.show_progress else self.echo
@@ -495,4 +555,6 @@ def checkpoint_payload(t: Trainer, with_training_state: bool) -> dict[str, Any]:
         extra["carry"] = carry
     if not t.dist.main:
         return {}  # only rank 0 writes checkpoints
-    return checkpoint.build_payload(t.model, t.model_config, t.data.vocab, extra)
+    if with_training_state and t.members.best is not None:
+        extra["member_best"] = t.members.best  # to freeze if the run resumes and stops here
+    return checkpoint.build_payload(t.shipped(), t.model_config, t.data.vocab, extra)

@@ -115,6 +115,7 @@ GOLDEN_SUMMARY_KEYS = [
     "last",
     "last_train_ppl",
     "last_val_ppl",
+    "networks",
     "run_dir",
     "seed",
     "signal",

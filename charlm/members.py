@@ -1,0 +1,76 @@
+"""A run's finished networks, averaged with the one in training (see ensemble.py for why).
+
+When the plateau rule stops a network and the time budget has room for another as long, the
+trainer freezes the network's best weights here and starts a fresh one from another seed;
+every later evaluation scores the average of all of them, and best.pt ships that average.
+Only runs with --max-time grow members (`--members`, at most 4 by default); a member that
+never improved the shipped score ends the run, as early stopping did before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from charlm.config import ModelConfig
+from charlm.ensemble import join
+from charlm.model import CharRNN
+
+TIME_MARGIN = 1.2  # a new member needs this much more time left than the last one took
+
+
+def new_member_seed(seed: int, member: int) -> int:
+    """The seed member k (> 0) starts from: its own, derived from the run's."""
+    return (seed + 7919 * member) % 2**63
+
+
+class Members:
+    """Frozen networks, their log-probabilities on the texts each evaluation scores (they do
+    not change, so they are scored once), and the training network's best weights so far."""
+
+    def __init__(self, cfg: ModelConfig, device: torch.device | str) -> None:
+        self.cfg, self.device = cfg, device
+        self.frozen: list[CharRNN] = []
+        self.best: dict[str, torch.Tensor] | None = None  # the training network at its best
+        self._cache: dict[str, torch.Tensor] = {}  # text name -> (K, N-1) frozen log-probs
+
+    def add(self, state: dict[str, torch.Tensor]) -> None:
+        net = CharRNN(self.cfg, self.device)
+        net.load_state_dict(state)
+        net.eval().requires_grad_(False)
+        self.frozen.append(net)
+        self._cache.clear()
+
+    def remember_best(self, model: torch.nn.Module) -> None:
+        self.best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def freeze_best(self) -> None:
+        """The training network's best weights become a member."""
+        if self.best is not None:
+            self.add(self.best)
+        self.best = None
+
+    def shipped(self, model: torch.nn.Module) -> torch.nn.Module:
+        """What generates: the frozen members and `model`, averaged (or `model` alone)."""
+        return join([*self.frozen, model])
+
+    def average(
+        self,
+        name: str,
+        ids: torch.Tensor,
+        current: torch.Tensor,
+        score: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """The log of the mean probability of ids[1:] (N-1,) over the frozen members and the
+        training network (whose log-probs are `current`); `score(net, ids)` scores a frozen
+        one the first time text `name` is asked for."""
+        if not self.frozen:
+            return current
+        if name not in self._cache:
+            self._cache[name] = torch.stack([score(net, ids) for net in self.frozen])
+        every = torch.cat([self._cache[name], current[None]])  # (K, N-1)
+        return torch.logsumexp(every, dim=0) - torch.log(torch.tensor(float(len(every))))
+
+    def states(self) -> list[dict[str, torch.Tensor]]:
+        return [net.state_dict() for net in self.frozen]
