@@ -553,9 +553,12 @@ def info(
     from charlm import checkpoint as ckpt
     from charlm.info import describe, render
 
+    networks = 1
     if checkpoint:
         path = ckpt.resolve(checkpoint, checkpoint_dir, "best")
-        cfg = ModelConfig.from_dict(ckpt.load(path)["model_config"])
+        payload = ckpt.load(path)
+        cfg = ModelConfig.from_dict(payload["model_config"])
+        networks += len(payload.get("members") or [])
     else:
         d = MODEL_DEFAULTS
         embed = d.embed if embed is None else embed
@@ -566,7 +569,7 @@ def info(
         )  # fmt: skip
     if not (1 <= batch_size <= 1 << 16 and 1 <= seq_len <= 1 << 16):
         raise UsageError("--batch-size and --seq-len must be in [1, 65536]")
-    shapes = describe(cfg, batch_size, seq_len, bidirectional)
+    shapes = {**describe(cfg, batch_size, seq_len, bidirectional), "networks": networks}
     print(json.dumps(shapes, ensure_ascii=False) if json_out else render(shapes), flush=True)
 
 

@@ -93,6 +93,9 @@ def render(d: dict[str, Any]) -> str:
     ]
     for name, shape in d["tensors"].items():
         lines.append(f"  {name:<22} ({', '.join(map(str, shape))})")
+    if d.get("networks", 1) > 1:  # an averaged run (ensemble.py): each network as above
+        lines += ["", f"{d['networks']} networks of this shape, averaged: "
+                      f"{d['networks'] * d['total_params']:,} parameters in all"]  # fmt: skip
     if not d["generates"]:
         lines += ["", f"cannot generate: {d['reason']}"]
     return "\n".join(lines)

@@ -91,6 +91,8 @@ def test_a_run_with_time_left_trains_a_second_member_and_resumes_exactly(
     summary = json.loads(r.stdout)
     best, _, _ = checkpoint.restore_model(checkpoint.load(straight / "m" / "best.pt"), "b")
     assert len(networks(best)) == summary["networks"]  # what the summary says ships
+    info = invoke(runner, ["info", "--checkpoint-dir", straight, "--checkpoint", "m", "--json"])
+    assert json.loads(info.stdout)["networks"] == summary["networks"]
     gen = invoke(runner, ["generate", "--checkpoint-dir", straight, "--length", "20",
                           "--seed", "1"])  # fmt: skip
     assert gen.exit_code == 0 and len(gen.stdout) > 10
