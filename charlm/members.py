@@ -10,10 +10,11 @@ never improved the shipped score ends the run, as early stopping did before.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from charlm.config import ModelConfig
+from charlm.config import ModelConfig, TrainConfig
 from charlm.ensemble import join
 from charlm.model import CharRNN
 
@@ -23,6 +24,14 @@ TIME_MARGIN = 1.2  # a new member needs this much more time left than the last o
 def new_member_seed(seed: int, member: int) -> int:
     """The seed member k (> 0) starts from: its own, derived from the run's."""
     return (seed + 7919 * member) % 2**63
+
+
+def may_grow(cfg: TrainConfig, prog: Any, has_best: bool) -> bool:
+    """Whether a stopped network may be followed by another (the time left is checked by the
+    trainer): only with a time budget, within --members, and only after a network that
+    improved what ships (one that did not says more of the same will not help)."""
+    helped = prog.best_step > prog.member_start_step and has_best
+    return cfg.max_time > 0 and prog.member + 1 < cfg.members and helped
 
 
 class Members:

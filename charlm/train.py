@@ -30,7 +30,7 @@ from charlm.distributed import SINGLE, Dist
 from charlm.ensemble import networks
 from charlm.errors import DivergedError, ResourceError
 from charlm.evaluate import EvalStopped, perplexity, target_logprobs
-from charlm.members import TIME_MARGIN, Members, new_member_seed
+from charlm.members import TIME_MARGIN, Members, may_grow, new_member_seed
 from charlm.mixture import MixtureFit, Scores, fit_slice, kn_logprobs, score_text
 from charlm.model import CharRNN, State, detach_state
 from charlm.noise import UnknownNoise
@@ -453,22 +453,17 @@ class Trainer:
         return self.members.average(name, ids, score(self.model, ids), score)
 
     def _next_member(self, deadline: float) -> bool:
-        """Freeze this network's best weights and start a fresh one from another seed, when
-        --members allows, this one improved what ships, and the time left is at least
-        TIME_MARGIN x what it took (agreed by every process). False: the run stops."""
+        """Freeze this network's best weights and start a fresh one from another seed when
+        members.may_grow says so (agreed by every process). False: the run stops."""
         cfg, prog = self.train_config, self.prog
         took = prog.elapsed_s - prog.member_start_s
-        room = deadline - time.monotonic() >= TIME_MARGIN * took
-        helped = prog.best_step > prog.member_start_step and self.members.best is not None
-        wanted = cfg.max_time > 0 and prog.member + 1 < cfg.members and helped
-        if not wanted or self.dist.any(not room):
+        wanted = may_grow(cfg, prog, self.members.best is not None)
+        if not wanted or self.dist.any(deadline - time.monotonic() < TIME_MARGIN * took):
             return False
         self.members.freeze_best()
         prog.member, prog.member_start_step, prog.member_start_s = (
-            prog.member + 1,
-            prog.step,
-            prog.elapsed_s,
-        )
+            prog.member + 1, prog.step, prog.elapsed_s
+        )  # fmt: skip
         prog.plateau = asdict(Plateau())
         with torch.random.fork_rng(devices=[]):  # the dropout stream goes on undisturbed
             torch.manual_seed(new_member_seed(prog.seed, prog.member))
