@@ -23,6 +23,7 @@ from charlm import checkpoint
 from charlm.adapt import blank_line_ids
 from charlm.config import TrainConfig
 from charlm.corpus import CorpusOptions, read_corpus
+from charlm.ensemble import mean_probability
 from charlm.evaluate import target_logprobs
 from charlm.ids_cache import encode_text
 from charlm.mixture import MixtureFit, fit_weight, kn_logprobs, mix_logprobs
@@ -49,8 +50,8 @@ def main() -> None:
     tune = [target_logprobs(m, fit.tune_ids) for m in models]
     val = [target_logprobs(m, data.val_ids) for m in models]
 
-    def average(xs: list[torch.Tensor]) -> torch.Tensor:  # mean of probabilities, as logs
-        return torch.logsumexp(torch.stack(xs), 0) - math.log(len(xs))
+    def average(xs: list[torch.Tensor]) -> torch.Tensor:
+        return mean_probability(torch.stack(xs))
 
     print("| networks | network alone | with the count model | weight |")
     print("|---|---|---|---|")

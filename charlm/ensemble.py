@@ -24,10 +24,14 @@ from charlm.model import CharRNN, State
 from charlm.stepper import Stepper
 
 
+def mean_probability(logp: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities (K, ...) of K networks -> the log of their mean probability (...)."""
+    return torch.logsumexp(logp, dim=0) - math.log(len(logp))
+
+
 def average_logprobs(logits: list[torch.Tensor]) -> torch.Tensor:
     """Each member's logits (..., V) -> the log of their mean probability (..., V)."""
-    logp = torch.stack([torch.log_softmax(z.float(), dim=-1) for z in logits])
-    return torch.logsumexp(logp, dim=0) - math.log(len(logits))
+    return mean_probability(torch.stack([torch.log_softmax(z.float(), dim=-1) for z in logits]))
 
 
 def _chunks(state: State | None, k: int) -> list[State | None]:

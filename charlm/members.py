@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from charlm.config import ModelConfig, TrainConfig
-from charlm.ensemble import join
+from charlm.ensemble import join, mean_probability
 from charlm.model import CharRNN
 
 TIME_MARGIN = 1.2  # a new member needs this much more time left than the last one took
@@ -78,8 +78,7 @@ class Members:
             return current
         if name not in self._cache:
             self._cache[name] = torch.stack([score(net, ids) for net in self.frozen])
-        every = torch.cat([self._cache[name], current[None]])  # (K, N-1)
-        return torch.logsumexp(every, dim=0) - torch.log(torch.tensor(float(len(every))))
+        return mean_probability(torch.cat([self._cache[name], current[None]]))  # (K, N-1)
 
     def states(self) -> list[dict[str, torch.Tensor]]:
         return [net.state_dict() for net in self.frozen]

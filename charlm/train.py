@@ -184,11 +184,11 @@ class Trainer:
             self.opt = make_optimizer(self.model, cfg)
             self.batch_gen, self.noise_gen, self.rng = _fresh_generators(cfg.seed)
             self.carry: State | None = None
-            self.saved_carry: list[torch.Tensor] = []
         else:
             self._restore(resume)
         if dist.active:  # every process starts from rank 0's weights, optimizer and position
-            self._adopt(dist.broadcast(self._shared_state() if dist.main else None))
+            carry = resume["carry"] if resume else []  # all processes' rows, as saved
+            self._adopt(dist.broadcast(self._shared_state(carry) if dist.main else None))
         self.net = dist.wrap(self.model)  # what trains: DDP averages gradients across processes
         self.mixture = None
         if self.mix_fit:
@@ -210,8 +210,7 @@ class Trainer:
         if "cuda" in self.rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(self.rng["cuda"])
         self.batch_gen, self.noise_gen = torch.Generator(), torch.Generator()
-        self.saved_carry = payload["carry"]  # all processes' rows: rank 0 shares them
-        self.carry = self._my_rows(self.saved_carry)
+        self.carry = self._my_rows(payload["carry"])
         self.folder.truncate_metrics(self.prog.step)
 
     def _my_rows(self, carry: list[torch.Tensor]) -> State | None:
@@ -225,14 +224,15 @@ class Trainer:
             return []
         return self.dist.all_rows(list(self.carry), self.train_config.batch_size)
 
-    def _shared_state(self) -> dict[str, Any]:
-        """What rank 0 sends the other processes at the start (a resumed run's state)."""
+    def _shared_state(self, carry: list[torch.Tensor]) -> dict[str, Any]:
+        """What rank 0 sends the other processes at the start (a resumed run's state, with
+        the carried rows of all processes as last.pt saved them)."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "progress": asdict(self.prog),
             "rng": self.rng,
-            "carry": self.saved_carry,
+            "carry": carry,
             "frozen": self.members.states(),
             "member_best": self.members.best,
         }

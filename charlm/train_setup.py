@@ -117,6 +117,15 @@ def _read(source: str, options: CorpusOptions, echo: Echo) -> Corpus:
     return corpus
 
 
+def _read_recorded(record: dict[str, Any], opts: TrainOptions, echo: Echo) -> tuple[str, Corpus]:
+    """The corpus a checkpoint's record names, read as it was (--corpus and --encoding win)."""
+    corpus_opts = CorpusOptions(**record.get("options", {}))
+    if opts.encoding:
+        corpus_opts = replace(corpus_opts, encoding=opts.encoding)
+    source = opts.corpus or record.get("source")
+    return source, _read(source, corpus_opts, echo)
+
+
 def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Echo) -> TrainSetup:
     source = opts.corpus or str(default_corpus())
     corpus_opts = corpus_options(opts)
@@ -168,11 +177,7 @@ def _prepare_resume(opts: TrainOptions, ckdir: Path, echo: Echo) -> TrainSetup:
             f"{last}: format {payload['format_version']} training state (an older charlm) cannot "
             "be resumed exactly by this one; start a new --run (its best.pt still generates)"
         )
-    stored = payload.get("corpus", {})
-    corpus_opts = CorpusOptions(**stored.get("options", {}))
-    if opts.encoding:
-        corpus_opts = replace(corpus_opts, encoding=opts.encoding)
-    corpus = _read(opts.corpus or stored.get("source"), corpus_opts, echo)
+    _, corpus = _read_recorded(payload.get("corpus", {}), opts, echo)
     check_resume_compatible(payload, opts, corpus.fingerprint, str(last))
     base = TrainConfig.from_dict(payload["train_config"])
     batch_size = resume_batch_size(opts, base, str(last))
@@ -207,11 +212,7 @@ def follow(plan: dict[str, Any], opts: TrainOptions, ckdir: Path) -> TrainSetup:
     """A process other than rank 0: rank 0's plan, and its own read of the same corpus (its
     fingerprint must match: every node needs the same file at the same path)."""
     record = plan["corpus"]
-    corpus_opts = CorpusOptions(**record.get("options", {}))
-    if opts.encoding:
-        corpus_opts = replace(corpus_opts, encoding=opts.encoding)
-    source = opts.corpus or record["source"]
-    corpus = read_corpus(source, corpus_opts)
+    source, corpus = _read_recorded(record, opts, lambda _: None)  # rank 0 said the notes
     if corpus.fingerprint != record["fingerprint"]:
         raise DataError(
             f"{source}: this process read a different corpus from process 0's (fingerprint "
