@@ -32,9 +32,9 @@ def cache_ms_per_1000(pt: Path) -> tuple[float, int]:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from charlm import checkpoint
-    from charlm.corpus import CorpusOptions, read_corpus
-    from charlm.ids_cache import encode_text
+    from charlm.data.corpus import CorpusOptions, read_corpus
+    from charlm.data.ids_cache import encode_text
+    from charlm.store import checkpoint
 
     payload = checkpoint.load(pt)
     _, vocab, _ = checkpoint.restore_model(payload, str(pt), torch.device("cpu"))
@@ -112,7 +112,7 @@ def main() -> None:
                 f"{r['baseline_kn']['perplexity']:.1f} | {resets} | {ms:.2f} ms |"
             )
             sys.path.insert(0, str(ROOT))
-            from charlm.corpus import read_corpus, split_text
+            from charlm.data.corpus import read_corpus, split_text
 
             held_out = split_text(read_corpus(str(corpus)).text, 0.1)[1]
             repeats.append((name, repeat_share([held_out]), repeat_share(generated(pt, False)),

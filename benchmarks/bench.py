@@ -28,17 +28,17 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from charlm.batching import random_batches  # noqa: E402
 from charlm.config import ModelConfig, SampleConfig, TrainConfig  # noqa: E402
-from charlm.corpus import read_corpus, split_text  # noqa: E402
-from charlm.evaluate import evaluate  # noqa: E402
-from charlm.model import CharRNN  # noqa: E402
-from charlm.run_folder import RunFolder  # noqa: E402
-from charlm.runtime import bf16_supported  # noqa: E402
-from charlm.sampling import generate  # noqa: E402
-from charlm.train import Trainer, train_step  # noqa: E402
-from charlm.train_setup import RunData  # noqa: E402
-from charlm.vocab import Vocab  # noqa: E402
+from charlm.data.batching import random_batches  # noqa: E402
+from charlm.data.corpus import read_corpus, split_text  # noqa: E402
+from charlm.data.vocab import Vocab  # noqa: E402
+from charlm.generation.sampling import generate  # noqa: E402
+from charlm.models.charrnn import CharRNN  # noqa: E402
+from charlm.scoring.evaluate import evaluate  # noqa: E402
+from charlm.store.run_folder import RunFolder  # noqa: E402
+from charlm.system.runtime import bf16_supported  # noqa: E402
+from charlm.training.loop import Trainer, train_step  # noqa: E402
+from charlm.training.setup import RunData  # noqa: E402
 
 JAYCHOU = ROOT.parent / "shared" / "corpora" / "jaychou_lyrics.txt.zip"
 ROWS: list[dict] = []

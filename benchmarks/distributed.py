@@ -46,7 +46,7 @@ def train(ck: Path, run: str, n: int, args: list[str]) -> dict:
 
 def max_weight_diff(a: Path, b: Path) -> float:
     sys.path.insert(0, str(ROOT))
-    from charlm import checkpoint
+    from charlm.store import checkpoint
 
     wa, wb = (checkpoint.load(p)["model_state"] for p in (a, b))
     return max(float((wa[k] - wb[k]).abs().max()) for k in wa)

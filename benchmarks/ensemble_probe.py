@@ -19,15 +19,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from charlm import checkpoint
-from charlm.adapt import blank_line_ids
 from charlm.config import TrainConfig
-from charlm.corpus import CorpusOptions, read_corpus
-from charlm.ensemble import mean_probability
-from charlm.evaluate import target_logprobs
-from charlm.ids_cache import encode_text
-from charlm.mixture import MixtureFit, fit_weight, kn_logprobs, mix_logprobs
-from charlm.train_setup import run_data
+from charlm.data.corpus import CorpusOptions, read_corpus
+from charlm.data.ids_cache import encode_text
+from charlm.models.ensemble import mean_probability
+from charlm.scoring.adapt import blank_line_ids
+from charlm.scoring.evaluate import target_logprobs
+from charlm.scoring.mixture import MixtureFit, fit_weight, kn_logprobs, mix_logprobs
+from charlm.store import checkpoint
+from charlm.training.setup import run_data
 
 
 def main() -> None:

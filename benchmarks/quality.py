@@ -46,9 +46,9 @@ def best_by(recs: list[dict], t: float, key: str = "val_ppl") -> float | None:
 def kn_baseline() -> float:
     import torch
 
-    from charlm.corpus import read_corpus, split_text
-    from charlm.kneser_ney import KneserNey
-    from charlm.vocab import Vocab
+    from charlm.data.corpus import read_corpus, split_text
+    from charlm.data.vocab import Vocab
+    from charlm.scoring.kneser_ney import KneserNey
 
     train_text, val_text = split_text(read_corpus(str(JAYCHOU)).text, 0.1)
     v = Vocab.build(train_text)

@@ -33,8 +33,8 @@ PY = sys.executable
 KN_SCRIPT = """
 import resource, sys, time
 sys.path.insert(0, {root!r})
-from charlm.corpus import read_corpus, split_text
-from charlm.vocab import Vocab
+from charlm.data.corpus import read_corpus, split_text
+from charlm.data.vocab import Vocab
 train, val = split_text(read_corpus({corpus!r}).text, 0.1)
 vocab = Vocab.build(train)
 ids, held = vocab.encode(train), vocab.encode(val)
@@ -45,7 +45,7 @@ if {reference!r}:
     kn = KN(ids.tolist(), len(vocab), 8)
     lp = kn.log_probs(held.tolist())
 else:
-    from charlm.kneser_ney import KneserNey as KN
+    from charlm.scoring.kneser_ney import KneserNey as KN
     kn = KN(ids, len(vocab), 8)
     lp = kn.log_probs(held)
 import math
@@ -99,8 +99,8 @@ t0 = time.perf_counter()
 sys.path.insert(0, {root!r})
 import torch
 from pathlib import Path
-from charlm.runs import TrainOptions
-from charlm.train_setup import prepare
+from charlm.training.options import TrainOptions
+from charlm.training.setup import prepare
 t1 = time.perf_counter()
 opts = TrainOptions(corpus={corpus!r}, max_time=600, run={run!r}).fill({{}})
 s = prepare(opts, Path({ck!r}), torch.device("cpu"), lambda m: None)
@@ -117,7 +117,7 @@ def big_corpus(folder: Path, mb: int) -> Path:
     import random
 
     sys.path.insert(0, str(ROOT))
-    from charlm.corpus import read_corpus
+    from charlm.data.corpus import read_corpus
 
     lines = read_corpus(str(SHARED / "quantangshi.txt.zip")).text.split("\n")
     rng, out, n = random.Random(0), folder / f"tang_{mb}mb.txt", 0

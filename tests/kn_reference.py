@@ -1,5 +1,5 @@
 """The first Kneser-Ney implementation (dicts of tuples), kept as the reference that
-charlm.kneser_ney (arrays) must equal on small texts. Not used by charlm itself.
+charlm.scoring.kneser_ney (arrays) must equal on small texts. Not used by charlm itself.
 
 Interpolated Kneser-Ney character n-gram model: the count-based baseline.
 
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from charlm.vocab import UNK_ID
+from charlm.data.vocab import UNK_ID
 
 Context = tuple[int, ...]
 

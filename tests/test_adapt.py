@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from charlm.adapt import (
+from charlm.scoring.adapt import (
     Adaptation,
     LineGuard,
     StreamCache,
@@ -225,10 +225,10 @@ def test_adapt_without_a_fitted_cache_is_a_usage_error(tmp_path, runner, corpus_
 def test_the_fitted_weights_come_from_the_tune_slice_only(tmp_path):
     """Two runs that differ only in their held-out text fit the same song-cache weights."""
     from charlm.config import ModelConfig, TrainConfig
-    from charlm.ids_cache import encode_text
-    from charlm.run_folder import RunFolder
-    from charlm.train import Trainer
-    from charlm.train_setup import run_data
+    from charlm.data.ids_cache import encode_text
+    from charlm.store.run_folder import RunFolder
+    from charlm.training.loop import Trainer
+    from charlm.training.setup import run_data
 
     fitted = []
     for k, tail in enumerate(["天空下雨我还在等你\n" * 40, "窗外的麻雀在电线杆上多嘴\n" * 30]):

@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from charlm.batching import (
+from charlm.data.batching import (
     batches_per_epoch,
     check_enough,
     consecutive_batches,

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from charlm import checkpoint
 from charlm.config import ModelConfig
+from charlm.data.vocab import Vocab
 from charlm.errors import CheckpointError
-from charlm.model import CharRNN
-from charlm.vocab import Vocab
+from charlm.models.charrnn import CharRNN
+from charlm.store import checkpoint
 
 
 @pytest.fixture
@@ -127,10 +127,10 @@ def test_failed_save_keeps_previous_file(saved, monkeypatch):
 def run_last(tmp_path_factory):
     """A real last.pt with every part: vocabulary, count model, optimizer, progress, carry."""
     from charlm.config import TrainConfig
-    from charlm.ids_cache import encode_text
-    from charlm.run_folder import RunFolder
-    from charlm.train import Trainer
-    from charlm.train_setup import run_data
+    from charlm.data.ids_cache import encode_text
+    from charlm.store.run_folder import RunFolder
+    from charlm.training.loop import Trainer
+    from charlm.training.setup import run_data
 
     from .conftest import tiny_text
 

@@ -30,7 +30,7 @@ def test_train_writes_run_and_stdout_is_empty(runner, corpus_file, tmp_path):
 
 
 def test_resume_announces_and_applies_a_changed_weight_decay(trained, runner):
-    from charlm import checkpoint
+    from charlm.store import checkpoint
 
     r = invoke(runner, ["train", "--run", "t", "--checkpoint-dir", trained, "--resume",
                         "--max-steps", "61", "--weight-decay", "0.25"])  # fmt: skip
@@ -54,9 +54,9 @@ def test_too_short_for_a_tune_slice_trains_the_network_alone_and_says_so(runner,
 
 
 def test_bf16_without_native_support_is_refused(runner, corpus_file, tmp_path, monkeypatch):
-    import charlm.train_setup
+    import charlm.training.setup
 
-    monkeypatch.setattr(charlm.train_setup, "bf16_supported", lambda device: False)
+    monkeypatch.setattr(charlm.training.setup, "bf16_supported", lambda device: False)
     r = invoke(runner, ["train", "--corpus", corpus_file, "--run", "b", "--checkpoint-dir",
                         tmp_path, "--precision", "bf16", *TINY_TRAIN])  # fmt: skip
     assert r.exit_code == 2 and "--precision fp32" in r.stderr and r.stdout == ""

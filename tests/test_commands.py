@@ -6,11 +6,11 @@ import json
 import pytest
 from rich.console import Console
 
-from charlm.commands import run_evaluate, run_generate, run_train
+from charlm.cli.commands import run_evaluate, run_generate, run_train
 from charlm.config import SampleConfig
 from charlm.errors import Interrupted
-from charlm.run_folder import RunFolder
-from charlm.runs import TrainOptions
+from charlm.store.run_folder import RunFolder
+from charlm.training.options import TrainOptions
 
 TINY = dict(cell="gru", embed=16, hidden=32, layers=1, dropout=0.0, batch_size=8, seq_len=16,
             eval_every=10, seed=3, warmup=0, early_stop=0)  # fmt: skip
@@ -39,7 +39,7 @@ def test_run_train_returns_the_summary_and_writes_the_folder(run):
 def test_run_train_interrupted_raises_after_saving(tmp_path, corpus_file, monkeypatch):
     import signal
 
-    from charlm.train import Trainer
+    from charlm.training.loop import Trainer
 
     real = Trainer.run
 

@@ -4,7 +4,7 @@ import zipfile
 
 import pytest
 
-from charlm.corpus import CorpusOptions, read_corpus, split_text
+from charlm.data.corpus import CorpusOptions, read_corpus, split_text
 from charlm.errors import DataError, UsageError
 
 

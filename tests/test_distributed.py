@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from charlm import checkpoint
 from charlm.errors import EXIT_DATA, EXIT_PEER, EXIT_SIGTERM
+from charlm.store import checkpoint
 
 TIMEOUT = 60  # seconds: a hang fails the test instead of the suite
 COMMON = ("--hidden", "24", "--embed", "8", "--seq-len", "12", "--eval-every", "6",
@@ -198,7 +198,7 @@ def test_a_process_that_dies_stops_the_others(corpus, tmp_path):
 
 
 def test_each_process_takes_its_own_rows_and_dropout_stream():
-    from charlm.distributed import Dist
+    from charlm.system.distributed import Dist
 
     one, second = Dist(), Dist(rank=1, world=2)
     assert second.rows(4) == slice(4, 8) and one.rows(4) == slice(0, 4)

@@ -9,12 +9,12 @@ import math
 import pytest
 import torch
 
-from charlm import checkpoint
 from charlm.config import ModelConfig
-from charlm.ensemble import Ensemble, make_stepper, networks
+from charlm.data.vocab import Vocab
 from charlm.errors import CheckpointError
-from charlm.model import CharRNN
-from charlm.vocab import Vocab
+from charlm.models.charrnn import CharRNN
+from charlm.models.ensemble import Ensemble, make_stepper, networks
+from charlm.store import checkpoint
 
 from .conftest import TINY_TRAIN, invoke
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import charlm.evaluate as evaluate_mod
+import charlm.scoring.evaluate as evaluate_mod
 from charlm.config import ModelConfig
-from charlm.evaluate import EvalStopped, evaluate, target_logprobs
-from charlm.model import CharRNN
+from charlm.models.charrnn import CharRNN
+from charlm.scoring.evaluate import EvalStopped, evaluate, target_logprobs
 
 
 def test_matches_one_full_forward_and_units(monkeypatch):

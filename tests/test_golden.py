@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from charlm import checkpoint
 from charlm.config import ModelConfig
-from charlm.model import CharRNN
-from charlm.vocab import Vocab
+from charlm.data.vocab import Vocab
+from charlm.models.charrnn import CharRNN
+from charlm.store import checkpoint
 
 from .conftest import LINES, invoke
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-import charlm.ids_cache as ids_cache
-from charlm.corpus import fingerprint, split_text
-from charlm.ids_cache import cache_paths, encode_text
-from charlm.noise import UnknownNoise
-from charlm.vocab import Vocab
+import charlm.data.ids_cache as ids_cache
+from charlm.data.corpus import fingerprint, split_text
+from charlm.data.ids_cache import cache_paths, encode_text
+from charlm.data.noise import UnknownNoise
+from charlm.data.vocab import Vocab
 
 from .conftest import tiny_text
 

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from charlm.config import ModelConfig
-from charlm.info import describe
-from charlm.model import CharRNN
+from charlm.models.charrnn import CharRNN
+from charlm.models.shapes import describe
 
 from .conftest import invoke
 

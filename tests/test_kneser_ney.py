@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from charlm.adapt import Adaptation
-from charlm.kneser_ney import KneserNey
-from charlm.mixture import fit_weight, from_payload, mix_logprobs, to_payload
-from charlm.vocab import UNK_ID
+from charlm.data.vocab import UNK_ID
+from charlm.scoring.adapt import Adaptation
+from charlm.scoring.kneser_ney import KneserNey
+from charlm.scoring.mixture import fit_weight, from_payload, mix_logprobs, to_payload
 
 IDS = [1, 2, 3, 1, 2, 4, 1, 2, 3, 5, 5, 1, 2, 3, 6, 2, 3, 1]
 

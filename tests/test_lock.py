@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from charlm.errors import ResourceError
-from charlm.lock import LOCK_NAME, RunLock
+from charlm.store.lock import LOCK_NAME, RunLock
 
 
 def test_second_holder_is_refused_naming_the_first(tmp_path):

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from charlm.config import ModelConfig
 from charlm.errors import UsageError
-from charlm.model import CharRNN, detach_state
+from charlm.models.charrnn import CharRNN, detach_state
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from charlm.corpus import split_text
-from charlm.novelty import TrainingIndex, ngram_hashes
+from charlm.data.corpus import split_text
+from charlm.generation.novelty import TrainingIndex, ngram_hashes
 
 from .conftest import tiny_text, train_tiny
 

@@ -137,7 +137,7 @@ def _start_training(tmp_path: Path, run: str, *extra: str) -> tuple[subprocess.P
 
 @pytest.mark.slow
 def test_kill_during_saves_leaves_a_loadable_checkpoint(tmp_path):
-    from charlm import checkpoint
+    from charlm.store import checkpoint
 
     # --eval-every 1: a checkpoint is written every step, so SIGKILL lands in or near a save.
     proc, run, _ = _start_training(tmp_path, "k", "--eval-every", "1")
@@ -163,7 +163,7 @@ def test_kill_during_saves_leaves_a_loadable_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_twice_exits_130_with_checkpoints_whole(tmp_path):
-    from charlm import checkpoint
+    from charlm.store import checkpoint
 
     proc, run, _ = _start_training(tmp_path, "c", "--eval-every", "5")
     deadline = time.time() + 60

@@ -129,7 +129,7 @@ def test_zip_member_name_with_dotdot_is_never_written(runner, tmp_path):
 
 
 def test_gbk_member_names_shown_correctly(monkeypatch, tmp_path):
-    from charlm.corpus import read_corpus
+    from charlm.data.corpus import read_corpus
 
     p = tmp_path / "gbk-names.zip"
     orig = zipfile.ZipInfo._encodeFilenameFlags
@@ -214,7 +214,7 @@ def test_resume_refuses_bad_last(runner, run_ck, corpus_file):
 def test_resume_of_an_older_format_is_refused_by_name(runner, run_ck):
     import torch
 
-    from charlm import checkpoint
+    from charlm.store import checkpoint
 
     last = run_ck / "r" / "last.pt"
     payload = torch.load(last, weights_only=True)
@@ -243,7 +243,7 @@ def test_divergence_exit_5_best_untouched(runner, corpus_file, tmp_path):
 
 
 def test_out_of_memory_exit_6(runner, corpus_file, tmp_path, monkeypatch):
-    from charlm import model
+    from charlm.models import charrnn as model
 
     def oom(self, x, state=None):
         raise RuntimeError(

@@ -6,7 +6,7 @@ import pytest
 
 from charlm.config import ModelConfig, TrainConfig
 from charlm.errors import CheckpointError, UsageError
-from charlm.runs import (
+from charlm.training.options import (
     PRESETS,
     TrainOptions,
     apply_preset,

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from charlm.errors import UsageError
-from charlm.runtime import auto_precision, bf16_supported, choose_device, make_generator
+from charlm.system.runtime import auto_precision, bf16_supported, choose_device, make_generator
 
 
 def test_auto_device_and_absent_devices(monkeypatch):

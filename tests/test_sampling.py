@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from charlm.config import ModelConfig, SampleConfig
+from charlm.data.vocab import Vocab
 from charlm.errors import DataError, UsageError
-from charlm.model import CharRNN
-from charlm.sampling import check_prefix, filter_logits, generate, pick_next
-from charlm.vocab import Vocab
+from charlm.generation.sampling import check_prefix, filter_logits, generate, pick_next
+from charlm.models.charrnn import CharRNN
 
 
 @pytest.fixture

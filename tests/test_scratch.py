@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from charlm.config import ModelConfig
-from charlm.model import TORCH_MODULES as TORCH
-from charlm.model import CharRNN
-from charlm.scratch import ScratchRNN, layer_forward
+from charlm.models.charrnn import TORCH_MODULES as TORCH
+from charlm.models.charrnn import CharRNN
+from charlm.models.scratch import ScratchRNN, layer_forward
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])

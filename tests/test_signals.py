@@ -5,8 +5,8 @@ import signal
 
 import pytest
 
-from charlm import signals
-from charlm.signals import SignalGuard
+from charlm.system import signals
+from charlm.system.signals import SignalGuard
 
 
 class _Exited(Exception):

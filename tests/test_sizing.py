@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from charlm.config import ModelConfig, TrainConfig
-from charlm.sizing import TRAIN_SHARE, fit_to_budget, measure_speed
+from charlm.training.sizing import TRAIN_SHARE, fit_to_budget, measure_speed
 
 BIG = ModelConfig(vocab_size=50, cell="lstm", embed=256, hidden=1024, layers=2)
 
@@ -69,12 +69,12 @@ def test_measure_speed_is_positive_and_leaves_the_seed_alone():
 
 @pytest.mark.parametrize("given", [["--hidden", "64"], ["--layers", "1"]])
 def test_explicit_sizes_skip_the_budget_rule(monkeypatch, tmp_path, corpus_file, given):
-    import charlm.train_setup
-    from charlm.runs import TrainOptions
-    from charlm.train_setup import prepare
+    import charlm.training.setup
+    from charlm.training.options import TrainOptions
+    from charlm.training.setup import prepare
 
     calls = []
-    monkeypatch.setattr(charlm.train_setup, "fit_to_budget", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(charlm.training.setup, "fit_to_budget", lambda *a, **k: calls.append(a))
     opts = TrainOptions(corpus=str(corpus_file), max_time=5.0, batch_size=4, seq_len=8,
                         hidden=64 if "--hidden" in given else None,
                         layers=1 if "--layers" in given else None)  # fmt: skip

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from charlm.config import ModelConfig
-from charlm.model import CharRNN
-from charlm.stepper import Stepper
+from charlm.models.charrnn import CharRNN
+from charlm.models.stepper import Stepper
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])

@@ -6,20 +6,20 @@ import math
 import pytest
 import torch
 
-from charlm import checkpoint
 from charlm.config import ModelConfig, TrainConfig
-from charlm.corpus import split_text
+from charlm.data.corpus import split_text
+from charlm.data.ids_cache import encode_text
+from charlm.data.vocab import UNK_ID
 from charlm.errors import DivergedError
-from charlm.evaluate import EvalResult, evaluate
-from charlm.ids_cache import encode_text
-from charlm.kneser_ney import KneserNey
-from charlm.mixture import Scores, score_text
-from charlm.optim import Plateau, lr_at
-from charlm.run_folder import RunFolder
-from charlm.runtime import bf16_supported
-from charlm.train import Trainer, train_step
-from charlm.train_setup import RunData, run_data
-from charlm.vocab import UNK_ID
+from charlm.scoring.evaluate import EvalResult, evaluate
+from charlm.scoring.kneser_ney import KneserNey
+from charlm.scoring.mixture import Scores, score_text
+from charlm.store import checkpoint
+from charlm.store.run_folder import RunFolder
+from charlm.system.runtime import bf16_supported
+from charlm.training.loop import Trainer, train_step
+from charlm.training.optim import Plateau, lr_at
+from charlm.training.setup import RunData, run_data
 
 from .conftest import tiny_text
 
@@ -236,7 +236,7 @@ def test_tune_slice_reaches_neither_the_network_nor_the_fitting_count_model(tmp_
         seen.append(torch.cat([x, y]))
         return real_step(model, opt, x, y, state, **kw)
 
-    import charlm.train as train_module
+    import charlm.training.loop as train_module
 
     train_module.train_step = spy
     try:
@@ -291,7 +291,7 @@ def test_nonfinite_steps_never_reach_weights_then_diverge(tmp_path):
 
 def test_train_step_is_one_clipped_step():
     torch.manual_seed(0)
-    from charlm.model import CharRNN
+    from charlm.models.charrnn import CharRNN
 
     m = CharRNN(ModelConfig(vocab_size=7, cell="gru", embed=4, hidden=5, dropout=0))
     opt = torch.optim.SGD(m.parameters(), lr=0.1)
@@ -369,7 +369,7 @@ def test_max_time_counts_from_the_command_start(tmp_path):
 
 
 def test_training_scores_a_fixed_capped_part_of_a_long_held_out_split(tmp_path, monkeypatch):
-    import charlm.train as train_module
+    import charlm.training.loop as train_module
 
     monkeypatch.setattr(train_module, "EVAL_CHARS", 50)
     data = make_data()
@@ -387,11 +387,11 @@ def test_a_signal_during_evaluation_stops_it_and_saves_the_step(tmp_path, monkey
     import os
     import signal
 
-    import charlm.evaluate
-    import charlm.train
+    import charlm.scoring.evaluate
+    import charlm.training.loop
 
-    monkeypatch.setattr(charlm.evaluate, "CHUNK_TOKENS", 16)
-    real = charlm.train.Trainer._network_logprobs
+    monkeypatch.setattr(charlm.scoring.evaluate, "CHUNK_TOKENS", 16)
+    real = charlm.training.loop.Trainer._network_logprobs
     calls, nth = [], 2 if kn_order == 0 else 3  # with a mixture, the tune slice is scored too
 
     def signalled(*a, **k):
@@ -400,7 +400,7 @@ def test_a_signal_during_evaluation_stops_it_and_saves_the_step(tmp_path, monkey
             os.kill(os.getpid(), signal.SIGINT)
         return real(*a, **k)
 
-    monkeypatch.setattr(charlm.train.Trainer, "_network_logprobs", signalled)
+    monkeypatch.setattr(charlm.training.loop.Trainer, "_network_logprobs", signalled)
     t = make_trainer(tmp_path, make_data(kn_order=kn_order), kn_order=kn_order, max_steps=40)
     summary = t.run()
     assert summary["stopped"] == "interrupted" and summary["signal"] == signal.SIGINT

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from charlm.data.vocab import UNK, UNK_ID, Vocab
 from charlm.errors import CheckpointError
-from charlm.vocab import UNK, UNK_ID, Vocab
 
 
 def test_deterministic_order_and_ids():
@@ -40,7 +40,7 @@ def test_astral_characters():
 
 def test_chunked_count_and_encode_equal_one_pass(monkeypatch):
     """Counting and encoding a chunk at a time gives what one pass over the text gives."""
-    import charlm.vocab as vocab_mod
+    import charlm.data.vocab as vocab_mod
 
     rng = np.random.default_rng(0)
     text = "".join(rng.choice(list("分开的爱你\n𠀀ab"), size=10_007))
@@ -55,6 +55,6 @@ def test_chunked_count_and_encode_equal_one_pass(monkeypatch):
 
 
 def test_ids_dtype_widens_past_65536_entries():
-    from charlm.vocab import ids_dtype
+    from charlm.data.vocab import ids_dtype
 
     assert ids_dtype(65_536) == np.uint16 and ids_dtype(65_537) == np.uint32

@@ -20,8 +20,8 @@ import math
 import torch
 from torch import nn
 
-from charlm.model import CharRNN, State
-from charlm.stepper import Stepper
+from charlm.models.charrnn import CharRNN, State
+from charlm.models.stepper import Stepper
 
 
 def mean_probability(logp: torch.Tensor) -> torch.Tensor:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-from charlm.distributed import SINGLE, Dist
-from charlm.model import CharRNN, detach_state
-from charlm.vocab import UNK_ID
+from charlm.data.vocab import UNK_ID
+from charlm.models.charrnn import CharRNN, detach_state
+from charlm.system.distributed import SINGLE, Dist
 
 CHUNK_TOKENS = 4096  # positions per forward call: a signal waits for at most one of them
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from charlm.data.vocab import Vocab, count_chars
 from charlm.errors import CheckpointError
-from charlm.vocab import Vocab, count_chars
 
 CACHE_MIN_CHARS = 1_000_000
 CACHE_SUBDIR = Path(".cache") / "ids"

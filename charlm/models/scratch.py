@@ -274,7 +274,7 @@ class ScratchRNN(nn.Module):
     def forward(self, x: torch.Tensor, state=None):
         """x (B, T, D), state (see model.State) or None -> out (B, T, H), state."""
         if state is None:
-            from charlm.model import zero_state
+            from charlm.models.charrnn import zero_state
 
             state = zero_state(self.cell, self.layers, x.shape[0], self.hidden, x)
         finals = []

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from charlm.errors import UsageError
-from charlm.run_folder import RunFolder
+from charlm.store.run_folder import RunFolder
 
 INSTALL = "pip install 'charlm-lyrics[plot]'"
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from charlm import __version__
 from charlm.config import ModelConfig
+from charlm.data.vocab import Vocab
 from charlm.errors import CheckpointError, ResourceError
-from charlm.vocab import Vocab
+from charlm.version import __version__
 
 FORMAT_VERSION = 2  # 2: the digest covers the whole payload; 1: the weights only
 REQUIRED_KEYS = ("format_version", "model_config", "vocab", "model_state", "digest")
@@ -81,7 +81,7 @@ def build_payload(
 ) -> dict[str, Any]:
     """Everything a checkpoint holds; `extra` adds training state, corpus info and metrics.
     An Ensemble's first network is `model_state`, the others `members` (averaged with it)."""
-    from charlm.ensemble import networks
+    from charlm.models.ensemble import networks
 
     first, *others = [_cpu_state(net) for net in networks(model)]
     payload = {
@@ -193,8 +193,8 @@ def validate(payload: Any, where: str) -> dict[str, Any]:
 def restore_model(payload: dict[str, Any], where: str, device: torch.device | str = "cpu"):
     """Build the model (on `device`), Vocab and ModelConfig a verified payload describes: a
     CharRNN, or an Ensemble when the payload has `members`."""
-    from charlm.ensemble import join
-    from charlm.model import CharRNN
+    from charlm.models.charrnn import CharRNN
+    from charlm.models.ensemble import join
 
     cfg = ModelConfig.from_dict(payload["model_config"])
     vocab = Vocab(payload["vocab"])
@@ -237,7 +237,7 @@ def _check_state(net: torch.nn.Module, state: Any, where: str) -> None:
 
 def restore_mixture(payload: dict[str, Any], vocab_size: int, where: str):
     """The count model and weight a checkpoint ships with, or None for the network alone."""
-    from charlm.mixture import from_payload
+    from charlm.scoring.mixture import from_payload
 
     block = payload.get("kn")
     if block is None:

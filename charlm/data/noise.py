@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from charlm.vocab import UNK_ID, chunk_spans
+from charlm.data.vocab import UNK_ID, chunk_spans
 
 
 class UnknownNoise:

@@ -29,9 +29,9 @@ TRAIN_SHARE = 0.8  # of --max-time, for training steps
 def measure_speed(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device) -> float:
     """Training characters per second of one model on this device: a warm-up step, then one
     timed step, on random ids (speed does not depend on the text)."""
-    from charlm.model import CharRNN
-    from charlm.optim import make_optimizer
-    from charlm.train import train_step
+    from charlm.models.charrnn import CharRNN
+    from charlm.training.loop import train_step
+    from charlm.training.optim import make_optimizer
 
     state = torch.get_rng_state()
     torch.manual_seed(0)

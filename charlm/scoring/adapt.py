@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from charlm.vocab import Vocab
+from charlm.data.vocab import Vocab
 
 CACHE_ORDER = 8  # contexts of up to 7 characters
 MIN_BUCKET = 20  # tune positions a match length needs for a weight of its own

@@ -64,7 +64,7 @@ class CharRNN(nn.Module):
         # torch warns (and does nothing) for dropout with one layer
         between = cfg.dropout if cfg.layers > 1 else 0.0
         if cfg.impl == "scratch":
-            from charlm.scratch import ScratchRNN
+            from charlm.models.scratch import ScratchRNN
 
             self.rnn = ScratchRNN(cfg.cell, cfg.input_size, cfg.hidden, cfg.layers, between)
         else:
@@ -103,7 +103,7 @@ class CharRNN(nn.Module):
         return out, ((new,) if bare else tuple(new))
 
     def _gathered_recurrence(self, x: torch.Tensor, state: State | None):
-        from charlm.scratch import recurrence
+        from charlm.models.scratch import recurrence
 
         w_ih, w_hh, b_ih, b_hh = layer_weights(self, 0)
         zx = F.embedding(x, w_ih.t()) + b_ih  # (B, T, G*H) == one_hot(x) @ w_ih.T + b_ih

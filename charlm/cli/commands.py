@@ -15,25 +15,26 @@ from typing import Any
 
 import torch
 
-from charlm import checkpoint, distributed
 from charlm.config import SampleConfig
-from charlm.corpus import Corpus, CorpusOptions, check_val_fraction, read_corpus
-from charlm.distributed import Dist
+from charlm.data.corpus import Corpus, CorpusOptions, check_val_fraction, read_corpus
+from charlm.data.ids_cache import EncodedText, encode_text
+from charlm.data.vocab import Vocab
 from charlm.errors import CharlmError, DataError, DivergedError, Interrupted, UsageError
-from charlm.evaluate import EvalResult
-from charlm.ids_cache import EncodedText, encode_text
-from charlm.kneser_ney import KneserNey
-from charlm.mixture import kn_logprobs, score_text
-from charlm.model import count_parameters
-from charlm.novelty import TrainingIndex, render_report
-from charlm.run_folder import RunFolder
-from charlm.runs import TrainOptions, apply_preset
-from charlm.runtime import choose_device
-from charlm.sampling import DEFAULT_PREFIX, PREVIEW_PREFIXES, check_prefix, generate
-from charlm.tensorboard import check_available as check_tensorboard
-from charlm.train import Trainer
-from charlm.train_setup import TrainSetup, follow, plan_of, prepare
-from charlm.vocab import Vocab
+from charlm.generation.novelty import TrainingIndex, render_report
+from charlm.generation.sampling import DEFAULT_PREFIX, PREVIEW_PREFIXES, check_prefix, generate
+from charlm.models.charrnn import count_parameters
+from charlm.scoring.evaluate import EvalResult
+from charlm.scoring.kneser_ney import KneserNey
+from charlm.scoring.mixture import kn_logprobs, score_text
+from charlm.store import checkpoint
+from charlm.store.run_folder import RunFolder
+from charlm.system import distributed
+from charlm.system.distributed import Dist
+from charlm.system.runtime import choose_device
+from charlm.training.loop import Trainer
+from charlm.training.options import TrainOptions, apply_preset
+from charlm.training.setup import TrainSetup, follow, plan_of, prepare
+from charlm.training.tensorboard import check_available as check_tensorboard
 
 BASELINE_ORDER = 8
 
@@ -134,7 +135,7 @@ def _event_log(opts: TrainOptions, setup: TrainSetup, dist: Dist):
     if not (opts.tensorboard and dist.main):
         yield None
         return
-    from charlm.tensorboard import EventLog
+    from charlm.training.tensorboard import EventLog
 
     step = setup.resume["progress"]["step"] if setup.resume else 0
     log = EventLog(setup.run_dir, resume_step=step)

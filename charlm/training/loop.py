@@ -22,20 +22,23 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from charlm import checkpoint
-from charlm.adapt import Adaptation, blank_line_ids
-from charlm.batching import batches_per_epoch, make_batches
 from charlm.config import ModelConfig, TrainConfig
-from charlm.distributed import SINGLE, Dist
-from charlm.ensemble import networks
+from charlm.data.batching import batches_per_epoch, make_batches
+from charlm.data.noise import UnknownNoise
 from charlm.errors import DivergedError, ResourceError
-from charlm.evaluate import EvalStopped, perplexity, target_logprobs
-from charlm.members import TIME_MARGIN, Members, may_grow, new_member_seed
-from charlm.mixture import MixtureFit, Scores, fit_slice, kn_logprobs, score_text
-from charlm.model import CharRNN, State, detach_state
-from charlm.noise import UnknownNoise
-from charlm.optim import Plateau, lr_at, make_optimizer, restore_optimizer
-from charlm.reporting import (
+from charlm.models.charrnn import CharRNN, State, detach_state
+from charlm.models.ensemble import networks
+from charlm.scoring.adapt import Adaptation, blank_line_ids
+from charlm.scoring.evaluate import EvalStopped, perplexity, target_logprobs
+from charlm.scoring.mixture import MixtureFit, Scores, fit_slice, kn_logprobs, score_text
+from charlm.store import checkpoint
+from charlm.store.run_folder import RunFolder
+from charlm.system.distributed import SINGLE, Dist
+from charlm.system.runtime import make_generator
+from charlm.system.signals import SignalGuard
+from charlm.training.members import TIME_MARGIN, Members, may_grow, new_member_seed
+from charlm.training.optim import Plateau, lr_at, make_optimizer, restore_optimizer
+from charlm.training.reporting import (
     Window,
     eval_line,
     eval_record,
@@ -44,10 +47,7 @@ from charlm.reporting import (
     run_summary,
     show_step,
 )
-from charlm.run_folder import RunFolder
-from charlm.runtime import make_generator
-from charlm.signals import SignalGuard
-from charlm.train_setup import RunData
+from charlm.training.setup import RunData
 
 MAX_NONFINITE_STREAK = 8  # consecutive skipped steps before training is called diverged
 # Held-out characters scored at each training evaluation: the first ones of the split, the same

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from charlm.errors import ResourceError, UsageError
-from charlm.lock import LOCK_NAME
-from charlm.run_folder import RunFolder
+from charlm.store.lock import LOCK_NAME
+from charlm.store.run_folder import RunFolder
 
 SORT_KEYS = ("name", "corpus", "model", "steps", "best_ppl", "trained_s", "updated", "size_mb")
 _FILES = ("best.pt", "last.pt", "metrics.jsonl")
@@ -95,7 +95,7 @@ def remove(checkpoint_dir: Path, name: str) -> RunRow:
     if not folder.is_dir() or not any((folder / f).exists() for f in _FILES):
         raise UsageError(f"{folder}: no such run (see charlm runs)")
     if (folder / LOCK_NAME).exists():
-        from charlm.lock import RunLock
+        from charlm.store.lock import RunLock
 
         with RunLock(folder):  # raises ResourceError while a live trainer holds it
             pass

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from charlm.vocab import UNK_ID
+from charlm.data.vocab import UNK_ID
 
 MIN_DISCOUNT = 0.1
 

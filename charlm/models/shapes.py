@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from charlm.config import BIDIRECTIONAL_REASON, ModelConfig
-from charlm.model import TORCH_MODULES, CharRNN
+from charlm.models.charrnn import TORCH_MODULES, CharRNN
 
 
 def _shape(t: torch.Tensor) -> list[int]:

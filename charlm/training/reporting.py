@@ -10,10 +10,10 @@ from typing import Any
 from tqdm import tqdm
 
 from charlm.config import SampleConfig
-from charlm.evaluate import perplexity
-from charlm.mixture import Scores
-from charlm.run_folder import RunFolder
-from charlm.sampling import generate
+from charlm.generation.sampling import generate
+from charlm.scoring.evaluate import perplexity
+from charlm.scoring.mixture import Scores
+from charlm.store.run_folder import RunFolder
 
 PREVIEW_CHARS = 40
 

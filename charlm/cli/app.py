@@ -17,9 +17,9 @@ from typing import Annotated, Any
 
 import typer
 
-from charlm import __version__
 from charlm.config import ModelConfig, TrainConfig
 from charlm.errors import EXIT_UNEXPECTED, CharlmError, UsageError
+from charlm.version import __version__
 
 app = typer.Typer(
     name="charlm",
@@ -318,8 +318,8 @@ def train(
       torchrun --nproc-per-node 2 -m charlm -- train --run big --corpus big.txt
     """
     started = time.monotonic()  # --max-time is the wall time of the whole command
-    from charlm.commands import run_train
-    from charlm.runs import TrainOptions
+    from charlm.cli.commands import run_train
+    from charlm.training.options import TrainOptions
 
     opts = TrainOptions(
         corpus=corpus, run=run, preset=preset, resume=resume,
@@ -409,12 +409,12 @@ def generate(
       charlm generate --max-copy 8 --report-novelty
     """
     _leave_fast()
-    from charlm.commands import run_generate
+    from charlm.cli.commands import run_generate
     from charlm.config import SampleConfig
 
     seed_given = seed is not None
     if seed is None:
-        from charlm.runtime import new_seed
+        from charlm.system.runtime import new_seed
 
         seed = new_seed()
     cfg = SampleConfig(
@@ -491,7 +491,7 @@ def evaluate(
       charlm evaluate --checkpoint jay --split all --corpus other_lyrics.txt --json
     """
     _leave_fast()
-    from charlm.commands import run_evaluate
+    from charlm.cli.commands import run_evaluate
 
     if split not in ("val", "train", "all"):
         raise UsageError(f"--split must be val, train or all, not {split!r}")
@@ -550,8 +550,8 @@ def info(
       charlm info --cell gru --layers 2 --bidirectional
     """
     _leave_fast()
-    from charlm import checkpoint as ckpt
-    from charlm.info import describe, render
+    from charlm.models.shapes import describe, render
+    from charlm.store import checkpoint as ckpt
 
     networks = 1
     if checkpoint:
@@ -605,7 +605,7 @@ def runs(
     """
     if ctx.invoked_subcommand:
         return
-    from charlm.listing import list_runs, render
+    from charlm.store.listing import list_runs, render
 
     rows = list_runs(Path(checkpoint_dir), sort)
     render(_console(quiet), rows, Path(checkpoint_dir))
@@ -629,7 +629,7 @@ def runs_rm(
     Example:
       charlm runs rm old-run --yes
     """
-    from charlm.listing import remove, run_row
+    from charlm.store.listing import remove, run_row
 
     folder = Path(checkpoint_dir) / name
     if not yes:
@@ -666,7 +666,7 @@ def plot(
       charlm plot jay tang --out curves.png
       charlm plot jay --terminal
     """
-    from charlm.plot import load_series, terminal_chart, write_png
+    from charlm.cli.plot import load_series, terminal_chart, write_png
 
     dirs = [Path(r) if Path(r).is_dir() else Path(checkpoint_dir) / r for r in runs]
     series = load_series(dirs)

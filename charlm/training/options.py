@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from charlm.config import BIDIRECTIONAL_REASON, ModelConfig, TrainConfig
-from charlm.corpus import CorpusOptions
+from charlm.data.corpus import CorpusOptions
 from charlm.errors import CheckpointError, DataError, UsageError
 
 DEFAULT_CORPUS_NAME = "tang_song_zh.zip"
@@ -139,9 +139,7 @@ def default_corpus() -> Path:
     """The bundled public-domain corpus (CHARLM_DEFAULT_CORPUS overrides where it is)."""
     env = os.environ.get("CHARLM_DEFAULT_CORPUS")
     path = (
-        Path(env)
-        if env
-        else Path(__file__).resolve().parent.parent / "corpora" / DEFAULT_CORPUS_NAME
+        Path(env) if env else Path(__file__).resolve().parents[2] / "corpora" / DEFAULT_CORPUS_NAME
     )
     if not path.is_file():
         raise DataError(f"{path}: the bundled corpus is missing; pass --corpus FILE")

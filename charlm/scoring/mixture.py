@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from charlm.adapt import CACHE_ORDER, Adaptation, cache_probs, fit_weights
-from charlm.evaluate import EvalResult, target_logprobs
-from charlm.kneser_ney import KneserNey
+from charlm.scoring.adapt import CACHE_ORDER, Adaptation, cache_probs, fit_weights
+from charlm.scoring.evaluate import EvalResult, target_logprobs
+from charlm.scoring.kneser_ney import KneserNey
 
 MAX_KN_CHARS = 5_000_000  # past this the network trains alone (kept from the dict-table days)
 MIN_TUNE_CHARS = 64  # fewer tune characters than this cannot fit a weight worth shipping

@@ -13,14 +13,16 @@ from typing import Any
 
 import torch
 
-from charlm import checkpoint
-from charlm.batching import check_enough
 from charlm.config import ModelConfig, TrainConfig
-from charlm.corpus import Corpus, CorpusOptions, check_val_fraction, read_corpus
+from charlm.data.batching import check_enough
+from charlm.data.corpus import Corpus, CorpusOptions, check_val_fraction, read_corpus
+from charlm.data.ids_cache import EncodedText, encode_text, n_train_chars
+from charlm.data.vocab import Vocab
 from charlm.errors import CheckpointError, DataError, UsageError
-from charlm.ids_cache import EncodedText, encode_text, n_train_chars
-from charlm.mixture import MAX_KN_CHARS, MIN_TUNE_CHARS
-from charlm.runs import (
+from charlm.scoring.mixture import MAX_KN_CHARS, MIN_TUNE_CHARS
+from charlm.store import checkpoint
+from charlm.system.runtime import auto_precision, bf16_supported, new_seed
+from charlm.training.options import (
     TrainOptions,
     check_frozen_on_resume,
     check_resume_compatible,
@@ -34,9 +36,7 @@ from charlm.runs import (
     train_config_for,
     with_auto_sizes,
 )
-from charlm.runtime import auto_precision, bf16_supported, new_seed
-from charlm.sizing import fit_to_budget
-from charlm.vocab import Vocab
+from charlm.training.sizing import fit_to_budget
 
 Echo = Callable[[str], None]
 

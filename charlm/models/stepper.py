@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from charlm.model import CharRNN, State, layer_weights
-from charlm.scratch import cell_step
+from charlm.models.charrnn import CharRNN, State, layer_weights
+from charlm.models.scratch import cell_step
 
 
 class Stepper:

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 
 import torch
 
-from charlm.adapt import Adaptation, LineGuard, StreamCache, adapt_logprobs
 from charlm.config import SampleConfig
-from charlm.ensemble import make_stepper
+from charlm.data.vocab import UNK_ID, Vocab
 from charlm.errors import DataError
-from charlm.mixture import Mixture
-from charlm.novelty import TrainingIndex
-from charlm.runtime import make_generator
-from charlm.vocab import UNK_ID, Vocab
+from charlm.generation.novelty import TrainingIndex
+from charlm.models.ensemble import make_stepper
+from charlm.scoring.adapt import Adaptation, LineGuard, StreamCache, adapt_logprobs
+from charlm.scoring.mixture import Mixture
+from charlm.system.runtime import make_generator
 
 DEFAULT_PREFIX = "分开"  # the textbook's prefix: generate's default
 PREVIEW_PREFIXES = (DEFAULT_PREFIX, "不分开")  # sampled at each training evaluation

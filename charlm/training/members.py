@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from charlm.config import ModelConfig, TrainConfig
-from charlm.ensemble import join, mean_probability
-from charlm.model import CharRNN
+from charlm.models.charrnn import CharRNN
+from charlm.models.ensemble import join, mean_probability
 
 TIME_MARGIN = 1.2  # a new member needs this much more time left than the last one took
 

@@ -14,8 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from charlm import checkpoint
-from charlm.lock import RunLock
+from charlm.store import checkpoint
+from charlm.store.lock import RunLock
 
 
 class RunFolder:
