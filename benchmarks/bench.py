@@ -31,14 +31,15 @@ sys.path.insert(0, str(ROOT))
 from charlm.config import ModelConfig, SampleConfig, TrainConfig  # noqa: E402
 from charlm.data.batching import random_batches  # noqa: E402
 from charlm.data.corpus import read_corpus, split_text  # noqa: E402
+from charlm.data.prepared import RunData  # noqa: E402
 from charlm.data.vocab import Vocab  # noqa: E402
 from charlm.generation.sampling import generate  # noqa: E402
 from charlm.models.charrnn import CharRNN  # noqa: E402
 from charlm.scoring.evaluate import evaluate  # noqa: E402
 from charlm.store.run_folder import RunFolder  # noqa: E402
 from charlm.system.runtime import bf16_supported  # noqa: E402
-from charlm.training.loop import Trainer, train_step  # noqa: E402
-from charlm.training.setup import RunData  # noqa: E402
+from charlm.training.loop import Trainer  # noqa: E402
+from charlm.training.step import train_step  # noqa: E402
 
 JAYCHOU = ROOT.parent / "shared" / "corpora" / "jaychou_lyrics.txt.zip"
 ROWS: list[dict] = []

@@ -4,7 +4,8 @@ import torch.nn.functional as F
 
 from charlm.config import ModelConfig
 from charlm.errors import UsageError
-from charlm.models.charrnn import CharRNN, detach_state
+from charlm.models.charrnn import CharRNN
+from charlm.models.state import detach_state
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])

@@ -9,6 +9,7 @@ import torch
 from charlm.config import ModelConfig, TrainConfig
 from charlm.data.corpus import split_text
 from charlm.data.ids_cache import encode_text
+from charlm.data.prepared import RunData
 from charlm.data.vocab import UNK_ID
 from charlm.errors import DivergedError
 from charlm.scoring.evaluate import EvalResult, evaluate
@@ -17,9 +18,11 @@ from charlm.scoring.mixture import Scores, score_text
 from charlm.store import checkpoint
 from charlm.store.run_folder import RunFolder
 from charlm.system.runtime import bf16_supported
-from charlm.training.loop import Trainer, train_step
+from charlm.training.heldout import HeldOut
+from charlm.training.loop import Trainer
 from charlm.training.optim import Plateau, lr_at
-from charlm.training.setup import RunData, run_data
+from charlm.training.setup import run_data
+from charlm.training.step import train_step
 
 from .conftest import tiny_text
 
@@ -119,11 +122,11 @@ def test_resume_through_lr_halving_matches_straight_run(tmp_path):
 def _scripted(monkeypatch, ppl_by_step):
     """Held-out perplexity as a script of step -> value, to drive the plateau rule."""
 
-    def scores(self):
-        r = EvalResult(loss=math.log(ppl_by_step[self.prog.step]), chars=10, unknown_chars=0)
+    def scores(self, state, stop=None):
+        r = EvalResult(loss=math.log(ppl_by_step[state.prog.step]), chars=10, unknown_chars=0)
         return Scores(r, r, None)
 
-    monkeypatch.setattr(Trainer, "held_out_scores", scores)
+    monkeypatch.setattr(HeldOut, "scores", scores)
 
 
 def test_an_unscheduled_evaluation_does_not_move_the_plateau(tmp_path, monkeypatch):
@@ -369,9 +372,9 @@ def test_max_time_counts_from_the_command_start(tmp_path):
 
 
 def test_training_scores_a_fixed_capped_part_of_a_long_held_out_split(tmp_path, monkeypatch):
-    import charlm.training.loop as train_module
+    import charlm.training.heldout as heldout_module
 
-    monkeypatch.setattr(train_module, "EVAL_CHARS", 50)
+    monkeypatch.setattr(heldout_module, "EVAL_CHARS", 50)
     data = make_data()
     t = make_trainer(tmp_path, data, max_steps=7)
     assert len(data.val_ids) > 51 and torch.equal(t.eval_ids, data.val_ids[:51])
@@ -388,10 +391,9 @@ def test_a_signal_during_evaluation_stops_it_and_saves_the_step(tmp_path, monkey
     import signal
 
     import charlm.scoring.evaluate
-    import charlm.training.loop
 
     monkeypatch.setattr(charlm.scoring.evaluate, "CHUNK_TOKENS", 16)
-    real = charlm.training.loop.Trainer._network_logprobs
+    real = HeldOut._network_logprobs
     calls, nth = [], 2 if kn_order == 0 else 3  # with a mixture, the tune slice is scored too
 
     def signalled(*a, **k):
@@ -400,7 +402,7 @@ def test_a_signal_during_evaluation_stops_it_and_saves_the_step(tmp_path, monkey
             os.kill(os.getpid(), signal.SIGINT)
         return real(*a, **k)
 
-    monkeypatch.setattr(charlm.training.loop.Trainer, "_network_logprobs", signalled)
+    monkeypatch.setattr(HeldOut, "_network_logprobs", signalled)
     t = make_trainer(tmp_path, make_data(kn_order=kn_order), kn_order=kn_order, max_steps=40)
     summary = t.run()
     assert summary["stopped"] == "interrupted" and summary["signal"] == signal.SIGINT

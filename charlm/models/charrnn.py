@@ -4,9 +4,9 @@
                  ─► RNN / GRU / LSTM, L layers, dropout between layers ─► (B, T, H)
                  ─► dropout ─► linear ─► logits (B, T, V)
 
-One state representation everywhere in charlm: a tuple of (L, B, H) tensors, `(h,)` for an
-RNN or GRU and `(h, c)` for an LSTM. Only `CharRNN._recurrence` converts to and from the form
-torch's modules take (a bare tensor for RNN/GRU), so nothing else special-cases the LSTM.
+The state is models.state.State, a tuple of (L, B, H) tensors. Only `CharRNN._recurrence`
+converts to and from the form torch's modules take (a bare tensor for RNN/GRU), so nothing
+else special-cases the LSTM.
 """
 
 from __future__ import annotations
@@ -16,26 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from charlm.config import ModelConfig
-
-State = tuple[torch.Tensor, ...]  # (h,) or (h, c), each (L, B, H)
+from charlm.models.scratch import ScratchRNN, recurrence
+from charlm.models.state import State, zero_state
 
 TORCH_MODULES = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
-
-
-def state_size(cell: str) -> int:
-    """How many tensors a cell's state holds: 2 for an LSTM (h, c), else 1 (h)."""
-    return 2 if cell == "lstm" else 1
-
-
-def zero_state(cell: str, layers: int, batch: int, hidden: int, like: torch.Tensor) -> State:
-    """The all-zero initial state, on `like`'s device and dtype."""
-    return tuple(like.new_zeros(layers, batch, hidden) for _ in range(state_size(cell)))
-
-
-def detach_state(state: State | None) -> State | None:
-    """Cut the graph at a batch boundary (truncated BPTT): the values carry on, the gradient
-    does not, otherwise backward would run through every batch since the epoch began."""
-    return None if state is None else tuple(s.detach() for s in state)
 
 
 def choose_path(cfg: ModelConfig, device: torch.device | str = "cpu") -> str:
@@ -64,8 +48,6 @@ class CharRNN(nn.Module):
         # torch warns (and does nothing) for dropout with one layer
         between = cfg.dropout if cfg.layers > 1 else 0.0
         if cfg.impl == "scratch":
-            from charlm.models.scratch import ScratchRNN
-
             self.rnn = ScratchRNN(cfg.cell, cfg.input_size, cfg.hidden, cfg.layers, between)
         else:
             self.rnn = TORCH_MODULES[cfg.cell](
@@ -103,8 +85,6 @@ class CharRNN(nn.Module):
         return out, ((new,) if bare else tuple(new))
 
     def _gathered_recurrence(self, x: torch.Tensor, state: State | None):
-        from charlm.models.scratch import recurrence
-
         w_ih, w_hh, b_ih, b_hh = layer_weights(self, 0)
         zx = F.embedding(x, w_ih.t()) + b_ih  # (B, T, G*H) == one_hot(x) @ w_ih.T + b_ih
         if state is None:

@@ -20,7 +20,8 @@ import math
 import torch
 from torch import nn
 
-from charlm.models.charrnn import CharRNN, State
+from charlm.models.charrnn import CharRNN
+from charlm.models.state import State
 from charlm.models.stepper import Stepper
 
 

@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from charlm.models.state import zero_state
+
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
@@ -272,10 +274,8 @@ class ScratchRNN(nn.Module):
         return [getattr(self, f"{n}_l{layer}") for n in names]
 
     def forward(self, x: torch.Tensor, state=None):
-        """x (B, T, D), state (see model.State) or None -> out (B, T, H), state."""
+        """x (B, T, D), state (see models.state.State) or None -> out (B, T, H), state."""
         if state is None:
-            from charlm.models.charrnn import zero_state
-
             state = zero_state(self.cell, self.layers, x.shape[0], self.hidden, x)
         finals = []
         for layer in range(self.layers):

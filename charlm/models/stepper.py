@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from charlm.models.charrnn import CharRNN, State, layer_weights
+from charlm.models.charrnn import CharRNN, layer_weights
 from charlm.models.scratch import cell_step
+from charlm.models.state import State
 
 
 class Stepper:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from charlm.data.vocab import UNK_ID
-from charlm.models.charrnn import CharRNN, detach_state
+from charlm.models.charrnn import CharRNN
+from charlm.models.state import detach_state
 from charlm.system.distributed import SINGLE, Dist
 
 CHUNK_TOKENS = 4096  # positions per forward call: a signal waits for at most one of them

@@ -9,6 +9,7 @@ never improved the shipped score ends the run, as early stopping did before.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch
 from charlm.config import ModelConfig, TrainConfig
 from charlm.models.charrnn import CharRNN
 from charlm.models.ensemble import join, mean_probability
+from charlm.system.distributed import Dist
 
 TIME_MARGIN = 1.2  # a new member needs this much more time left than the last one took
 
@@ -32,6 +34,17 @@ def may_grow(cfg: TrainConfig, prog: Any, has_best: bool) -> bool:
     improved what ships (one that did not says more of the same will not help)."""
     helped = prog.best_step > prog.member_start_step and has_best
     return cfg.max_time > 0 and prog.member + 1 < cfg.members and helped
+
+
+def room_for_member(
+    cfg: TrainConfig, prog: Any, members: Members, dist: Dist, deadline: float
+) -> bool:
+    """Whether a network the plateau rule stopped may be followed by a fresh one: may_grow,
+    and the budget (time.monotonic() `deadline`) has room for another as long as the last,
+    agreed by every process."""
+    took = prog.elapsed_s - prog.member_start_s
+    wanted = may_grow(cfg, prog, members.best is not None)
+    return wanted and not dist.any(deadline - time.monotonic() < TIME_MARGIN * took)
 
 
 class Members:

@@ -1,9 +1,14 @@
 """What training shows and logs: running sums between evaluations, the metrics record of an
-evaluation, its one-line report, the progress bar, and the end-of-run summary."""
+evaluation, its one-line report with previews, the progress bar, and the end-of-run summary.
+
+`Reporter` is the console side of a run: the bar on a terminal, else plain lines on stderr."""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +49,10 @@ class Window:
 
     def reset(self) -> None:
         self.loss_sum, self.steps, self.chars, self.seconds = 0.0, 0, 0, 0.0
+
+    def mean_loss(self) -> float:
+        """The mean training loss since the last evaluation (nan before any step)."""
+        return self.loss_sum / self.steps if self.steps else math.nan
 
 
 def eval_record(prog: Any, w: Window, scores: Scores | None, train_loss: float, best: bool,
@@ -132,3 +141,42 @@ def run_summary(prog: Any, reason: str, last: dict[str, Any] | None, folder: Run
         "seed": prog.seed,
         "networks": prog.best_networks,  # averaged in best.pt (members.py)
     }
+
+
+class Reporter:
+    """The console side of one run: the progress bar (on a terminal), each evaluation's line
+    and previews, and notes; written above the bar so it is not torn."""
+
+    def __init__(
+        self,
+        echo: Callable[[str], None],
+        show_progress: bool,
+        previews: list[str],
+        seed: int,
+        device: Any,
+    ) -> None:
+        self.echo, self.show_progress, self.previews = echo, show_progress, previews
+        self.seed, self.device = seed, device
+        self.bar: tqdm | None = None
+
+    @contextlib.contextmanager
+    def progress(self, total: int, initial: int) -> Iterator[tqdm]:
+        with progress_bar(total, initial, self.show_progress) as bar:
+            self.bar = bar
+            try:
+                yield bar
+            finally:
+                self.bar = None
+
+    def step(self, window: Window) -> None:
+        if self.bar is not None:
+            show_step(self.bar, window, self.show_progress)
+
+    def write(self, line: str) -> None:
+        (self.bar.write if self.show_progress and self.bar is not None else self.echo)(line)
+
+    def evaluation(self, rec: dict[str, Any], model: Any, vocab: Any, mixture: Any) -> None:
+        """The evaluation's line, then a short sample from each preview prefix."""
+        self.write(eval_line(rec))
+        for line in preview_lines(model, vocab, self.previews, self.seed, self.device, mixture):
+            self.write(f"    {line}")

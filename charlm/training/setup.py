@@ -17,6 +17,7 @@ from charlm.config import ModelConfig, TrainConfig
 from charlm.data.batching import check_enough
 from charlm.data.corpus import Corpus, CorpusOptions, check_val_fraction, read_corpus
 from charlm.data.ids_cache import EncodedText, encode_text, n_train_chars
+from charlm.data.prepared import RunData
 from charlm.data.vocab import Vocab
 from charlm.errors import CheckpointError, DataError, UsageError
 from charlm.scoring.mixture import MAX_KN_CHARS, MIN_TUNE_CHARS
@@ -39,18 +40,6 @@ from charlm.training.options import (
 from charlm.training.sizing import fit_to_budget
 
 Echo = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class RunData:
-    """The encoded corpus a run trains on, and what identifies it."""
-
-    vocab: Vocab
-    train_ids: torch.Tensor  # (N_train,) uint16/uint32 (vocab.dtype), maybe memory-mapped
-    val_ids: torch.Tensor  # (N_val,) same dtype; may be empty
-    corpus: dict[str, Any]  # source, fingerprint, options, val_fraction: stored in checkpoints
-    tune_ids: torch.Tensor | None = None  # (N_tune,) end of the training text, kept from the
-    # network and from the count model that fits the mixture weight; None = no mixture
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ from dataclasses import replace
 import torch
 
 from charlm.config import ModelConfig, TrainConfig
+from charlm.models.charrnn import CharRNN
+from charlm.training.optim import make_optimizer
+from charlm.training.step import train_step
 
 CANDIDATES = (1024, 768, 512, 384, 256, 192, 128)  # hidden sizes tried below the corpus rule's
 MIN_PASSES = 1.0  # passes over the training text the chosen model must make in the budget
@@ -29,9 +32,6 @@ TRAIN_SHARE = 0.8  # of --max-time, for training steps
 def measure_speed(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device) -> float:
     """Training characters per second of one model on this device: a warm-up step, then one
     timed step, on random ids (speed does not depend on the text)."""
-    from charlm.models.charrnn import CharRNN
-    from charlm.training.loop import train_step
-    from charlm.training.optim import make_optimizer
 
     state = torch.get_rng_state()
     torch.manual_seed(0)
