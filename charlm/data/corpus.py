@@ -9,8 +9,9 @@ import codecs
 import hashlib
 import sys
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from charlm.errors import DataError, UsageError
 
@@ -246,3 +247,29 @@ def split_text(text: str, val_fraction: float) -> tuple[str, str]:
     if n_val == 0:
         return text, ""
     return text[:-n_val], text[-n_val:]
+
+
+def read_recorded(
+    record: dict[str, Any], source: str | None = None, encoding: str | None = None
+) -> tuple[str, Corpus]:
+    """The corpus a checkpoint's record names (source and reading options, as
+    `corpus_record` stored them), read as it was; `source` and `encoding` replace the recorded
+    ones when given. The one reader for resume, torchrun followers, evaluate and novelty."""
+    options = CorpusOptions(**(record.get("options") or {}))
+    if encoding:
+        options = replace(options, encoding=encoding)
+    source = source or record.get("source")
+    return source, read_corpus(source, options)
+
+
+def corpus_record(
+    source: str, fingerprint: str, options: CorpusOptions, val_fraction: float
+) -> dict[str, Any]:
+    """What a checkpoint records about its corpus (to resume, evaluate, and refuse another)."""
+    src = source if source == "-" else str(Path(source).resolve())
+    return {
+        "source": src,
+        "fingerprint": fingerprint,
+        "options": asdict(options),
+        "val_fraction": val_fraction,
+    }

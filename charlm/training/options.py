@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -233,16 +233,3 @@ def check_frozen_on_resume(cfg: TrainConfig, base: TrainConfig, where: str) -> N
                 f"{where}: --{k.replace('_', '-')} {getattr(cfg, k)} differs from the run's "
                 f"{getattr(base, k)}; it cannot change on --resume (start a new --run)"
             )
-
-
-def corpus_record(
-    source: str, fingerprint: str, options: CorpusOptions, val_fraction: float
-) -> dict[str, Any]:
-    """What a checkpoint records about its corpus (to resume, evaluate, and refuse another)."""
-    src = source if source == "-" else str(Path(source).resolve())
-    return {
-        "source": src,
-        "fingerprint": fingerprint,
-        "options": asdict(options),
-        "val_fraction": val_fraction,
-    }

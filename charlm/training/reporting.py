@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from charlm.config import SampleConfig
 from charlm.generation.sampling import generate
+from charlm.models.charrnn import count_parameters
 from charlm.scoring.evaluate import perplexity
 from charlm.scoring.mixture import Scores
 from charlm.store.run_folder import RunFolder
@@ -180,3 +181,51 @@ class Reporter:
         self.write(eval_line(rec))
         for line in preview_lines(model, vocab, self.previews, self.seed, self.device, mixture):
             self.write(f"    {line}")
+
+
+def print_header(console: Any, setup: Any, trainer: Any, device: Any, dist: Any) -> None:
+    """The run's header line on the console: data, vocabulary, model, sampler, device, seed."""
+    data, mcfg, cfg = setup.data, setup.model_config, setup.train_config
+    tune = f" + {len(data.tune_ids):,} mixture-fit" if data.tune_ids is not None else ""
+    capped = ""
+    if len(data.val_ids) > len(trainer.eval_ids):  # training scores a fixed first part
+        capped = f" (first {len(trainer.eval_ids) - 1:,} scored at each evaluation)"
+    console.print(
+        f"[bold]{setup.run_dir.name}[/]: {len(data.train_ids):,} training{tune} / "
+        f"{len(data.val_ids):,} held-out chars{capped}, vocab {len(data.vocab):,}, "
+        f"{mcfg.cell} {mcfg.layers}x{mcfg.hidden} "
+        f"({count_parameters(trainer.model):,} params), {cfg.sampler} sampler, "
+        f"device {device.type} ({cfg.precision}), seed {cfg.seed}"
+    )
+    if dist.active:
+        console.print(
+            f"[yellow]note:[/] {dist.world} processes ({dist.backend}), --batch-size "
+            f"{cfg.batch_size} each: {cfg.global_batch} windows a step"
+        )
+    for note in setup.notes:
+        console.print(f"[yellow]note:[/] {note}")
+
+
+def print_summary(console: Any, s: dict) -> None:
+    """The end-of-run summary as a table on the console."""
+    from rich.table import Table
+
+    t = Table(title="training summary", show_header=False, title_justify="left")
+    best = f"{s['best_val_ppl']:.3f} (step {s['best_step']})"
+    rows = [
+        ("stopped", s["stopped"]),
+        ("steps / epochs", f"{s['steps']:,} / {s['epochs']:.2f}"),
+        ("networks", f"{s['networks']} (averaged)" if s["networks"] > 1 else "1"),
+        (
+            "best train ppl (no held-out)" if s.get("best_is_train_ppl") else "best held-out ppl",
+            best,
+        ),
+        ("last train ppl", f"{s['last_train_ppl']:.3f}" if s["last_train_ppl"] else "n/a"),
+        ("time", f"{s['elapsed_s']:.1f} s"),
+        ("chars/s", f"{s['chars_per_s']:,.0f}" if s["chars_per_s"] else "n/a"),
+        ("best checkpoint", s["best"]),
+        ("last checkpoint", s["last"]),
+    ]
+    for k, v in rows:
+        t.add_row(k, str(v))
+    console.print(t)

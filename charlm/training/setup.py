@@ -15,7 +15,14 @@ import torch
 
 from charlm.config import ModelConfig, TrainConfig
 from charlm.data.batching import check_enough
-from charlm.data.corpus import Corpus, CorpusOptions, check_val_fraction, read_corpus
+from charlm.data.corpus import (
+    Corpus,
+    CorpusOptions,
+    check_val_fraction,
+    corpus_record,
+    read_corpus,
+    read_recorded,
+)
 from charlm.data.ids_cache import EncodedText, encode_text, n_train_chars
 from charlm.data.prepared import RunData
 from charlm.data.vocab import Vocab
@@ -29,7 +36,6 @@ from charlm.training.options import (
     check_resume_compatible,
     check_run_name,
     corpus_options,
-    corpus_record,
     default_corpus,
     model_config_for,
     new_run_name,
@@ -108,11 +114,10 @@ def _read(source: str, options: CorpusOptions, echo: Echo) -> Corpus:
 
 def _read_recorded(record: dict[str, Any], opts: TrainOptions, echo: Echo) -> tuple[str, Corpus]:
     """The corpus a checkpoint's record names, read as it was (--corpus and --encoding win)."""
-    corpus_opts = CorpusOptions(**record.get("options", {}))
-    if opts.encoding:
-        corpus_opts = replace(corpus_opts, encoding=opts.encoding)
-    source = opts.corpus or record.get("source")
-    return source, _read(source, corpus_opts, echo)
+    source, corpus = read_recorded(record, opts.corpus, opts.encoding)
+    for note in corpus.notes:
+        echo(f"note: {note}")
+    return source, corpus
 
 
 def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Echo) -> TrainSetup:

@@ -1,0 +1,228 @@
+"""A small Python API for notebooks and scripts; `charlm generate` and `charlm evaluate` use
+the same calls.
+
+    import charlm
+    lm = charlm.load("jay")                      # a run name, a run folder or a .pt file
+    for piece in lm.generate("分开", seed=1):     # the text as it is written
+        print(piece, end="")
+    song = lm.generate_text("分开", lines=4, seed=1)
+    lm.evaluate("窗外的麻雀在电线杆上多嘴")         # {"perplexity": ..., "bits_per_char": ...}
+    lm.evaluate(corpus="other.txt", split="all")  # as `charlm evaluate --corpus ... --split all`
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from charlm.config import SampleConfig
+from charlm.data.corpus import check_val_fraction, read_recorded
+from charlm.data.ids_cache import encode_text
+from charlm.errors import DataError, UsageError
+from charlm.generation.novelty import TrainingIndex
+from charlm.generation.sampling import DEFAULT_PREFIX, check_prefix, generate
+from charlm.scoring.evaluate import EvalResult
+from charlm.scoring.kneser_ney import KneserNey
+from charlm.scoring.mixture import kn_logprobs, score_text
+from charlm.store import checkpoint
+from charlm.system.runtime import choose_device, new_seed
+
+BASELINE_ORDER = 8  # the Kneser-Ney order `evaluate --baseline kn` compares with
+
+
+def load(
+    run_or_path: str | Path | None = None,
+    *,
+    checkpoint_dir: str | Path = "checkpoints",
+    device: str = "auto",
+) -> LanguageModel:
+    """A trained model, ready to generate and score: `run_or_path` is a run name (under
+    `checkpoint_dir`), a run folder or a .pt file; None takes the newest run's best.pt.
+    Raises CharlmError subclasses (with the message the CLI prints) on a bad checkpoint."""
+    dev = choose_device(device)
+    spec = None if run_or_path is None else str(run_or_path)
+    path = checkpoint.resolve(spec, Path(checkpoint_dir), "best")
+    payload = checkpoint.load(path)
+    model, vocab, _ = checkpoint.restore_model(payload, str(path), dev)
+    mixture = checkpoint.restore_mixture(payload, len(vocab), str(path))
+    return LanguageModel(path, payload, model, vocab, mixture, dev, Path(checkpoint_dir))
+
+
+@dataclass(frozen=True)
+class CorpusSplit:
+    """A split of a corpus file encoded with a model's vocabulary (see corpus_split)."""
+
+    source: str
+    ids: torch.Tensor  # (N,) the split
+    train_ids: torch.Tensor  # (N_train,) the training part of the same text
+    notes: tuple[str, ...]  # what reading the file noticed (encoding guesses, ...)
+    changed: bool  # the file is not the text the checkpoint fingerprinted
+
+
+class LanguageModel:
+    """A loaded checkpoint: the network (or averaged networks), its vocabulary, and the count
+    model and song cache it ships with."""
+
+    def __init__(self, path, payload, model, vocab, mixture, device, checkpoint_dir) -> None:
+        self.path, self.payload, self.model, self.vocab = path, payload, model, vocab
+        self.mixture, self.device, self.checkpoint_dir = mixture, device, checkpoint_dir
+
+    @property
+    def has_adaptation(self) -> bool:
+        """Whether the checkpoint ships a fitted song cache (`adapt`)."""
+        return self.mixture is not None and self.mixture.adaptation is not None
+
+    def check_adapt(self, adapt: bool | None) -> bool:
+        """`adapt` as asked (None: on when the checkpoint has it); asked without: UsageError."""
+        if adapt and not self.has_adaptation:
+            raise UsageError(
+                f"{self.path}: has no fitted song cache (trained without a count model, i.e. "
+                "--kn-order 0 or a corpus over 5M characters, or by an older charlm); drop "
+                "--adapt or train again"
+            )
+        return self.has_adaptation if adapt is None else adapt
+
+    def prefix_for(self, prefix: str | None, acrostic: str = "", skip_unknown: bool = False) -> str:
+        """The prefix generation starts from: the default (分开) when none is given and the
+        model knows it, none for an acrostic (it writes every line start itself)."""
+        if acrostic:
+            if prefix is not None:
+                raise UsageError("--acrostic writes the start of every line itself; drop --prefix")
+            unknown = self.vocab.unknown_chars(acrostic)
+            if unknown:
+                shown = " ".join(repr(c) for c in unknown[:20])
+                raise DataError(
+                    f"--acrostic has {len(unknown)} character(s) the model never saw: {shown}; "
+                    "choose others"
+                )
+            prefix = ""
+        if prefix is None:
+            prefix = DEFAULT_PREFIX if not self.vocab.unknown_chars(DEFAULT_PREFIX) else ""
+        return check_prefix(self.vocab, prefix, skip_unknown)
+
+    def training_index(self) -> TrainingIndex:
+        """The checkpoint's training text, read again from its corpus, as an n-gram index
+        (for the copy guard and novelty reports)."""
+        stored = self.payload.get("corpus") or {}
+        source = stored.get("source")
+        if not source or source == "-":
+            raise UsageError(
+                f"{self.path}: records no corpus file to compare with (trained from stdin?); "
+                "--max-copy and --report-novelty need the training text"
+            )
+        split = self.corpus_split(None, "train")
+        if split.changed:
+            raise DataError(
+                f"{source}: changed since {self.path} was trained; --max-copy and "
+                "--report-novelty need the training text as it was"
+            )
+        return TrainingIndex(split.train_ids.numpy(), len(self.vocab))
+
+    def stream(
+        self,
+        prefix: str,
+        cfg: SampleConfig,
+        adapt: bool = False,
+        index: TrainingIndex | None = None,
+    ) -> Iterator[list[str]]:
+        """One text piece per sample at each step: first the prefix (already checked, see
+        prefix_for), then a character each. What the CLI writes to stdout as it comes."""
+        return generate(self.model, self.vocab, prefix, cfg, self.device, self.mixture, adapt,
+                        index)  # fmt: skip
+
+    def generate(
+        self,
+        prefix: str | None = None,
+        *,
+        seed: int | None = None,
+        adapt: bool | None = None,
+        skip_unknown: bool = False,
+        **sampling: Any,
+    ) -> Iterator[str]:
+        """The text of one sample as it is written: the prefix, then one character at a time.
+        `sampling`: SampleConfig's fields (length, temperature, top_k, top_p, lines,
+        precision, acrostic, max_copy); seed None draws a fresh one. An acrostic writes one
+        line per head unless `lines` says otherwise."""
+        if sampling.get("acrostic") and not sampling.get("lines"):
+            sampling["lines"] = len(sampling["acrostic"])  # one line per head, as the CLI
+        cfg = SampleConfig(seed=new_seed() if seed is None else seed, **sampling)
+        if cfg.num_samples != 1:
+            raise UsageError("generate() writes one sample; call stream() for several")
+        prefix = self.prefix_for(prefix, cfg.acrostic, skip_unknown)
+        index = self.training_index() if cfg.max_copy else None
+        for pieces in self.stream(prefix, cfg, self.check_adapt(adapt), index):
+            if pieces[0]:
+                yield pieces[0]
+
+    def generate_text(self, prefix: str | None = None, **kwargs: Any) -> str:
+        """generate(...) joined into one string."""
+        return "".join(self.generate(prefix, **kwargs))
+
+    def corpus_split(
+        self, corpus: str | None, split: str = "val", encoding: str | None = None
+    ) -> CorpusSplit:
+        """A split (val, train or all) of `corpus` (default: the file the model trained on),
+        read with the recorded options and encoded with this model's vocabulary."""
+        stored = self.payload.get("corpus") or {}
+        if not (corpus or stored.get("source")) or (stored.get("source") == "-" and not corpus):
+            raise UsageError(
+                f"{self.path}: was trained from stdin or records no corpus; pass --corpus"
+            )
+        source, read = read_recorded(stored, corpus, encoding)
+        val_fraction = stored.get("val_fraction", 0.1)
+        check_val_fraction(val_fraction)
+        changed = bool(stored.get("fingerprint")) and read.fingerprint != stored["fingerprint"]
+        text = encode_text(read.text, read.fingerprint, val_fraction, self.checkpoint_dir,
+                           self.vocab)  # fmt: skip
+        all_ids = torch.from_numpy(text.ids)  # (N,) the whole corpus; splits are views of it
+        train_ids = all_ids[: text.n_train]
+        ids = {"val": all_ids[text.n_train :], "train": train_ids, "all": all_ids}[split]
+        return CorpusSplit(source, ids, train_ids, tuple(read.notes), changed)
+
+    def score(
+        self, ids: torch.Tensor, adapt: bool = False, baseline: torch.Tensor | None = None
+    ) -> dict[str, Any]:
+        """Scores of ids[1:] given what precedes (ids (N,), N >= 2): what ships (network and
+        count model), the network alone, with `adapt` the song cache too, and with
+        `baseline` (training ids) a Kneser-Ney model of that text for comparison."""
+        scores = score_text(self.model, ids, self.device, self.mixture, adapt=adapt)
+        result: dict[str, Any] = scores.shipped.as_dict()
+        if scores.weight is not None:
+            result["mix_weight"] = scores.weight
+        result["network"] = scores.network.as_dict()
+        if scores.adapted is not None:
+            result["adapted"] = {**scores.adapted.as_dict(), **self.mixture.adaptation.to_payload()}
+        if baseline is not None:
+            kn = KneserNey(baseline, len(self.vocab), BASELINE_ORDER)
+            logp = kn_logprobs(kn, ids)
+            result["baseline_kn"] = EvalResult.from_logprobs(logp, ids[1:]).as_dict()
+        return result
+
+    def evaluate(
+        self,
+        text: str | None = None,
+        *,
+        corpus: str | None = None,
+        split: str = "val",
+        adapt: bool = False,
+        encoding: str | None = None,
+    ) -> dict[str, Any]:
+        """Loss, perplexity and bits per character of `text` (characters the model never saw
+        count as its unknown symbol), or of a split of `corpus` (default: the training file's
+        held-out part) as `charlm evaluate` reports them."""
+        adapt = self.check_adapt(adapt)
+        if text is not None:
+            ids = torch.from_numpy(self.vocab.encode(text).astype("int64"))  # (N,)
+            if len(ids) < 2:
+                raise UsageError("evaluate needs a text of at least 2 characters")
+            return self.score(ids, adapt)
+        data = self.corpus_split(corpus, split, encoding)
+        if len(data.ids) < 2:
+            raise UsageError(
+                f"--split {split} of {data.source} has fewer than 2 characters; try --split all"
+            )
+        return {**self.score(data.ids, adapt), "split": split, "corpus": data.source}

@@ -1,0 +1,104 @@
+"""`charlm evaluate`: score a checkpoint on a split of its corpus (or of --corpus); the
+perplexity on stdout (JSON with --json), a table on stderr."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from charlm.cli import options as o
+from charlm.cli.app import app, console, guard, leave_fast
+from charlm.errors import UsageError
+
+
+@app.command()
+@guard
+def evaluate(
+    checkpoint: o.Checkpoint = None,
+    corpus: Annotated[
+        str | None, typer.Option(help="Text to score. Default: the run's own corpus.")
+    ] = None,
+    split: Annotated[str, typer.Option(help="val, train or all.")] = "val",
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="kn: also score a Kneser-Ney 8-gram built on the same training text."),
+    ] = None,
+    encoding: o.Encoding = None,
+    adapt: Annotated[
+        bool,
+        typer.Option(
+            "--adapt",
+            help="Also score with the model adapted to the text read so far (song cache), "
+            "beside the static numbers.",
+        ),
+    ] = False,
+    device: o.Device = "auto",
+    checkpoint_dir: o.CkptDir = Path("checkpoints"),
+    quiet: o.Quiet = False,
+    json_out: o.Json = False,
+) -> None:
+    """Score a checkpoint on text: loss, perplexity, bits per character.
+
+    Prints the perplexity on stdout (a table on stderr), or with --json:
+    {"loss", "perplexity", "bits_per_char", "chars", "unknown_chars", ...}; with --adapt,
+    stdout has the adapted perplexity second and the JSON an "adapted" object.
+
+    \b
+    Examples:
+      charlm evaluate
+      charlm evaluate --adapt --json
+      charlm evaluate --checkpoint jay --split all --corpus other_lyrics.txt --json
+    """
+    leave_fast()
+    from charlm import api  # torch: here, not at the top, so `charlm --help` stays fast
+
+    if split not in ("val", "train", "all"):
+        raise UsageError(f"--split must be val, train or all, not {split!r}")
+    if baseline not in (None, "kn"):
+        raise UsageError(f"--baseline must be kn, not {baseline!r}")
+    out = console(quiet)
+    lm = api.load(checkpoint, checkpoint_dir=checkpoint_dir, device=device)
+    lm.check_adapt(adapt)
+    data = lm.corpus_split(corpus, split, encoding)
+    for note in data.notes:
+        out.print(f"[yellow]note:[/] {note}", markup=True)
+    if not corpus and data.changed:
+        out.print(
+            f"[yellow]warning:[/] {data.source} changed since training; scores may not compare"
+        )
+    if len(data.ids) < 2:
+        raise UsageError(
+            f"--split {split} of {data.source} has fewer than 2 characters; try --split all"
+        )
+    result = lm.score(data.ids, adapt, data.train_ids if baseline == "kn" else None)
+    result.update({"split": split, "corpus": data.source, "checkpoint": str(lm.path)})
+    _table(out, result, api.BASELINE_ORDER)
+    if json_out:
+        print(json.dumps(result, ensure_ascii=False), flush=True)
+    elif adapt:
+        print(f"{result['perplexity']:.4f}\t{result['adapted']['perplexity']:.4f}", flush=True)
+    else:
+        print(f"{result['perplexity']:.4f}", flush=True)
+
+
+def _table(console: Any, r: dict, baseline_order: int) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{r['checkpoint']} on {r['split']} ({r['chars']:,} chars, "
+              f"{r['unknown_chars']:,} unknown)", title_justify="left")  # fmt: skip
+    t.add_column("model")
+    for k in ("perplexity", "bits/char", "loss"):
+        t.add_column(k, justify="right")
+    rows = [("charlm" + (f" (mixture, w={r['mix_weight']:.2f})" if "mix_weight" in r else ""), r)]
+    if "adapted" in r:
+        rows.append(("charlm + song cache (adapted as it reads)", r["adapted"]))
+    if "mix_weight" in r:
+        rows.append(("network alone", r["network"]))
+    if "baseline_kn" in r:
+        rows.append((f"Kneser-Ney {baseline_order}-gram baseline", r["baseline_kn"]))
+    for name, m in rows:
+        t.add_row(name, f"{m['perplexity']:.3f}", f"{m['bits_per_char']:.4f}", f"{m['loss']:.4f}")
+    console.print(t)

@@ -1,0 +1,188 @@
+"""The rewrites of each step's next-character distribution, applied in order.
+
+Each constraint is an object with one method: `(B, V) log-probs or logits, Draft -> (B, V)`.
+`Draft` is what they read: each sample's recent ids, lines written, current line length.
+A new rule of lyric form (line lengths, rhyme slots) is one more class here and one more
+entry in `build`; `sampling.generate` does not change.
+
+    MixWithCounts   the network mixed with the Kneser-Ney count model (what ships)
+    SongCache       each sample's own cache of what it has written, and the line guard
+    CopyGuard       --max-copy: no run of more than N training characters in a row
+    AcrosticHeads   --acrostic: line k starts with the k-th head character
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from charlm.config import SampleConfig
+from charlm.data.vocab import Vocab
+from charlm.generation.novelty import TrainingIndex
+from charlm.scoring.adapt import Adaptation, LineGuard, StreamCache, adapt_logprobs
+from charlm.scoring.mixture import Mixture
+
+
+@dataclass
+class Draft:
+    """The samples written so far: each one's last ids (as far back as any constraint looks),
+    its line count and current line length, and whether it is done (--lines reached)."""
+
+    history: list[list[int]]  # per sample, the last `keep` ids (prefix included)
+    lines: list[int]  # line breaks written, prefix included
+    line_len: list[int]  # characters in the current (last) line
+    max_lines: int  # 0 = no limit
+    keep: int = 1
+    steps: int = 0  # characters generated after the prefix
+    done: list[bool] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, prefix: str, start: list[int], n: int, max_lines: int, keep: int) -> Draft:
+        lines = [prefix.count("\n")] * n
+        return cls(
+            history=[list(start[-keep:]) for _ in range(n)],
+            lines=lines,
+            line_len=[len(prefix.rsplit("\n", 1)[-1])] * n,
+            max_lines=max_lines,
+            keep=keep,
+            done=[max_lines > 0 and c >= max_lines for c in lines],
+        )
+
+    @property
+    def finished(self) -> bool:
+        return all(self.done)
+
+    def last_ids(self) -> list[int]:
+        return [tail[-1] for tail in self.history]
+
+    def add(self, ids: list[int], vocab: Vocab) -> list[str]:
+        """Append one id per sample; the text pieces to write ("" for a finished sample)."""
+        self.steps += 1
+        out = []
+        for b, i in enumerate(ids):
+            tail = self.history[b]
+            tail.append(i)
+            del tail[: -self.keep]
+            if self.done[b]:
+                out.append("")
+                continue
+            ch = vocab.tokens[i]
+            out.append(ch)
+            self.line_len[b] = 0 if ch == "\n" else self.line_len[b] + 1
+            if ch == "\n":
+                self.lines[b] += 1
+                self.done[b] = self.max_lines > 0 and self.lines[b] >= self.max_lines
+        return out
+
+
+class Constraint(Protocol):
+    looks_back: int  # how many of each sample's last ids it reads (Draft keeps the most asked)
+
+    def __call__(self, logits: torch.Tensor, draft: Draft) -> torch.Tensor:
+        """(B, V) -> (B, V)."""
+        ...
+
+
+class MixWithCounts:
+    """Network logits -> log-probs of the network mixed with the count model."""
+
+    def __init__(self, mixture: Mixture) -> None:
+        self.mixture, self.looks_back = mixture, mixture.kn.order
+
+    def __call__(self, logits: torch.Tensor, draft: Draft) -> torch.Tensor:
+        return self.mixture.next_logprobs(logits, draft.history)  # (B, V) log-probs
+
+
+class SongCache:
+    """Each sample's song cache (what it has written, as counts by context) mixed in, and the
+    line guard, which stops a line from repeating forever. Fed with the prefix, then with each
+    new character as the draft grows."""
+
+    looks_back = 1
+
+    def __init__(self, adaptation: Adaptation | None, n: int, vocab: Vocab, start: list[int]):
+        if adaptation is None:
+            raise ValueError("adapt needs a checkpoint with a fitted adaptation")
+        self.adaptation = adaptation
+        self.caches = [StreamCache(adaptation.order, len(vocab), adaptation.reset_ids)
+                       for _ in range(n)]  # fmt: skip
+        newline = vocab.id_of("\n")
+        self.guard = LineGuard(n, newline) if newline is not None else None
+        self.seen = 0  # draft steps already fed
+        for i in start:
+            self._add([i] * n)
+
+    def __call__(self, logp: torch.Tensor, draft: Draft) -> torch.Tensor:
+        if draft.steps > self.seen:  # the character chosen at the last step
+            self._add(draft.last_ids())
+            self.seen = draft.steps
+        p = adapt_logprobs(logp, self.caches, self.adaptation)
+        return self.guard.mask(p) if self.guard else p
+
+    def _add(self, ids: list[int]) -> None:
+        for b, i in enumerate(ids):
+            self.caches[b].add(i)
+            if self.guard:
+                self.guard.add(b, i)
+
+
+class CopyGuard:
+    """No character that would copy more than `n` training characters in a row: it is
+    removed before the draw (a row left with nothing stays as it was)."""
+
+    def __init__(self, index: TrainingIndex, n: int) -> None:
+        self.index, self.n, self.looks_back = index, n, n
+
+    def __call__(self, logits: torch.Tensor, draft: Draft) -> torch.Tensor:
+        for b, tail in enumerate(draft.history):
+            bad = torch.from_numpy(self.index.extensions(tail, self.n)).to(logits.device)  # (V,)
+            if bad.any() and not bad.all():
+                logits[b] = logits[b].masked_fill(bad, float("-inf"))
+        return logits
+
+
+class AcrosticHeads:
+    """A sample at the start of line k may only write heads[k], and the line may not end
+    right after it (a line of its head alone is no line)."""
+
+    looks_back = 1
+
+    def __init__(self, heads: list[int], newline: int | None) -> None:
+        self.heads, self.newline = heads, newline
+
+    def __call__(self, logits: torch.Tensor, draft: Draft) -> torch.Tensor:
+        for b, (k, n) in enumerate(zip(draft.lines, draft.line_len, strict=True)):
+            if k >= len(self.heads):
+                continue
+            if n == 0:
+                row = torch.full_like(logits[b], float("-inf"))
+                row[self.heads[k]] = 0.0
+                logits[b] = row
+            elif n == 1 and self.newline is not None:
+                logits[b, self.newline] = float("-inf")
+        return logits
+
+
+def build(
+    vocab: Vocab,
+    cfg: SampleConfig,
+    start: list[int],
+    mixture: Mixture | None = None,
+    adapt: bool = False,
+    copy_index: TrainingIndex | None = None,
+) -> list[Constraint]:
+    """The constraints a generation applies, in order: what ships first (the mixture, the
+    song cache), then the rules that forbid (copies, acrostic heads)."""
+    out: list[Constraint] = []
+    if mixture:
+        out.append(MixWithCounts(mixture))
+        if adapt:
+            out.append(SongCache(mixture.adaptation, cfg.num_samples, vocab, start))
+    if copy_index is not None and cfg.max_copy > 0:
+        out.append(CopyGuard(copy_index, cfg.max_copy))
+    if cfg.acrostic:
+        heads = [int(i) for i in vocab.encode(cfg.acrostic)]
+        out.append(AcrosticHeads(heads, vocab.id_of("\n")))
+    return out

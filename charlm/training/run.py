@@ -1,0 +1,159 @@
+"""What `charlm train` does once its options are parsed: join torchrun's process group (one
+process gets the identity `Dist`), prepare the run on rank 0 (the others follow its plan), hold
+the run folder's lock, build the Trainer, run it, and print the header and the summary.
+
+    TrainOptions ─► run_training ─► setup.prepare ─► Trainer.run ─► summary (dict)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from charlm.data.vocab import Vocab
+from charlm.errors import CharlmError, DivergedError, Interrupted, UsageError
+from charlm.generation.sampling import PREVIEW_PREFIXES, check_prefix
+from charlm.store.run_folder import RunFolder
+from charlm.system import distributed
+from charlm.system.distributed import Dist
+from charlm.system.runtime import choose_device
+from charlm.training.loop import Trainer
+from charlm.training.options import TrainOptions, apply_preset
+from charlm.training.reporting import print_header, print_summary
+from charlm.training.setup import TrainSetup, follow, plan_of, prepare
+from charlm.training.tensorboard import check_available as check_tensorboard
+
+
+def _default_previews(vocab: Vocab) -> list[str]:
+    ok = [p for p in PREVIEW_PREFIXES if not vocab.unknown_chars(p)]
+    return ok or [""]
+
+
+def run_training(
+    opts: TrainOptions,
+    device_name: str,
+    ckdir: Path,
+    console,
+    quiet: bool,
+    started_at: float | None = None,
+) -> dict | None:
+    """Set up (or resume) a run, train it, print the summary; returns the summary dict (None
+    on the processes of a torchrun run other than rank 0, which print nothing).
+    `started_at` (time.monotonic()): when the command started, for --max-time."""
+    dist = distributed.start(device_name)
+    try:
+        with distributed.peer_failures(dist):
+            return _train(dist, opts, device_name, Path(ckdir), console, quiet, started_at)
+    except (Interrupted, DivergedError) as e:
+        e.quiet = not dist.main  # every process has it; rank 0 says it once
+        raise
+    finally:
+        dist.stop()
+
+
+def _train(
+    dist: Dist,
+    opts: TrainOptions,
+    device_name: str,
+    ckdir: Path,
+    console,
+    quiet: bool,
+    started_at: float | None,
+) -> dict | None:
+    device = choose_device(device_name)
+    if dist.active:
+        if opts.corpus == "-":
+            raise UsageError("--corpus -: processes cannot share stdin; save it to a file")
+        if device.type == "cuda":
+            device = torch.device("cuda", dist.local_rank)  # one GPU per process
+    opts = replace(apply_preset(opts), processes=dist.world)
+    if opts.tensorboard:
+        check_tensorboard()  # before anything is read or made
+    # Generated text and corpus notes: never let Rich read "[Chorus]" as markup.
+    echo = lambda line: console.print(line, markup=False, highlight=False)  # noqa: E731
+    setup = _setup(dist, opts, device, ckdir, console, echo)
+    data, mcfg, cfg = setup.data, setup.model_config, setup.train_config
+    previews = [check_prefix(data.vocab, p, skip_unknown=False) for p in opts.preview or ()]
+    folder = RunFolder(setup.run_dir)
+    created = dist.main and not folder.path.exists()
+    if dist.main:
+        folder.path.mkdir(parents=True, exist_ok=True)
+    try:
+        # one trainer per run folder: rank 0 holds the lock for all the processes
+        with (
+            folder.lock() if dist.main else contextlib.nullcontext(),
+            _event_log(opts, setup, dist) as on_record,
+        ):
+            with console.status("building the model and the count model..."):
+                trainer = Trainer(
+                    mcfg, cfg, data, folder, device,
+                    previews=previews or _default_previews(data.vocab),
+                    echo=echo if dist.main else lambda _: None,
+                    show_progress=dist.main and sys.stderr.isatty() and not quiet,
+                    resume=setup.resume,
+                    started_at=started_at,
+                    dist=dist,
+                    on_record=on_record,
+                )  # fmt: skip
+            if dist.main:
+                print_header(console, setup, trainer, device, dist)
+            summary = trainer.run()
+    except BaseException:
+        if created:
+            folder.remove_if_unused()
+        raise
+    if not dist.main:
+        if summary["stopped"] == "interrupted":
+            raise Interrupted(summary["signal"])
+        return None
+    print_summary(console, summary)
+    if summary["stopped"] == "interrupted":
+        launch = f"torchrun --nproc-per-node {dist.world} -m charlm --" if dist.active else "charlm"
+        console.print(f"resume with: {launch} train --run {folder.path.name} --resume")
+        raise Interrupted(summary["signal"])
+    return summary
+
+
+@contextlib.contextmanager
+def _event_log(opts: TrainOptions, setup: TrainSetup, dist: Dist):
+    """With --tensorboard (on rank 0): a writer's `write`, closed on the way out; else None."""
+    if not (opts.tensorboard and dist.main):
+        yield None
+        return
+    from charlm.training.tensorboard import EventLog  # the optional package, only when asked
+
+    step = setup.resume["progress"]["step"] if setup.resume else 0
+    log = EventLog(setup.run_dir, resume_step=step)
+    try:
+        yield log.write
+    finally:
+        log.close()
+
+
+def _setup(dist: Dist, opts: TrainOptions, device: torch.device, ckdir: Path, console, echo):
+    """prepare() on rank 0; under torchrun the others follow its plan (seed, run, sizes,
+    vocabulary), reading the corpus themselves once rank 0 has cached its ids. A failure on
+    any process stops them all with that failure's exit code."""
+    setup, error = None, None
+    if dist.main:
+        try:
+            # A status line while nothing else moves (Rich shows it on a terminal only).
+            with console.status("reading the corpus and building the vocabulary..."):
+                setup = prepare(opts, ckdir, device, echo)
+        except CharlmError as e:
+            error = e
+    dist.agree_errors(error)
+    if not dist.active:
+        return setup
+    plan = dist.broadcast(plan_of(setup) if dist.main else None)
+    if not dist.main:
+        try:
+            setup = follow(plan, opts, ckdir)
+        except CharlmError as e:
+            error = e
+    dist.agree_errors(error)
+    return setup
