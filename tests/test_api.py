@@ -78,3 +78,21 @@ def test_import_charlm_stays_light():
     code = "import sys, charlm; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # charlm.load pulls torch in on first use
+
+
+def test_the_readme_example_runs(trained, tmp_path, monkeypatch, capsys):
+    """README's Python block, as written, against a run named jay under ./checkpoints."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    shutil.copytree(trained / "r", tmp_path / "checkpoints" / "jay")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    song = charlm.load("jay", device="cpu").generate_text("分开", lines=4, seed=1)
+    assert out.startswith(song)  # printed piece by piece: the same text generate_text gives
+    *_, own, split = out.splitlines()
+    assert len(out.splitlines()) == 4 + 2 and float(own) > 0 and float(split) > 0

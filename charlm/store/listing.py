@@ -15,7 +15,7 @@ from typing import Any
 
 from charlm.errors import ResourceError, UsageError
 from charlm.store.lock import LOCK_NAME
-from charlm.store.run_folder import RunFolder
+from charlm.store.run_folder import RunFolder, record_score
 
 SORT_KEYS = ("name", "corpus", "model", "steps", "best_ppl", "trained_s", "updated", "size_mb")
 _FILES = ("best.pt", "last.pt", "metrics.jsonl")
@@ -55,7 +55,7 @@ def run_row(folder: Path) -> RunRow:
     head = next((h for h in map(_header, (folder / "best.pt", folder / "last.pt")) if h), {})
     cfg, corpus = head.get("model_config") or {}, head.get("corpus") or {}
     model = f"{cfg['cell']} {cfg['layers']}x{cfg['hidden']}" if cfg else "?"
-    scores = [m.get("val_ppl") or m.get("train_ppl") for m in metrics]
+    scores = [record_score(m) for m in metrics]
     scores = [s for s in scores if isinstance(s, int | float)]
     last = metrics[-1] if metrics else {}
     return RunRow(

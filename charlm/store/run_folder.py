@@ -17,6 +17,15 @@ from typing import Any
 from charlm.store import checkpoint
 from charlm.store.lock import RunLock
 
+# The perplexities a metrics record holds, and what every table, chart and summary calls them.
+PPL_LABELS = {"train_ppl": "train", "val_ppl": "held-out"}
+
+
+def record_score(rec: dict[str, Any]) -> float | None:
+    """The score a metrics record counts for "best": the held-out perplexity, or the training
+    perplexity when the run has no held-out text."""
+    return rec.get("val_ppl") or rec.get("train_ppl")
+
 
 class RunFolder:
     def __init__(self, path: Path) -> None:

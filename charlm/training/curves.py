@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from charlm.errors import UsageError
-from charlm.store.run_folder import RunFolder
+from charlm.store.run_folder import PPL_LABELS, RunFolder
 
 INSTALL = "pip install 'charlm-lyrics[plot]'"
 
@@ -31,7 +31,7 @@ def load_series(run_dirs: list[Path]) -> dict[str, list[dict[str, Any]]]:
 
 def _curves(rows: list[dict[str, Any]], x: str) -> dict[str, tuple[list[float], list[float]]]:
     out = {}
-    for key, label in (("train_ppl", "train"), ("val_ppl", "held-out")):
+    for key, label in PPL_LABELS.items():
         pts = [(r[x], r[key]) for r in rows if r.get(key) is not None and r.get(x) is not None]
         if pts:
             out[label] = ([p[0] for p in pts], [p[1] for p in pts])

@@ -19,7 +19,7 @@ from charlm.generation.sampling import generate
 from charlm.models.charrnn import count_parameters
 from charlm.scoring.evaluate import perplexity
 from charlm.scoring.mixture import Scores
-from charlm.store.run_folder import RunFolder
+from charlm.store.run_folder import PPL_LABELS, RunFolder
 
 PREVIEW_CHARS = 40
 
@@ -217,7 +217,9 @@ def print_summary(console: Any, s: dict) -> None:
         ("steps / epochs", f"{s['steps']:,} / {s['epochs']:.2f}"),
         ("networks", f"{s['networks']} (averaged)" if s["networks"] > 1 else "1"),
         (
-            "best train ppl (no held-out)" if s.get("best_is_train_ppl") else "best held-out ppl",
+            f"best {PPL_LABELS['train_ppl']} ppl (no held-out)"
+            if s.get("best_is_train_ppl")
+            else f"best {PPL_LABELS['val_ppl']} ppl",
             best,
         ),
         ("last train ppl", f"{s['last_train_ppl']:.3f}" if s["last_train_ppl"] else "n/a"),

@@ -6,6 +6,8 @@ vocabulary, the configs, the run folder, and (on --resume) the verified last.pt.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -32,20 +34,19 @@ from charlm.store import checkpoint
 from charlm.system.runtime import auto_precision, bf16_supported, new_seed
 from charlm.training.options import (
     TrainOptions,
+    corpus_options,
+    model_config_for,
+    train_config_for,
+)
+from charlm.training.resume import (
     check_frozen_on_resume,
     check_resume_compatible,
-    check_run_name,
-    corpus_options,
-    default_corpus,
-    model_config_for,
-    new_run_name,
     resume_batch_size,
-    train_config_for,
-    with_auto_sizes,
 )
-from charlm.training.sizing import fit_to_budget
+from charlm.training.sizing import fit_to_budget, with_auto_sizes
 
 Echo = Callable[[str], None]
+DEFAULT_CORPUS_NAME = "tang_song_zh.zip"  # corpora/: public domain, bundled
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,32 @@ def mixture_note(train_chars: int, cfg: TrainConfig, data: RunData) -> str | Non
         f"characters is under the {MIN_TUNE_CHARS} needed to fit the mixture weight; "
         "raise --mix-fraction or use a longer corpus"
     )
+
+
+def default_corpus() -> Path:
+    """The bundled public-domain corpus (CHARLM_DEFAULT_CORPUS overrides where it is)."""
+    env = os.environ.get("CHARLM_DEFAULT_CORPUS")
+    path = (
+        Path(env) if env else Path(__file__).resolve().parents[2] / "corpora" / DEFAULT_CORPUS_NAME
+    )
+    if not path.is_file():
+        raise DataError(f"{path}: the bundled corpus is missing; pass --corpus FILE")
+    return path
+
+
+def new_run_name(checkpoint_dir: Path) -> str:
+    base = time.strftime("%Y%m%d-%H%M%S")
+    name, i = base, 1
+    while (checkpoint_dir / name).exists():
+        i += 1
+        name = f"{base}-{i}"
+    return name
+
+
+def check_run_name(name: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
+        raise UsageError(f"--run {name!r}: a run name is one folder name (letters, digits, -_.)")
+    return name
 
 
 def prepare(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Echo) -> TrainSetup:

@@ -1,6 +1,6 @@
-"""The default model, sized to the time budget as well as to the corpus.
+"""How the model size is chosen: to the corpus, then to the time budget.
 
-The sizing rule (runs.auto_sizes) grows the model with the corpus; a model too big for the
+The corpus rule (auto_sizes) grows the model with the training text; a model too big for the
 machine then sees a fraction of its text in the time it has. With --max-time and no explicit
 --hidden / --layers, charlm measures, on this device, how fast candidates train (one warm-up
 and one timed step each; the smallest first, which on a big corpus is often the answer, then a
@@ -13,20 +13,60 @@ too big for it: in compute-optimal terms, it buys parameters with tokens it neve
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import torch
 
 from charlm.config import ModelConfig, TrainConfig
 from charlm.models.charrnn import CharRNN
 from charlm.training.optim import make_optimizer
+from charlm.training.options import TrainOptions
 from charlm.training.step import train_step
 
 CANDIDATES = (1024, 768, 512, 384, 256, 192, 128)  # hidden sizes tried below the corpus rule's
 MIN_PASSES = 1.0  # passes over the training text the chosen model must make in the budget
 TRAIN_SHARE = 0.8  # of --max-time, for training steps
+
+
+def embed_for(hidden: int) -> int:
+    """The embedding size that goes with `hidden` units: half of it, within [64, 256]."""
+    return int(min(256, max(64, hidden // 2)))
+
+
+def auto_sizes(n_train: int) -> dict[str, Any]:
+    """Model size and regularisation from the training text's length: a rule, not a table.
+
+    Capacity grows like sqrt(n) (256 hidden units at ~60k characters, 1024 from ~1M), a second
+    layer comes at 1M characters, and dropout and weight decay shrink as data grows (0.6 and
+    1.0 at 60k, 0.3 and 0.25 at 1M), because a small corpus is memorised long before a large
+    one is. Tuned on one 60k corpus, then extended by these exponents, not per corpus.
+    """
+    n = max(n_train, 1)
+    hidden = int(min(1024, max(128, 64 * round(math.sqrt(n) / 64))))
+    ratio = 60_000 / n
+    return {
+        "hidden": hidden,
+        "embed": embed_for(hidden),
+        "layers": 1 if n < 1_000_000 else 2,
+        "dropout": round(min(0.6, max(0.1, 0.6 * ratio**0.25)), 3),
+        "weight_decay": round(min(1.0, max(0.01, ratio**0.5)), 4),
+    }
+
+
+def with_auto_sizes(opts: TrainOptions, n_train: int) -> TrainOptions:
+    """Fill the options the user left out from auto_sizes; explicit options always win."""
+    auto = auto_sizes(n_train)
+    if opts.embed == 0:
+        auto.pop("embed")
+    if opts.optimizer not in (None, "adamw"):
+        # SGD and Adam add weight decay to the gradient, where clipping cannot bound it: a
+        # decay sized for AdamW's decoupled form would blow the weights up. Off unless asked.
+        auto["weight_decay"] = 0.0
+    return opts.fill(auto)
 
 
 def measure_speed(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device) -> float:
@@ -50,9 +90,7 @@ def measure_speed(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device
 def smaller(model_cfg: ModelConfig, hidden: int, embed_given: bool) -> ModelConfig:
     """A one-layer candidate of `hidden` units; the embedding follows the sizing rule's
     hidden / 2 unless the user gave --embed."""
-    embed = (
-        model_cfg.embed if embed_given or model_cfg.embed == 0 else min(256, max(64, hidden // 2))
-    )
+    embed = model_cfg.embed if embed_given or model_cfg.embed == 0 else embed_for(hidden)
     return replace(model_cfg, hidden=hidden, layers=1, embed=embed)
 
 

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from .conftest import train_tiny
+from ..conftest import train_tiny
 
 
 @pytest.fixture(scope="module")

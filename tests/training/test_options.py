@@ -1,4 +1,5 @@
-"""runs.py: options, presets, the sizing rule, run names, what --resume refuses."""
+"""training: options and presets (options.py), the sizing rule (sizing.py), run names
+(setup.py), what --resume refuses (resume.py)."""
 
 from dataclasses import fields
 
@@ -10,15 +11,16 @@ from charlm.training.options import (
     PRESETS,
     TrainOptions,
     apply_preset,
-    auto_sizes,
+    model_config_for,
+    train_config_for,
+)
+from charlm.training.resume import (
     check_frozen_on_resume,
     check_resume_compatible,
-    check_run_name,
-    model_config_for,
     resume_batch_size,
-    train_config_for,
-    with_auto_sizes,
 )
+from charlm.training.setup import check_run_name
+from charlm.training.sizing import auto_sizes, with_auto_sizes
 
 
 def test_auto_sizes_rule_scales_with_corpus():

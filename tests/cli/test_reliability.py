@@ -9,7 +9,7 @@ import zipfile
 import pytest
 import torch
 
-from .conftest import TINY_TRAIN, invoke, tiny_text, tree_digest
+from ..conftest import TINY_TRAIN, invoke, tiny_text, tree_digest
 
 
 def _train(runner, corpus, ck, *extra):

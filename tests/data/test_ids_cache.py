@@ -12,7 +12,7 @@ from charlm.data.ids_cache import cache_paths, encode_text
 from charlm.data.noise import UnknownNoise
 from charlm.data.vocab import Vocab
 
-from .conftest import tiny_text
+from ..conftest import tiny_text
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from charlm.data.vocab import Vocab
 from charlm.models.charrnn import CharRNN
 from charlm.store import checkpoint
 
-from .conftest import LINES, invoke
+from ..conftest import LINES, invoke
 
 TEXT = "".join(line + "\n" for line in LINES)
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from .conftest import TINY_TRAIN, invoke, tiny_text, train_tiny
+from ..conftest import TINY_TRAIN, invoke, tiny_text, train_tiny
 
 
 def test_events_hold_each_evaluation(tmp_path):

@@ -16,7 +16,7 @@ from charlm.models.charrnn import CharRNN
 from charlm.models.ensemble import Ensemble, make_stepper, networks
 from charlm.store import checkpoint
 
-from .conftest import TINY_TRAIN, invoke
+from ..conftest import TINY_TRAIN, invoke
 
 CFG = ModelConfig(vocab_size=11, cell="lstm", embed=6, hidden=8, layers=2, dropout=0.0)
 

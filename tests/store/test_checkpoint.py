@@ -132,7 +132,7 @@ def run_last(tmp_path_factory):
     from charlm.training.loop import Trainer
     from charlm.training.setup import run_data
 
-    from .conftest import tiny_text
+    from ..conftest import tiny_text
 
     path = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(batch_size=4, seq_len=8, max_steps=6, eval_every=3, kn_order=3,
@@ -243,7 +243,7 @@ def _as_saved_on_cuda(src, dst) -> None:
 def test_a_checkpoint_saved_on_a_gpu_generates_on_a_cpu(tmp_path):
     from typer.testing import CliRunner
 
-    from .conftest import invoke, train_tiny
+    from ..conftest import invoke, train_tiny
 
     ck = train_tiny(tmp_path, "g", "--max-steps", "3")
     gpu = tmp_path / "from-gpu.pt"

@@ -24,7 +24,7 @@ from charlm.training.optim import Plateau, lr_at
 from charlm.training.setup import run_data
 from charlm.training.step import train_step
 
-from .conftest import tiny_text
+from ..conftest import tiny_text
 
 CPU = torch.device("cpu")
 

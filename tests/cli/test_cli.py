@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from .conftest import TINY_TRAIN, invoke, tree_digest
+from ..conftest import TINY_TRAIN, invoke, tree_digest
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_resume_announces_and_applies_a_changed_weight_decay(trained, runner):
 
 
 def test_too_short_for_a_tune_slice_trains_the_network_alone_and_says_so(runner, tmp_path):
-    from .conftest import tiny_text
+    from ..conftest import tiny_text
 
     corpus = tmp_path / "short.txt"
     corpus.write_text(tiny_text(8), encoding="utf-8")  # ~500 training chars: 5 % is too few
@@ -255,7 +255,7 @@ def test_network_alone_with_kn_order_0(runner, corpus_file, tmp_path):
 @pytest.mark.slow
 def test_preset_d2l_training_perplexity_falls(runner, tmp_path):
     p = tmp_path / "lyrics.txt"
-    from .conftest import tiny_text
+    from ..conftest import tiny_text
 
     p.write_text(tiny_text(60), encoding="utf-8")
     r = invoke(runner, ["train", "--corpus", p, "--preset", "d2l", "--epochs", "30",
@@ -283,7 +283,7 @@ def test_scratch_impl_checkpoint_generates_and_evaluates(runner, corpus_file, tm
 
 
 def test_train_from_stdin_then_evaluate_needs_corpus(runner, tmp_path):
-    from .conftest import tiny_text
+    from ..conftest import tiny_text
 
     r = invoke(runner, ["train", "--corpus", "-", "--checkpoint-dir", tmp_path, "--max-steps", "3",
                         *TINY_TRAIN], input=tiny_text())  # fmt: skip

@@ -16,7 +16,7 @@ from charlm.scoring.adapt import (
     fit_weights,
 )
 
-from .conftest import tiny_text, train_tiny
+from ..conftest import tiny_text, train_tiny
 
 
 def brute_cache(seq, order, reset=()):

@@ -8,7 +8,7 @@ from charlm.config import ModelConfig
 from charlm.models.charrnn import CharRNN
 from charlm.models.shapes import describe
 
-from .conftest import invoke
+from ..conftest import invoke
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])

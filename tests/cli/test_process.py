@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TINY_TRAIN, tiny_text
+from ..conftest import TINY_TRAIN, tiny_text
 
 CHARLM = [sys.executable, "-m", "charlm"]
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from .conftest import train_tiny
+from ..conftest import train_tiny
 
 TINY = ["--batch-size", "4", "--seq-len", "8", "--hidden", "16", "--embed", "8"]
 

@@ -8,7 +8,7 @@ import pytest
 from charlm.data.corpus import split_text
 from charlm.generation.novelty import TrainingIndex, ngram_hashes
 
-from .conftest import tiny_text, train_tiny
+from ..conftest import tiny_text, train_tiny
 
 
 def brute_longest(train: list[int], sample: list[int]) -> int:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import LINES
+from ..conftest import LINES
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 TINY = ("--hidden 32 --embed 16 --layers 1 --batch-size 8 --seq-len 16 --eval-every 6 "
         "--kn-order 3 --max-steps {steps}")  # fmt: skip
 # 春夏秋冬 for the acrostic; no 火 or 星, so the script's exit-3 branch runs
