@@ -142,9 +142,9 @@ def charlm_rate(
     while True:
         x, y = next(batches)
         # the trainer's own step, as run() calls it (lr, clip, precision, carried state)
-        r = train_step(t.model, t.opt, x, y, t.carry, lr=t._lr(), clip=tc.clip,
+        r = train_step(t.model, t.opt, x, y, t.state.carry, lr=t._lr(), clip=tc.clip,
                        bf16=tc.precision == "bf16")  # fmt: skip
-        t.carry = r.state if tc.sampler == "consecutive" else None
+        t.state.carry = r.state if tc.sampler == "consecutive" else None
         n += 1
         if n == 3:
             t0 = time.perf_counter()

@@ -1,5 +1,5 @@
 """`charlm train`'s options as the user gave them (TrainOptions), the presets, and the rules
-that turn them into configs (model_config_for, train_config_for, corpus_options). The sizing
+that turn them into configs (model_config_for, train_config_for). The sizing
 rule is sizing.py's; what --resume refuses is resume.py's."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from charlm.config import BIDIRECTIONAL_REASON, ModelConfig, TrainConfig
-from charlm.data.corpus import CorpusOptions
 from charlm.errors import UsageError
 
 MODEL_FIELDS = ("cell", "embed", "hidden", "layers", "dropout", "tie", "impl")
@@ -92,15 +91,6 @@ def apply_preset(opts: TrainOptions) -> TrainOptions:
     if opts.preset not in PRESETS:
         raise UsageError(f"--preset must be one of {', '.join(PRESETS)}, not {opts.preset!r}")
     return opts.fill(PRESETS[opts.preset])
-
-
-def corpus_options(opts: TrainOptions) -> CorpusOptions:
-    return CorpusOptions(
-        encoding=opts.encoding,
-        newline=opts.newline or "keep",
-        max_chars=opts.max_chars or 0,
-        **({"max_bytes": opts.max_corpus_bytes} if opts.max_corpus_bytes else {}),
-    )
 
 
 def model_config_for(vocab_size: int, opts: TrainOptions) -> ModelConfig:

@@ -34,7 +34,6 @@ from charlm.store import checkpoint
 from charlm.system.runtime import auto_precision, bf16_supported, new_seed
 from charlm.training.options import (
     TrainOptions,
-    corpus_options,
     model_config_for,
     train_config_for,
 )
@@ -82,6 +81,15 @@ def mixture_note(train_chars: int, cfg: TrainConfig, data: RunData) -> str | Non
         f"network alone: --mix-fraction {cfg.mix_fraction:g} of {train_chars:,} training "
         f"characters is under the {MIN_TUNE_CHARS} needed to fit the mixture weight; "
         "raise --mix-fraction or use a longer corpus"
+    )
+
+
+def corpus_options(opts: TrainOptions) -> CorpusOptions:
+    return CorpusOptions(
+        encoding=opts.encoding,
+        newline=opts.newline or "keep",
+        max_chars=opts.max_chars or 0,
+        **({"max_bytes": opts.max_corpus_bytes} if opts.max_corpus_bytes else {}),
     )
 
 
