@@ -162,6 +162,25 @@ class LanguageModel:
         """generate(...) joined into one string."""
         return "".join(self.generate(prefix, **kwargs))
 
+    def form_report(self, cfg: SampleConfig, text: str) -> dict[str, Any]:
+        """What --json adds with a form: the layout asked for and each line's rhyme group (as
+        `scan` reads the text)."""
+        from charlm.generation.form.layout import layout_for
+        from charlm.generation.form.rhyme import RhymeBook
+        from charlm.generation.form.scan import scan
+
+        book = RhymeBook(cfg.rhyme_table)
+        layout = layout_for(cfg.form, cfg.rhyme, cfg.template, book, cfg.repeat_chorus)
+        read = scan(text, book)
+        return {
+            "name": layout.name or None,
+            "lines": layout.lengths,
+            "stanzas": layout.spec(),
+            "rhyme": layout.scheme,
+            "rhyme_table": book.table,
+            "line_rhymes": [ln["rhyme"] for ln in read["lines"]],
+        }
+
     def corpus_split(
         self, corpus: str | None, split: str = "val", encoding: str | None = None
     ) -> CorpusSplit:

@@ -143,6 +143,12 @@ class SampleConfig:
     precision: str = "fp32"  # bf16 / fp16: weights read at half the bytes per step (faster)
     acrostic: str = ""  # 藏头诗: line k starts with acrostic[k]; the text has that many lines
     max_copy: int = 0  # never copy more than this many training characters in a row; 0 = off
+    form: str = ""  # line lengths "7,7,7/7,7,7" or a named form (generation/form/layout.py)
+    rhyme: str = ""  # a scheme letter per line, X = free ("AABB")
+    rhyme_with: str = ""  # the first letter's rhyme: a group name or a character
+    rhyme_table: str = "十三辙"  # or 中华新韵
+    template: str = ""  # a song whose shape to give the new one (its text)
+    repeat_chorus: bool = False  # with a template: a repeated line comes back repeated
 
     def __post_init__(self) -> None:
         _check(0 <= self.length <= 10_000_000, "--length must be in [0, 10000000]")
@@ -158,6 +164,20 @@ class SampleConfig:
         _check(1 <= self.num_samples <= 4096, "--num-samples must be in [1, 4096]")
         _check(0 <= self.seed < 2**63, "--seed must be in [0, 2**63)")
         _check(self.precision in ("fp32", "bf16", "fp16"), "--precision must be fp32, bf16 or fp16")
+        _check(
+            self.rhyme_table in ("十三辙", "中华新韵"), "--rhyme-table must be 十三辙 or 中华新韵"
+        )
+        _check(not (self.form and self.template), "--form and --template: choose one")
+        _check(not self.rhyme or bool(self.form), "--rhyme needs --form (the lines it rhymes)")
+        _check(
+            not self.rhyme_with or bool(self.form or self.template),
+            "--rhyme-with needs --form and --rhyme, or --template",
+        )
+        _check(not self.repeat_chorus or bool(self.template), "--repeat-chorus needs --template")
+
+    @property
+    def has_form(self) -> bool:
+        return bool(self.form or self.template)
 
 
 def _from_dict(cls, d: dict, what: str):

@@ -3,6 +3,7 @@ one JSON object a sample with --json; novelty reports go to stderr."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import typer
 
 from charlm.cli import options as o
 from charlm.cli.app import app, console, guard, leave_fast
+from charlm.errors import DataError, UsageError
 
 
 @app.command()
@@ -61,6 +63,41 @@ def generate(
             "loops are capped). Default: on when the checkpoint has it.",
         ),
     ] = None,
+    form: Annotated[
+        str,
+        typer.Option(
+            help="Line lengths, e.g. 7,7,7,7 (/ for a stanza break: 7,7/7,7), or a named form "
+            "(七言绝句, 浣溪沙, ...; see --list-forms). The prefix starts the first line."
+        ),
+    ] = "",
+    rhyme: Annotated[
+        str,
+        typer.Option(
+            help="With --form: a scheme letter per line (AABB; X = free); lines with "
+            "the same letter end in the same rhyme group."
+        ),
+    ] = "",
+    rhyme_with: Annotated[
+        str, typer.Option(help="The first rhyme's sound: a group name (江阳) or a character (光).")
+    ] = "",
+    rhyme_table: o.RhymeTable = "十三辙",
+    template: Annotated[
+        str | None,
+        typer.Option(
+            help="A song (FILE, or - for stdin) whose shape to copy: line lengths, "
+            "stanzas, symbols, which lines rhyme."
+        ),
+    ] = None,
+    repeat_chorus: Annotated[
+        bool,
+        typer.Option(
+            "--repeat-chorus", help="With --template: a line repeated there comes back repeated."
+        ),
+    ] = False,
+    list_forms: Annotated[
+        bool,
+        typer.Option("--list-forms", help="Print the named forms (lengths, rhymes, tones), exit."),
+    ] = False,
     device: o.Device = "auto",
     checkpoint_dir: o.CkptDir = Path("checkpoints"),
     quiet: o.Quiet = False,
@@ -75,19 +112,32 @@ def generate(
       echo 不分开 | charlm generate --prefix - --temperature 0
       charlm generate --acrostic 春夏秋冬 --seed 2
       charlm generate --max-copy 8 --report-novelty
+      charlm generate --form 7,7,7,7 --rhyme AABB --rhyme-with 光 --seed 3
+      charlm generate --form 七言绝句 --acrostic 春夏秋冬
+      charlm generate --template my_song.txt --repeat-chorus
     """
     leave_fast()
+    if list_forms:
+        from charlm.generation.form.layout import describe_forms
+
+        print(describe_forms(json_out), flush=True)
+        return
     # torch-using modules: here, not at the top, so `charlm --help` stays fast
     from charlm import api
     from charlm.config import SampleConfig
     from charlm.system.runtime import new_seed
 
     seed_given = seed is not None
+    if template is not None:
+        if form:  # before the file is read: the usage error comes first
+            raise UsageError("--form and --template: choose one")
+        template = read_template(template, prefix == "-")
     cfg = SampleConfig(
         length=length, temperature=temperature, top_k=top_k, top_p=top_p,
         lines=lines or len(acrostic), num_samples=num_samples,
         seed=seed if seed_given else new_seed(), precision=precision, acrostic=acrostic,
-        max_copy=max_copy,
+        max_copy=max_copy, form=form, rhyme=rhyme, rhyme_with=rhyme_with,
+        rhyme_table=rhyme_table, template=template or "", repeat_chorus=repeat_chorus,
     )  # fmt: skip
     if prefix == "-":
         prefix = sys.stdin.read().rstrip("\n")
@@ -96,9 +146,11 @@ def generate(
     prefix = lm.prefix_for(prefix, cfg.acrostic, skip_unknown)
     index = lm.training_index() if cfg.max_copy or report_novelty else None
     out = console(quiet)
+    steps = lm.stream(prefix, cfg, adapt, index)
+    first = next(steps)  # the options are checked before the first piece: nothing said yet
     if not seed_given:
         out.print(f"[dim]seed {cfg.seed}[/]")
-    texts = write_samples(lm.stream(prefix, cfg, adapt, index), cfg.num_samples, json_out)
+    texts = write_samples(itertools.chain([first], steps), cfg.num_samples, json_out)
     reports = [index.report(lm.vocab.encode(t)) for t in texts] if report_novelty else []
     if json_out:
         for b, text in enumerate(texts):
@@ -106,6 +158,8 @@ def generate(
                    "checkpoint": str(lm.path)}  # fmt: skip
             if reports:
                 rec["novelty"] = reports[b]
+            if cfg.has_form:
+                rec["form"] = lm.form_report(cfg, text)
             sys.stdout.write(json.dumps(rec, ensure_ascii=False) + "\n")
             sys.stdout.flush()
     elif reports:
@@ -137,3 +191,21 @@ def write_samples(steps, n: int, json_out: bool) -> list[str]:
             out.write(("\n" if b else "") + text + ("" if text.endswith("\n") else "\n"))
         out.flush()
     return texts
+
+
+def read_template(source: str, stdin_taken: bool) -> str:
+    """--template FILE or - (stdin), as text; refused clearly when unreadable."""
+    if source == "-":
+        if stdin_taken:
+            raise UsageError("--prefix - and --template - both read stdin; save one to a file")
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(
+            f"{source}: no such template file; pass a song as a UTF-8 text file"
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(
+            f"{source}: cannot read the template ({e}); pass a UTF-8 text file"
+        ) from None

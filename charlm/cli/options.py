@@ -45,6 +45,11 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON object a line
 Checkpoint = _opt(str, "A .pt file or a run name. Default: newest run's best.pt.")
 Encoding = _opt(str, "Corpus encoding. (default: utf-8)")
 
+RhymeTable = Annotated[
+    str,
+    typer.Option(help="十三辙 (the rhymes of song lyrics) or 中华新韵 (the 14 groups of 2005)."),
+]
+
 # ---- the model: train and info ----------------------------------------------------------------
 
 Cell = _opt(str, f"rnn, gru or lstm.{_default(MODEL_DEFAULTS.cell)}")

@@ -8,18 +8,25 @@ entry in `build`; `sampling.generate` does not change.
     MixWithCounts   the network mixed with the Kneser-Ney count model (what ships)
     SongCache       each sample's own cache of what it has written, and the line guard
     CopyGuard       --max-copy: no run of more than N training characters in a row
+    FormConstraint  --form / --rhyme / --template: line lengths, rhyme slots, tonal patterns,
+                    symbols and repeats (generation/form/constraint.py)
     AcrosticHeads   --acrostic: line k starts with the k-th head character
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import torch
 
 from charlm.config import SampleConfig
 from charlm.data.vocab import Vocab
+from charlm.errors import UsageError
+from charlm.generation.form.constraint import FormConstraint, check_groups, vocab_rhymes
+from charlm.generation.form.layout import layout_for
+from charlm.generation.form.rhyme import RhymeBook
 from charlm.generation.novelty import TrainingIndex
 from charlm.scoring.adapt import Adaptation, LineGuard, StreamCache, adapt_logprobs
 from charlm.scoring.mixture import Mixture
@@ -37,6 +44,9 @@ class Draft:
     keep: int = 1
     steps: int = 0  # characters generated after the prefix
     done: list[bool] = field(default_factory=list)
+    # (B, K) candidate ids -> (B, K, V) log-probs of the character after each: a look one
+    # step ahead from the current state, set by `generate` before each step's rules
+    peek: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @classmethod
     def start(cls, prefix: str, start: list[int], n: int, max_lines: int, keep: int) -> Draft:
@@ -172,9 +182,10 @@ def build(
     mixture: Mixture | None = None,
     adapt: bool = False,
     copy_index: TrainingIndex | None = None,
+    prefix: str = "",
 ) -> list[Constraint]:
     """The constraints a generation applies, in order: what ships first (the mixture, the
-    song cache), then the rules that forbid (copies, acrostic heads)."""
+    song cache), then the rules that forbid (copies, the form, acrostic heads)."""
     out: list[Constraint] = []
     if mixture:
         out.append(MixWithCounts(mixture))
@@ -182,7 +193,35 @@ def build(
             out.append(SongCache(mixture.adaptation, cfg.num_samples, vocab, start))
     if copy_index is not None and cfg.max_copy > 0:
         out.append(CopyGuard(copy_index, cfg.max_copy))
+    if cfg.has_form:
+        out.append(form_constraint(vocab, cfg, prefix))
     if cfg.acrostic:
         heads = [int(i) for i in vocab.encode(cfg.acrostic)]
         out.append(AcrosticHeads(heads, vocab.id_of("\n")))
     return out
+
+
+def form_constraint(vocab: Vocab, cfg: SampleConfig, prefix: str) -> FormConstraint:
+    """The layout of cfg (--form with --rhyme, or --template) as a constraint on `vocab`."""
+    book = RhymeBook(cfg.rhyme_table)
+    layout = layout_for(cfg.form, cfg.rhyme, cfg.template, book, cfg.repeat_chorus)
+    rhymes = vocab_rhymes(vocab, book)
+    group = None
+    if cfg.rhyme_with:
+        group = book.group_named(cfg.rhyme_with)
+        if group is None:
+            raise UsageError(
+                f"--rhyme-with {cfg.rhyme_with}: not a {book.table} group "
+                f"({', '.join(book.groups)}) nor a character with one clear rhyme"
+            )
+    check_groups(rhymes, layout, group)
+    return FormConstraint(layout, vocab, rhymes, cfg.num_samples, prefix, group,
+                          free_heads=bool(cfg.acrostic))  # fmt: skip
+
+
+def fit_to_form(cfg: SampleConfig, rules: list[Constraint], prefix: str) -> SampleConfig:
+    """With a form, the song's length and line count are the form's."""
+    form = next((r for r in rules if isinstance(r, FormConstraint)), None)
+    if form is None:
+        return cfg
+    return replace(cfg, length=len(form.plan) - len(prefix), lines=form.layout.breaks())

@@ -101,11 +101,12 @@ def generate(
     """
     model.eval()
     g = make_generator(cfg.seed)
-    yield [prefix] * cfg.num_samples
     start = start_ids(vocab, prefix)
-    rules = constraints.build(vocab, cfg, start, mixture, adapt, copy_index)
+    rules = constraints.build(vocab, cfg, start, mixture, adapt, copy_index, prefix)
+    cfg = constraints.fit_to_form(cfg, rules, prefix)  # a form decides the song's length
     keep = max([1] + [c.looks_back for c in rules])  # ids each sample keeps for the rules
     draft = Draft.start(prefix, start, cfg.num_samples, cfg.lines, keep)
+    yield [prefix] * cfg.num_samples  # after the rules: a refused option writes nothing
     if cfg.length == 0 or draft.finished:
         return
     x = torch.tensor([start] * cfg.num_samples, device=device)  # (B, Tp)
@@ -113,7 +114,9 @@ def generate(
     last = logits[:, -1]  # (B, V)
     stepper = make_stepper(model, DTYPES[cfg.precision])
     state = stepper.cast_states(stepper.split(state))
+    look = Lookahead(stepper, mixture)
     for _ in range(cfg.length):
+        draft.peek = lambda cands, state=state: look(cands, state, draft.history)
         for rule in rules:
             last = rule(last, draft)  # (B, V) -> (B, V)
         nxt = pick_next(last, cfg, g)  # (B,)
@@ -121,3 +124,22 @@ def generate(
         if draft.finished:
             return
         last, state = stepper.step(nxt, state)  # one cell step: (B,) -> (B, V)
+
+
+class Lookahead:
+    """The distribution one step past each of K candidates, from the current state: what a
+    rule that plans the next character (a rhyme) weighs candidates by."""
+
+    def __init__(self, stepper, mixture: Mixture | None) -> None:
+        self.stepper, self.mixture = stepper, mixture
+
+    def __call__(self, cands: torch.Tensor, state: list, history: list[list[int]]) -> torch.Tensor:
+        """cands (B, K) ids -> (B, K, V) log-probs of the next character after each."""
+        b, k = cands.shape
+        wide = [tuple(t.repeat_interleave(k, dim=0) for t in s) for s in state]  # (B*K, H)
+        logits, _ = self.stepper.step(cands.reshape(-1), wide)  # (B*K, V)
+        if self.mixture:
+            rows = cands.tolist()
+            contexts = [history[i] + [c] for i in range(b) for c in rows[i]]
+            logits = self.mixture.next_logprobs(logits, contexts)
+        return torch.log_softmax(logits.float(), dim=-1).view(b, k, -1)

@@ -1,0 +1,269 @@
+"""The constraint that holds generation to a layout (see layout.py): each step's position in
+the song decides what may be written there.
+
+    line slot    a Chinese character; 平/仄 where the pattern says
+    rhyme slot   the line's last slot when its scheme letter is not X: a character whose every
+                 reading is in the letter's group (chosen by the first line of the letter, or
+                 by --rhyme-with), not one already used for the letter when others remain
+    literal      a template's symbol, written as it is
+    line break   at the end of each line, and once more at a stanza break
+    repeat       a chorus line writes again what its first occurrence wrote
+
+Masking the rhyme slot alone forces a rhyming character onto a line that was going elsewhere.
+So the slot before it looks one step ahead: among its likeliest K candidates, each is weighed
+by the probability the model then gives the allowed rhyme characters (p(c) * P(rhyme | c)),
+which is what sampling the pair and keeping only rhyming endings would give, without the
+rejections. It costs one extra batched step (K rows a sample) per rhyming line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from charlm.data.vocab import Vocab
+from charlm.errors import DataError, UsageError
+from charlm.generation.form.layout import FREE, Layout
+from charlm.generation.form.rhyme import LEVEL, VocabRhymes
+
+LOOKAHEAD_K = 24  # candidates weighed at the slot before a rhyme
+NEWLINE, BLANK, CHAR, LITERAL = "nl", "blank", "char", "lit"
+
+Peek = Callable[[torch.Tensor], torch.Tensor]  # (B, K) ids -> (B, K, V) next log-probs
+
+
+class FormConstraint:
+    """Generation held to a layout; `written` is each sample's text so far, as ids."""
+
+    looks_back = 1
+
+    def __init__(
+        self,
+        layout: Layout,
+        vocab: Vocab,
+        rhymes: VocabRhymes,
+        n: int,
+        prefix: str,
+        rhyme_with: str | None = None,
+        lookahead: bool = True,
+        free_heads: bool = False,
+    ) -> None:
+        self.layout, self.vocab, self.rhymes, self.lookahead = layout, vocab, rhymes, lookahead
+        self.plan = _plan(layout)  # one entry a character of the song
+        self.newline = vocab.id_of("\n")
+        if self.newline is None:
+            raise DataError("the model never saw a line break: it cannot write lines (--form)")
+        # a Chinese model writes Chinese characters in a line's slots (a template's symbols
+        # and spaces stand where the template has them)
+        self.chinese = torch.from_numpy(rhymes.chinese)
+        if not self.chinese.any():
+            raise DataError(
+                "the model knows no Chinese character: --form and --template write Chinese "
+                "lines (English forms are not supported yet)"
+            )
+        self.level = torch.from_numpy(rhymes.level)
+        self.oblique = torch.from_numpy(rhymes.oblique)
+        self.definite = torch.from_numpy(rhymes.group_ids >= 0)
+        self.free_heads = free_heads  # an acrostic writes each line's first character
+        self.viable = self._viable_groups()
+        self.start = len(prefix)
+        self._check_symbols()
+        self._check_prefix(prefix)
+        self.groups: list[dict[str, str]] = [{} for _ in range(n)]  # letter -> group
+        self.used: list[dict[str, set[int]]] = [{} for _ in range(n)]  # letter -> rhyme ids
+        if rhyme_with:
+            letter = next((c for c in layout.scheme if c != "X"), None)
+            if letter is None:
+                raise UsageError("--rhyme-with needs --rhyme (or a form with rhyme slots)")
+            for g in self.groups:
+                g[letter] = rhyme_with
+        self.written: list[list[int]] = [[int(i) for i in vocab.encode(prefix)] for _ in range(n)]
+        self.seen = 0
+
+    def _check_symbols(self) -> None:
+        missing = sorted({e[3] for e in self.plan if e[0] == LITERAL} - set(self.vocab.tokens))
+        if missing:
+            shown = " ".join(repr(c) for c in missing[:20])
+            raise DataError(
+                f"the template has symbol(s) the model never saw: {shown}; remove them from the "
+                "template or replace them with ones the corpus has"
+            )
+
+    def _check_prefix(self, prefix: str) -> None:
+        for p, ch in enumerate(prefix):
+            kind = self.plan[p][0] if p < len(self.plan) else None
+            if kind != CHAR and not (kind == LITERAL and self.plan[p][3] == ch):
+                first = self.layout.lengths[0]
+                raise UsageError(
+                    f"--prefix {prefix!r} does not fit the form: the prefix is the start of the "
+                    f"first line, which has {first} character(s)"
+                )
+
+    def __call__(self, logits: torch.Tensor, draft) -> torch.Tensor:
+        """(B, V) -> (B, V): only what the layout allows at this position."""
+        if draft.steps > self.seen:  # what the samples wrote at the last step
+            for b, i in enumerate(draft.last_ids()):
+                self.written[b].append(i)
+                self._remember(b, self.start + self.seen, i)
+            self.seen = draft.steps
+        p = self.start + draft.steps
+        if p >= len(self.plan):
+            return logits
+        kind, line, pos, literal = self.plan[p]
+        if kind in (NEWLINE, BLANK):
+            return _only(logits, [self.newline] * len(logits))
+        if kind == LITERAL:
+            return _only(logits, [self.vocab.id_of(literal)] * len(logits))
+        spec = self.layout.lines[line]
+        if spec.repeat_of is not None:
+            return _only(logits, [self._repeat(b, spec.repeat_of, line, pos)
+                                  for b in range(len(logits))])  # fmt: skip
+        allowed = self._allowed(len(logits), line, pos, logits.device)  # (B, V)
+        if self._is_before_rhyme(line, pos) and self.lookahead and draft.peek is not None:
+            nxt = self._allowed(len(logits), line, pos + 1, logits.device)  # (B, V)
+            logits = _weigh_by_next(logits.masked_fill(~allowed, float("-inf")), nxt, draft.peek)
+        return _mask(logits, allowed)
+
+    # ---- what may stand at a slot -------------------------------------------------------------
+
+    def _allowed(self, n: int, line: int, pos: int, device) -> torch.Tensor:
+        """(n, V) bool: the characters each sample may write at slot `pos` of `line`. At a rhyme
+        slot the first non-empty of: the group's unused characters of the right tone, its used
+        ones of that tone, then the same without the tone (the rhyme outranks the tone)."""
+        spec = self.layout.lines[line]
+        base = self.chinese & self._tone_mask(spec.tones[pos] if spec.tones else FREE, pos)
+        if not (pos == len(spec.slots) - 1 and spec.rhyme != "X"):
+            return base.repeat(n, 1).to(device)
+        rows = []
+        for b in range(n):
+            fresh, every = self._rhyme_ids(b, spec.rhyme)
+            options = (fresh & base, every & base, fresh & self.chinese, every & self.chinese)
+            rows.append(next((o for o in options if o.any()), base))
+        return torch.stack(rows).to(device)
+
+    def _tone_mask(self, tone: str, pos: int) -> torch.Tensor:
+        if tone == FREE or (self.free_heads and pos == 0):  # an acrostic's head is given
+            return torch.ones_like(self.chinese)
+        return self.level if tone == LEVEL else self.oblique
+
+    def _rhyme_ids(self, b: int, letter: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(unused, all) characters sample b may end a line of `letter` with. The letter's
+        first line may end in any group with enough characters for all its lines."""
+        group = self.groups[b].get(letter)
+        if group is None:
+            return self.viable[letter], self.viable[letter]
+        ids = torch.from_numpy(self.rhymes.in_group(group))
+        fresh = ids.clone()
+        fresh[list(self.used[b].get(letter, ()))] = False
+        return fresh, ids
+
+    def _viable_groups(self) -> dict[str, torch.Tensor]:
+        """Letter -> (V,) bool: characters of the groups that have a distinct character of the
+        right tone for each of the letter's lines (so a rhyme never has to repeat or give in)."""
+        out = {}
+        group_ids = torch.from_numpy(self.rhymes.group_ids)
+        for letter in set(self.layout.scheme) - {"X"}:
+            lines = [ln for ln in self.layout.lines if ln.rhyme == letter]
+            need = torch.ones_like(self.chinese)
+            for ln in lines:
+                last = len(ln.slots) - 1
+                need &= self._tone_mask(ln.tones[last] if ln.tones else FREE, last)
+            ok = torch.zeros_like(self.chinese)
+            for g in range(len(self.rhymes.book.groups)):
+                members = (group_ids == g) & self.chinese
+                if int((members & need).sum()) >= len(lines):
+                    ok |= members
+            out[letter] = ok if ok.any() else self.definite
+        return out
+
+    def _is_before_rhyme(self, line: int, pos: int) -> bool:
+        spec = self.layout.lines[line]
+        last = len(spec.slots) - 1
+        return spec.rhyme != "X" and pos == last - 1 and spec.slots[last] is None
+
+    def _remember(self, b: int, p: int, i: int) -> None:
+        """After a sample wrote id i at position p: a first rhyme fixes its letter's group."""
+        if p >= len(self.plan) or self.plan[p][0] != CHAR:
+            return
+        _, line, pos, _ = self.plan[p]
+        spec = self.layout.lines[line]
+        if pos == len(spec.slots) - 1 and spec.rhyme != "X":
+            group = self.rhymes.group_of_id(i)
+            if group and spec.rhyme not in self.groups[b]:
+                self.groups[b][spec.rhyme] = group
+            self.used[b].setdefault(spec.rhyme, set()).add(i)
+
+    def _repeat(self, b: int, first: int, line: int, pos: int) -> int:
+        """The id sample b wrote at slot `pos` of line `first` (written[b] is indexed by the
+        position in the song, the prefix first)."""
+        return self.written[b][self._line_start(first) + pos]
+
+    def _line_start(self, line: int) -> int:
+        return next(p for p, e in enumerate(self.plan) if e[1] == line and e[0] != BLANK)
+
+    def rhyme_groups(self, b: int) -> dict[str, str]:
+        """Sample b's letters and the groups they took."""
+        return dict(self.groups[b])
+
+
+def _plan(layout: Layout) -> list[tuple[str, int, int, str | None]]:
+    """(kind, line, position, literal) for every character of the song, line breaks included."""
+    plan = []
+    for k, line in enumerate(layout.lines):
+        for pos, slot in enumerate(line.slots):
+            plan.append((CHAR, k, pos, None) if slot is None else (LITERAL, k, pos, slot))
+        plan.append((NEWLINE, k, len(line.slots), None))
+        if line.stanza_end:
+            plan.append((BLANK, k, len(line.slots) + 1, None))
+    return plan
+
+
+def _only(logits: torch.Tensor, ids: list[int]) -> torch.Tensor:
+    """Each row may write only its id."""
+    out = torch.full_like(logits, float("-inf"))
+    out[torch.arange(len(ids)), torch.tensor(ids)] = 0.0
+    return out
+
+
+def _mask(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """(B, V) with what is not allowed at -inf. A row whose allowed characters all stand at
+    -inf already (another rule forbade them) keeps the layout: uniform over what it allows."""
+    out = logits.masked_fill(~allowed, float("-inf"))
+    dead = ~torch.isfinite(out).any(dim=1)
+    if dead.any():
+        out[dead] = torch.where(allowed[dead], 0.0, float("-inf")).to(out.dtype)
+    return out
+
+
+def _weigh_by_next(logits: torch.Tensor, nxt_allowed: torch.Tensor, peek: Peek) -> torch.Tensor:
+    """(B, V) -> (B, V): the likeliest LOOKAHEAD_K candidates, each weighed by the probability
+    of an allowed character after it; the rest out. Rows where no candidate can go on keep
+    their logits (the mask at the rhyme slot still holds)."""
+    k = min(LOOKAHEAD_K, logits.shape[1])
+    top = torch.topk(logits, k, dim=1)  # values, indices (B, K)
+    nxt = peek(top.indices)  # (B, K, V) log-probs after each candidate
+    mass = torch.logsumexp(nxt.masked_fill(~nxt_allowed[:, None, :], float("-inf")), dim=2)
+    score = torch.log_softmax(top.values.float(), dim=1) + mass  # (B, K)
+    ok = torch.isfinite(score).any(dim=1)
+    out = logits.clone()
+    rows = torch.arange(len(logits))[ok]
+    if len(rows):
+        out[rows] = float("-inf")
+        out[rows[:, None], top.indices[rows]] = score[rows].to(out.dtype)
+    return out
+
+
+def vocab_rhymes(vocab: Vocab, book) -> VocabRhymes:
+    """The vocabulary's characters by rhyme group and tone (computed once per generate)."""
+    return VocabRhymes.of(list(vocab.tokens), book)
+
+
+def check_groups(rhymes: VocabRhymes, layout: Layout, rhyme_with: str | None) -> None:
+    """Refuse a layout the vocabulary cannot fill: no rhyming characters at all, or none in
+    the --rhyme-with group."""
+    if rhyme_with is not None and not rhymes.in_group(rhyme_with).any():
+        raise DataError(f"--rhyme-with {rhyme_with}: the model knows no character in that group")
+    if any(c != "X" for c in layout.scheme) and not np.any(rhymes.group_ids >= 0):
+        raise DataError("the model knows no Chinese character with a clear rhyme (--rhyme)")

@@ -1,0 +1,222 @@
+"""Lyric form: rhyme groups (hand-checked, 多音字 included), layouts, templates, scan, and
+generation held to them: lengths, rhyme slots and tonal patterns honoured for every seed."""
+
+import json
+
+import pytest
+import torch
+
+import charlm
+from charlm.config import ModelConfig, SampleConfig
+from charlm.data.vocab import Vocab
+from charlm.errors import CharlmError, UsageError
+from charlm.generation.form.layout import FORMS, from_template, named_form, parse_form
+from charlm.generation.form.rhyme import XINYUN, RhymeBook
+from charlm.generation.form.scan import scan
+from charlm.models.charrnn import CharRNN
+from charlm.store import checkpoint
+
+from ..conftest import invoke
+
+BOOK, XIN = RhymeBook(), RhymeBook(XINYUN)
+SONG = (
+    "窗外的麻雀 在电线杆上多嘴\n你说这一句，很有夏天的感觉\n\n"
+    "手中的铅笔 在纸上来来回回\n窗外的麻雀 在电线杆上多嘴\n"
+)
+# Lines with many rhyme groups and both tones, so an untrained model has choices everywhere.
+TEXT = "".join(line + "\n" for line in [
+    "床前明月光疑是地上霜", "举头望明月低头思故乡", "白日依山尽黄河入海流",
+    "欲穷千里目更上一层楼", "春眠不觉晓处处闻啼鸟", "夜来风雨声花落知多少",
+    "窗外的麻雀在电线杆上多嘴", "你说这一句很有夏天的感觉", "我想就这样牵着你的手不放开",
+    "天空下雨我还在等你回家", "爱能不能够永远单纯没有悲哀", "远方的船唱着歌",
+    "手中的铅笔 在纸上来来回回", "我用几行字，形容你是我的谁",
+]) * 3  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ch", "thirteen", "xinyun", "tone"),
+    [
+        ("光", "江阳", "唐", "平"), ("家", "发花", "麻", "平"), ("月", "乜斜", "皆", "仄"),
+        ("知", "一七", "支", None), ("女", "一七", "齐", "仄"), ("天", "言前", "寒", "平"),
+        ("风", "中东", "庚", "平"), ("我", "梭波", "波", "仄"), ("雪", "乜斜", "皆", "仄"),
+        # 多音字: readings in different groups fill no rhyme slot
+        ("了", None, None, "仄"), ("还", None, None, "平"), ("着", None, None, "平"),
+        ("行", None, None, None), ("长", "江阳", "唐", None), ("a", None, None, None),
+    ],
+)  # fmt: skip
+def test_rhyme_groups_and_tones_by_hand(ch, thirteen, xinyun, tone):
+    assert BOOK.strict_group(ch) == thirteen
+    assert XIN.strict_group(ch) == xinyun
+    assert BOOK.strict_tone(ch) == tone
+
+
+def test_line_ends_are_read_in_context():
+    ends = BOOK.line_end_groups(["他们睡着了", "我还是不知道", "Oh baby", "一起去看海 ~"])
+    assert ends == ["梭波", "遥条", None, "怀来"]  # 了 read le; the trailing ~ is skipped
+    assert BOOK.group_named("江阳") == BOOK.group_named("光") == BOOK.group_named("阳") == "江阳"
+
+
+def test_forms_parse_and_refuse():
+    layout = parse_form("7,7,7/7,7,7")
+    assert layout.lengths == [7] * 6 and layout.spec() == "7,7,7/7,7,7" and layout.breaks() == 7
+    assert layout.with_rhyme("AABXXB").scheme == "AABXXB"
+    for bad in ("7,x", "0", "7,,7", "201"):
+        with pytest.raises(UsageError):
+            parse_form(bad)
+    with pytest.raises(UsageError, match="one letter per line"):
+        layout.with_rhyme("AABB")
+    for name, form in FORMS.items():  # lengths and tones agree, and every form cites a source
+        lay = named_form(name)
+        assert all(len(ln.tones) == len(ln.slots) for ln in lay.lines), name
+        assert form["source"] and len(lay.scheme) == len(lay.lines)
+    jueju = parse_form("七言绝句")
+    assert jueju.lengths == [7] * 4 and jueju.scheme == "AAXA"
+    assert all(ln.tones[-1] == "平" for ln in jueju.lines if ln.rhyme != "X")
+
+
+def test_a_template_gives_its_shape():
+    layout = from_template(SONG, BOOK, repeat_chorus=True)
+    assert layout.spec() == "13,13/13,13" and layout.scheme == "AXAX"  # 嘴/回 灰堆; 4 repeats
+    assert layout.lines[0].slots[5] == " " and layout.lines[1].slots[5] == "，"
+    assert layout.lines[3].repeat_of == 0 and layout.lines[0].stanza_end is False
+    assert layout.lines[1].stanza_end is True
+    with pytest.raises(UsageError):
+        from_template("hello\nworld\n", BOOK)
+
+
+def test_scan_reads_a_lyric():
+    r = scan("床前明月光\n疑是地上霜\n\n举头望明月\n低头思故乡\n", BOOK)
+    assert r["scheme"] == "AA/XA" and r["stanzas"] == 2
+    assert [ln["rhyme"] for ln in r["lines"]] == ["江阳", "江阳", "乜斜", "江阳"]
+    assert (r["rhyming_pairs"], r["adjacent_pairs"]) == (1, 2)
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    """An untrained model over TEXT's characters: the constraints must hold whatever it says."""
+    tmp = tmp_path_factory.mktemp("form")
+    vocab = Vocab.build(TEXT)
+    cfg = ModelConfig(vocab_size=len(vocab), cell="gru", embed=8, hidden=16, dropout=0.0)
+    torch.manual_seed(0)
+    corpus = tmp / "poems.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    extra = {"corpus": {"source": str(corpus), "options": {}, "val_fraction": 0.1}, "kn": None}
+    (tmp / "ck" / "p").mkdir(parents=True)
+    payload = checkpoint.build_payload(CharRNN(cfg), cfg, vocab, extra)
+    checkpoint.save(payload, tmp / "ck" / "p" / "best.pt")
+    return charlm.load("p", checkpoint_dir=tmp / "ck", device="cpu")
+
+
+def songs(lm, n_seeds=6, samples=4, prefix="", **form):
+    out = []
+    for seed in range(n_seeds):
+        cfg = SampleConfig(seed=seed, num_samples=samples, **form)
+        texts = [""] * samples
+        for pieces in lm.stream(prefix, cfg):
+            texts = [t + p for t, p in zip(texts, pieces, strict=True)]
+        out += texts
+    return out
+
+
+def stanzas_of(text):
+    return [[ln for ln in s.split("\n") if ln] for s in text.strip("\n").split("\n\n")]
+
+
+def test_lengths_and_rhymes_hold_for_every_seed(lm):
+    for text in songs(lm, form="5,5,7/5,5,7", rhyme="AABCCB"):
+        lines = text.split("\n")
+        assert [len(ln) for ln in lines] == [5, 5, 7, 0, 5, 5, 7, 0], text  # the blank line
+        ends = [ln[-1] for ln in lines if ln]
+        groups = [BOOK.strict_group(c) for c in ends]
+        assert None not in groups, text
+        assert groups[0] == groups[1] and groups[3] == groups[4] and groups[2] == groups[5]
+
+
+def test_rhyme_with_sets_the_sound_and_the_prefix_starts_line_one(lm):
+    for text in songs(lm, prefix="床前", form="5,5,5,5", rhyme="AXAA", rhyme_with="光"):
+        lines = text.rstrip("\n").split("\n")
+        assert lines[0].startswith("床前") and [len(ln) for ln in lines] == [5] * 4
+        assert {BOOK.strict_group(lines[i][-1]) for i in (0, 2, 3)} == {"江阳"}
+
+
+def test_named_forms_keep_their_tones(lm):
+    for name in ("七言绝句", "如梦令"):
+        layout = named_form(name)
+        for text in songs(lm, n_seeds=3, form=name):
+            lines = [ln for ln in text.split("\n") if ln]
+            assert [len(ln) for ln in lines] == layout.lengths, text
+            for line, spec in zip(lines, layout.lines, strict=True):
+                for ch, tone in zip(line, spec.tones, strict=True):
+                    assert tone == "中" or BOOK.strict_tone(ch) == tone, (name, line)
+            rhymed = {BOOK.strict_group(ln[-1]) for ln, s in zip(lines, layout.lines, strict=True)
+                      if s.rhyme == "A"}  # fmt: skip
+            assert len(rhymed) == 1 and None not in rhymed, text
+
+
+def test_template_symbols_stanzas_rhymes_and_chorus(lm):
+    for text in songs(lm, n_seeds=4, template=SONG, repeat_chorus=True):
+        got = stanzas_of(text)
+        assert [len(s) for s in got] == [2, 2]
+        lines = got[0] + got[1]
+        assert [len(ln) for ln in lines] == [13, 13, 13, 13]
+        assert lines[0][5] == " " and lines[1][5] == "，" and lines[2][5] == " "
+        assert lines[3] == lines[0]  # the chorus comes back
+        assert BOOK.strict_group(lines[0][-1]) == BOOK.strict_group(lines[2][-1]) is not None
+
+
+def test_acrostic_with_a_form(lm):
+    for text in songs(lm, n_seeds=3, form="七言绝句", acrostic="春夜花白"):
+        lines = [ln for ln in text.split("\n") if ln]
+        assert [ln[0] for ln in lines] == list("春夜花白") and [len(x) for x in lines] == [7] * 4
+
+
+def test_same_seed_same_song(lm):
+    a = lm.generate_text(form="7,7,7,7", rhyme="AABB", seed=11)
+    assert a == lm.generate_text(form="7,7,7,7", rhyme="AABB", seed=11)
+
+
+def test_refusals_write_nothing(lm, runner, tmp_path):
+    ck = lm.path.parent.parent
+    (tmp_path / "sym.txt").write_text("床前明月光~\n", encoding="utf-8")
+    cases = [
+        (["--form", "5,5", "--prefix", "床前明月光疑"], "does not fit"),
+        (["--form", "5,5", "--rhyme", "AAB"], "one letter per line"),
+        (["--rhyme", "AA"], "--rhyme needs --form"),
+        (["--form", "5,5", "--rhyme", "AA", "--rhyme-with", "xyz"], "not a 十三辙 group"),
+        (["--form", "5,5", "--template", str(tmp_path / "none.txt")], "choose one"),
+        (["--template", str(tmp_path / "none.txt")], "no such template"),
+        (["--template", str(tmp_path / "sym.txt")], "symbol(s) the model never saw: '~'"),
+    ]
+    for args, message in cases:
+        r = invoke(runner, ["generate", "--checkpoint", "p", "--checkpoint-dir", ck, *args])
+        assert r.exit_code in (2, 3) and r.stdout == "" and message in r.stderr, (args, r.stderr)
+
+
+def test_cli_json_carries_the_form_and_scan_reads_it(lm, runner, tmp_path):
+    ck = lm.path.parent.parent
+    form = ["--form", "5,5,5,5", "--rhyme", "AABB", "--seed", "3", "--json", "--prefix", ""]
+    r = invoke(runner, ["generate", "--checkpoint", "p", "--checkpoint-dir", ck, *form])
+    assert r.exit_code == 0, r.stderr
+    rec = json.loads(r.stdout)
+    assert rec["form"]["rhyme"] == "AABB" and rec["form"]["lines"] == [5, 5, 5, 5]
+    rhymes = rec["form"]["line_rhymes"]
+    assert rhymes[0] == rhymes[1] and rhymes[2] == rhymes[3]
+    song = tmp_path / "song.txt"
+    song.write_text(rec["text"], encoding="utf-8")
+    s = invoke(runner, ["scan", song, "--json"])
+    assert s.exit_code == 0 and json.loads(s.stdout)["lines"][0]["length"] == 5
+    table = invoke(runner, ["scan", "-"], input=rec["text"])
+    assert table.exit_code == 0 and "scheme" in table.stdout
+    forms = invoke(runner, ["generate", "--list-forms", "--json"])
+    assert {json.loads(x)["name"] for x in forms.stdout.splitlines()} == set(FORMS)
+
+
+def test_a_form_on_a_model_without_chinese_is_refused(tmp_path):
+    vocab = Vocab.build("hello world\nthe sky is blue\n")
+    cfg = ModelConfig(vocab_size=len(vocab), cell="gru", embed=8, hidden=16, dropout=0.0)
+    (tmp_path / "e").mkdir()
+    payload = checkpoint.build_payload(CharRNN(cfg), cfg, vocab, {"corpus": {}, "kn": None})
+    checkpoint.save(payload, tmp_path / "e" / "best.pt")
+    en = charlm.load("e", checkpoint_dir=tmp_path, device="cpu")
+    with pytest.raises(CharlmError, match="no Chinese character"):
+        en.generate_text("", form="5,5", seed=1)
