@@ -149,6 +149,8 @@ class SampleConfig:
     rhyme_table: str = "十三辙"  # or 中华新韵
     template: str = ""  # a song whose shape to give the new one (its text)
     repeat_chorus: bool = False  # with a template: a repeated line comes back repeated
+    lookahead: bool = True  # weigh the slot before a rhyme by the rhymes that can follow
+    loop_guard: bool = True  # no character 4 times in a row, no phrase looping in a line
 
     def __post_init__(self) -> None:
         _check(0 <= self.length <= 10_000_000, "--length must be in [0, 10000000]")

@@ -94,6 +94,13 @@ def generate(
             "--repeat-chorus", help="With --template: a line repeated there comes back repeated."
         ),
     ] = False,
+    loop_guard: Annotated[
+        bool,
+        typer.Option(
+            "--loop-guard/--no-loop-guard",
+            help="No character 4 times in a row, no phrase looping within a line.",
+        ),
+    ] = True,
     list_forms: Annotated[
         bool,
         typer.Option("--list-forms", help="Print the named forms (lengths, rhymes, tones), exit."),
@@ -138,6 +145,7 @@ def generate(
         seed=seed if seed_given else new_seed(), precision=precision, acrostic=acrostic,
         max_copy=max_copy, form=form, rhyme=rhyme, rhyme_with=rhyme_with,
         rhyme_table=rhyme_table, template=template or "", repeat_chorus=repeat_chorus,
+        loop_guard=loop_guard,
     )  # fmt: skip
     if prefix == "-":
         prefix = sys.stdin.read().rstrip("\n")

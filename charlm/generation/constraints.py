@@ -7,6 +7,8 @@ entry in `build`; `sampling.generate` does not change.
 
     MixWithCounts   the network mixed with the Kneser-Ney count model (what ships)
     SongCache       each sample's own cache of what it has written, and the line guard
+    RepeatGuard     no character 4 times in a row, no 2-4 character phrase 3 times, no longer
+                    phrase twice in a row within a line (real lyrics pass 99 %: see the class)
     CopyGuard       --max-copy: no run of more than N training characters in a row
     FormConstraint  --form / --rhyme / --template: line lengths, rhyme slots, tonal patterns,
                     symbols and repeats (generation/form/constraint.py)
@@ -38,6 +40,7 @@ class Draft:
     its line count and current line length, and whether it is done (--lines reached)."""
 
     history: list[list[int]]  # per sample, the last `keep` ids (prefix included)
+    line: list[list[int]]  # per sample, the ids of its current line (prefix included)
     lines: list[int]  # line breaks written, prefix included
     line_len: list[int]  # characters in the current (last) line
     max_lines: int  # 0 = no limit
@@ -51,10 +54,12 @@ class Draft:
     @classmethod
     def start(cls, prefix: str, start: list[int], n: int, max_lines: int, keep: int) -> Draft:
         lines = [prefix.count("\n")] * n
+        tail = len(prefix.rsplit("\n", 1)[-1])  # the prefix's last line
         return cls(
             history=[list(start[-keep:]) for _ in range(n)],
+            line=[list(start[len(start) - tail :]) if tail else [] for _ in range(n)],
             lines=lines,
-            line_len=[len(prefix.rsplit("\n", 1)[-1])] * n,
+            line_len=[tail] * n,
             max_lines=max_lines,
             keep=keep,
             done=[max_lines > 0 and c >= max_lines for c in lines],
@@ -75,6 +80,10 @@ class Draft:
             tail = self.history[b]
             tail.append(i)
             del tail[: -self.keep]
+            if vocab.tokens[i] == "\n":
+                self.line[b] = []
+            else:
+                self.line[b].append(i)
             if self.done[b]:
                 out.append("")
                 continue
@@ -138,6 +147,41 @@ class SongCache:
                 self.guard.add(b, i)
 
 
+class RepeatGuard:
+    """No loop inside a line: a character may not stand 4 times in a row, a phrase of 2-4
+    characters 3 times, a longer one twice (spaces do not separate the copies). Measured on
+    the Jay Chou lyrics with spaces removed, 0.8 %, 0.9 % and 0.8 % of real lines do each (on
+    the Tang poems 0.01 % or less): the guard bites where real lyrics almost never go, and
+    where a model stuck in a loop always does."""
+
+    looks_back = 1
+
+    def __init__(self, vocab: Vocab) -> None:
+        self.spaces = {i for i in (vocab.id_of(c) for c in " \u3000\t") if i is not None}
+
+    def __call__(self, logits: torch.Tensor, draft: Draft) -> torch.Tensor:
+        for b, line in enumerate(draft.line):
+            ids = [i for i in line if i not in self.spaces]
+            bad = {
+                i for n in range(1, len(ids) // 2 + 2) if (i := self._closes(ids, n)) is not None
+            }
+            if bad and len(bad) < logits.shape[1]:
+                logits[b, list(bad)] = float("-inf")
+        return logits
+
+    def _closes(self, ids: list[int], n: int) -> int | None:
+        """The id that would complete one copy too many of a phrase of n, if any."""
+        allowed = 3 if n == 1 else 2 if n <= 4 else 1  # copies in a row a line may hold
+        copies = allowed + 1
+        span = copies * n - 1  # what must already stand: all copies but the last character
+        if len(ids) < span:
+            return None
+        tail = ids[-span:]
+        if all(tail[k] == tail[k + n] for k in range(span - n)):
+            return tail[span - n]  # the next character of the period
+        return None
+
+
 class CopyGuard:
     """No character that would copy more than `n` training characters in a row: it is
     removed before the draw (a row left with nothing stays as it was)."""
@@ -191,6 +235,8 @@ def build(
         out.append(MixWithCounts(mixture))
         if adapt:
             out.append(SongCache(mixture.adaptation, cfg.num_samples, vocab, start))
+    if cfg.loop_guard:
+        out.append(RepeatGuard(vocab))
     if copy_index is not None and cfg.max_copy > 0:
         out.append(CopyGuard(copy_index, cfg.max_copy))
     if cfg.has_form:
@@ -216,7 +262,7 @@ def form_constraint(vocab: Vocab, cfg: SampleConfig, prefix: str) -> FormConstra
             )
     check_groups(rhymes, layout, group)
     return FormConstraint(layout, vocab, rhymes, cfg.num_samples, prefix, group,
-                          free_heads=bool(cfg.acrostic))  # fmt: skip
+                          lookahead=cfg.lookahead, free_heads=bool(cfg.acrostic))  # fmt: skip
 
 
 def fit_to_form(cfg: SampleConfig, rules: list[Constraint], prefix: str) -> SampleConfig:

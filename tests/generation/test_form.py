@@ -220,3 +220,25 @@ def test_a_form_on_a_model_without_chinese_is_refused(tmp_path):
     en = charlm.load("e", checkpoint_dir=tmp_path, device="cpu")
     with pytest.raises(CharlmError, match="no Chinese character"):
         en.generate_text("", form="5,5", seed=1)
+
+
+def test_the_loop_guard_stops_loops_and_lets_lyrics_repeat():
+    from charlm.generation.constraints import Draft, RepeatGuard
+
+    vocab = Vocab.build("我想你 每天都想你\n啊")
+    guard = RepeatGuard(vocab)
+    ids = {c: vocab.id_of(c) for c in "我想你 每天都啊"}
+
+    def forbidden(line: str) -> set[str]:
+        draft = Draft.start(line, [int(i) for i in vocab.encode(line)], 1, 0, 1)
+        out = guard(torch.zeros(1, len(vocab)), draft)[0]
+        return {c for c, i in ids.items() if out[i] == float("-inf")}
+
+    assert forbidden("我我我") == {"我"}  # a fourth in a row
+    assert forbidden("我我 我") == {"我"}  # spaces do not separate the copies
+    assert forbidden("我我") == set()  # real lyrics double and triple
+    assert forbidden("每天每天") == set()  # two copies of a short phrase: lyrics do that
+    assert forbidden("每天每天每") == {"天"}  # not a third
+    assert forbidden("想你 想你 想") == {"你"}
+    assert forbidden("我想你每天都我想你每天") == {"都"}  # a long phrase: not twice
+    assert forbidden("我想你每天都想") == set()

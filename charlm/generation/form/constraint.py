@@ -1,7 +1,8 @@
 """The constraint that holds generation to a layout (see layout.py): each step's position in
 the song decides what may be written there.
 
-    line slot    a Chinese character; 平/仄 where the pattern says
+    line slot    a Chinese character (or, inside a --form line, one space between phrases, as
+                 lyrics have; it counts); 平/仄 where the pattern says
     rhyme slot   the line's last slot when its scheme letter is not X: a character whose every
                  reading is in the letter's group (chosen by the first line of the letter, or
                  by --rhyme-with), not one already used for the letter when others remain
@@ -9,11 +10,13 @@ the song decides what may be written there.
     line break   at the end of each line, and once more at a stanza break
     repeat       a chorus line writes again what its first occurrence wrote
 
-Masking the rhyme slot alone forces a rhyming character onto a line that was going elsewhere.
-So the slot before it looks one step ahead: among its likeliest K candidates, each is weighed
-by the probability the model then gives the allowed rhyme characters (p(c) * P(rhyme | c)),
-which is what sampling the pair and keeping only rhyming endings would give, without the
-rejections. It costs one extra batched step (K rows a sample) per rhyming line.
+Masking a slot alone forces a rhyming character (or a line break) onto a line that was going
+elsewhere. So every slot followed by a restricted one (a line break, a rhyme slot, a tone, a
+symbol) looks one step ahead: among its likeliest K candidates, each is weighed by the
+probability the model then gives what the next slot allows (p(c) * P(allowed next | c)),
+which is what sampling the pair and keeping only the pairs that fit would give, without the
+rejections. A line's last character is thus one that ends lines, and the one before a rhyme
+one that leads to the rhyme. It costs one extra batched step (K rows a sample) per such slot.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from charlm.errors import DataError, UsageError
 from charlm.generation.form.layout import FREE, Layout
 from charlm.generation.form.rhyme import LEVEL, VocabRhymes
 
-LOOKAHEAD_K = 24  # candidates weighed at the slot before a rhyme
+LOOKAHEAD_K = 12  # candidates weighed at the slot before a rhyme
 NEWLINE, BLANK, CHAR, LITERAL = "nl", "blank", "char", "lit"
 
 Peek = Callable[[torch.Tensor], torch.Tensor]  # (B, K) ids -> (B, K, V) next log-probs
@@ -58,6 +61,10 @@ class FormConstraint:
         # a Chinese model writes Chinese characters in a line's slots (a template's symbols
         # and spaces stand where the template has them)
         self.chinese = torch.from_numpy(rhymes.chinese)
+        # a line of --form may hold a space between phrases (it counts as a character); a
+        # template keeps its own spaces where they stand, and a classical form has none
+        pauses = [vocab.id_of(c) for c in (" ", "\u3000")] if layout.name != "template" else []
+        self.pauses = [i for i in pauses if i is not None]
         if not self.chinese.any():
             raise DataError(
                 "the model knows no Chinese character: --form and --template write Chinese "
@@ -121,10 +128,29 @@ class FormConstraint:
             return _only(logits, [self._repeat(b, spec.repeat_of, line, pos)
                                   for b in range(len(logits))])  # fmt: skip
         allowed = self._allowed(len(logits), line, pos, logits.device)  # (B, V)
-        if self._is_before_rhyme(line, pos) and self.lookahead and draft.peek is not None:
-            nxt = self._allowed(len(logits), line, pos + 1, logits.device)  # (B, V)
+        nxt = self._next_allowed(p + 1, len(logits), logits.device)  # (B, V) or None
+        if nxt is not None and self.lookahead and draft.peek is not None:
             logits = _weigh_by_next(logits.masked_fill(~allowed, float("-inf")), nxt, draft.peek)
         return _mask(logits, allowed)
+
+    def _next_allowed(self, p: int, n: int, device) -> torch.Tensor | None:
+        """(n, V) bool: what position p will allow, when that is a restriction worth planning
+        for (a line break, a rhyme, a tone, a symbol); None when any Chinese character goes."""
+        if p >= len(self.plan):
+            return None
+        kind, line, pos, literal = self.plan[p]
+        spec = self.layout.lines[line]
+        if kind == CHAR and spec.repeat_of is not None:
+            return None  # a repeated line is copied whatever comes before it
+        if kind in (NEWLINE, BLANK, LITERAL):
+            only = torch.zeros(n, len(self.vocab), dtype=torch.bool, device=device)
+            only[:, self.newline if kind != LITERAL else self.vocab.id_of(literal)] = True
+            return only
+        tone = spec.tones[pos] if spec.tones else FREE
+        rhymed = pos == len(spec.slots) - 1 and spec.rhyme != "X"
+        if tone == FREE and not rhymed:
+            return None
+        return self._allowed(n, line, pos, device)
 
     # ---- what may stand at a slot -------------------------------------------------------------
 
@@ -135,7 +161,12 @@ class FormConstraint:
         spec = self.layout.lines[line]
         base = self.chinese & self._tone_mask(spec.tones[pos] if spec.tones else FREE, pos)
         if not (pos == len(spec.slots) - 1 and spec.rhyme != "X"):
-            return base.repeat(n, 1).to(device)
+            rows = base.repeat(n, 1)
+            if self.pauses and 0 < pos < len(spec.slots) - 1 and not spec.tones:
+                for b in range(n):  # a space between phrases, as lyrics have, never two
+                    if not self.written[b] or self.written[b][-1] not in self.pauses:
+                        rows[b, self.pauses] = True
+            return rows.to(device)
         rows = []
         for b in range(n):
             fresh, every = self._rhyme_ids(b, spec.rhyme)
@@ -177,11 +208,6 @@ class FormConstraint:
                     ok |= members
             out[letter] = ok if ok.any() else self.definite
         return out
-
-    def _is_before_rhyme(self, line: int, pos: int) -> bool:
-        spec = self.layout.lines[line]
-        last = len(spec.slots) - 1
-        return spec.rhyme != "X" and pos == last - 1 and spec.slots[last] is None
 
     def _remember(self, b: int, p: int, i: int) -> None:
         """After a sample wrote id i at position p: a first rhyme fixes its letter's group."""
