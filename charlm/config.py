@@ -151,6 +151,7 @@ class SampleConfig:
     repeat_chorus: bool = False  # with a template: a repeated line comes back repeated
     lookahead: bool = True  # weigh the slot before a rhyme by the rhymes that can follow
     loop_guard: bool = True  # no character 4 times in a row, no phrase looping in a line
+    line_candidates: int = 0  # with a form: best of N lines (0 = the default, 2)
 
     def __post_init__(self) -> None:
         _check(0 <= self.length <= 10_000_000, "--length must be in [0, 10000000]")
@@ -164,6 +165,7 @@ class SampleConfig:
         _check(0 < self.top_p <= 1, "--top-p must be in (0, 1] (1 = off)")
         _check(self.lines >= 0, "--lines must be >= 0 (0 = off)")
         _check(1 <= self.num_samples <= 4096, "--num-samples must be in [1, 4096]")
+        _check(0 <= self.line_candidates <= 16, "--line-candidates must be in [0, 16]")
         _check(0 <= self.seed < 2**63, "--seed must be in [0, 2**63)")
         _check(self.precision in ("fp32", "bf16", "fp16"), "--precision must be fp32, bf16 or fp16")
         _check(

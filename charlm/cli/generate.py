@@ -94,6 +94,13 @@ def generate(
             "--repeat-chorus", help="With --template: a line repeated there comes back repeated."
         ),
     ] = False,
+    line_candidates: Annotated[
+        int,
+        typer.Option(
+            help="With a form: draw N candidates for each line and keep the likeliest "
+            "(0 = 2; more is more fluent and slower)."
+        ),
+    ] = 0,
     loop_guard: Annotated[
         bool,
         typer.Option(
@@ -145,7 +152,7 @@ def generate(
         seed=seed if seed_given else new_seed(), precision=precision, acrostic=acrostic,
         max_copy=max_copy, form=form, rhyme=rhyme, rhyme_with=rhyme_with,
         rhyme_table=rhyme_table, template=template or "", repeat_chorus=repeat_chorus,
-        loop_guard=loop_guard,
+        loop_guard=loop_guard, line_candidates=line_candidates,
     )  # fmt: skip
     if prefix == "-":
         prefix = sys.stdin.read().rstrip("\n")

@@ -24,7 +24,7 @@ from typing import Protocol
 import torch
 
 from charlm.config import SampleConfig
-from charlm.data.vocab import Vocab
+from charlm.data.vocab import UNK_ID, Vocab
 from charlm.errors import UsageError
 from charlm.generation.form.constraint import FormConstraint, check_groups, vocab_rhymes
 from charlm.generation.form.layout import layout_for
@@ -39,6 +39,8 @@ class Draft:
     """The samples written so far: each one's last ids (as far back as any constraint looks),
     its line count and current line length, and whether it is done (--lines reached)."""
 
+    ROW_STATE = ("history", "line", "lines", "line_len", "done")  # see choice.follow
+
     history: list[list[int]]  # per sample, the last `keep` ids (prefix included)
     line: list[list[int]]  # per sample, the ids of its current line (prefix included)
     lines: list[int]  # line breaks written, prefix included
@@ -50,6 +52,7 @@ class Draft:
     # (B, K) candidate ids -> (B, K, V) log-probs of the character after each: a look one
     # step ahead from the current state, set by `generate` before each step's rules
     peek: Callable[[torch.Tensor], torch.Tensor] | None = None
+    spell: str | None = None  # how to write an <unk> a rule forced at this step (a symbol)
 
     @classmethod
     def start(cls, prefix: str, start: list[int], n: int, max_lines: int, keep: int) -> Draft:
@@ -87,12 +90,13 @@ class Draft:
             if self.done[b]:
                 out.append("")
                 continue
-            ch = vocab.tokens[i]
+            ch = self.spell if i == UNK_ID and self.spell else vocab.tokens[i]
             out.append(ch)
             self.line_len[b] = 0 if ch == "\n" else self.line_len[b] + 1
             if ch == "\n":
                 self.lines[b] += 1
                 self.done[b] = self.max_lines > 0 and self.lines[b] >= self.max_lines
+        self.spell = None
         return out
 
 
@@ -107,6 +111,8 @@ class Constraint(Protocol):
 class MixWithCounts:
     """Network logits -> log-probs of the network mixed with the count model."""
 
+    ships = True  # part of the distribution that ships (what best-of-N lines are scored by)
+
     def __init__(self, mixture: Mixture) -> None:
         self.mixture, self.looks_back = mixture, mixture.kn.order
 
@@ -120,6 +126,8 @@ class SongCache:
     new character as the draft grows."""
 
     looks_back = 1
+    ships = True
+    ROW_STATE = ("caches",)
 
     def __init__(self, adaptation: Adaptation | None, n: int, vocab: Vocab, start: list[int]):
         if adaptation is None:
@@ -145,6 +153,11 @@ class SongCache:
             self.caches[b].add(i)
             if self.guard:
                 self.guard.add(b, i)
+
+    def follow_rows(self, rows: list[int]) -> None:
+        if self.guard:
+            self.guard.current = [list(self.guard.current[r]) for r in rows]
+            self.guard.previous = [list(self.guard.previous[r]) for r in rows]
 
 
 class RepeatGuard:
@@ -227,27 +240,32 @@ def build(
     adapt: bool = False,
     copy_index: TrainingIndex | None = None,
     prefix: str = "",
+    rows: int | None = None,
 ) -> list[Constraint]:
     """The constraints a generation applies, in order: what ships first (the mixture, the
-    song cache), then the rules that forbid (copies, the form, acrostic heads)."""
+    song cache), then the rules that forbid (copies, the form, acrostic heads). `rows`: the
+    batch's rows (cfg.num_samples, times the candidate lines of each)."""
+    rows = rows or cfg.num_samples
     out: list[Constraint] = []
     if mixture:
         out.append(MixWithCounts(mixture))
         if adapt:
-            out.append(SongCache(mixture.adaptation, cfg.num_samples, vocab, start))
+            out.append(SongCache(mixture.adaptation, rows, vocab, start))
     if cfg.loop_guard:
         out.append(RepeatGuard(vocab))
     if copy_index is not None and cfg.max_copy > 0:
         out.append(CopyGuard(copy_index, cfg.max_copy))
     if cfg.has_form:
-        out.append(form_constraint(vocab, cfg, prefix))
+        out.append(form_constraint(vocab, cfg, prefix, rows))
     if cfg.acrostic:
         heads = [int(i) for i in vocab.encode(cfg.acrostic)]
         out.append(AcrosticHeads(heads, vocab.id_of("\n")))
     return out
 
 
-def form_constraint(vocab: Vocab, cfg: SampleConfig, prefix: str) -> FormConstraint:
+def form_constraint(
+    vocab: Vocab, cfg: SampleConfig, prefix: str, rows: int | None = None
+) -> FormConstraint:
     """The layout of cfg (--form with --rhyme, or --template) as a constraint on `vocab`."""
     book = RhymeBook(cfg.rhyme_table)
     layout = layout_for(cfg.form, cfg.rhyme, cfg.template, book, cfg.repeat_chorus)
@@ -261,7 +279,7 @@ def form_constraint(vocab: Vocab, cfg: SampleConfig, prefix: str) -> FormConstra
                 f"({', '.join(book.groups)}) nor a character with one clear rhyme"
             )
     check_groups(rhymes, layout, group)
-    return FormConstraint(layout, vocab, rhymes, cfg.num_samples, prefix, group,
+    return FormConstraint(layout, vocab, rhymes, rows or cfg.num_samples, prefix, group,
                           lookahead=cfg.lookahead, free_heads=bool(cfg.acrostic))  # fmt: skip
 
 

@@ -27,7 +27,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 TINY = ("--hidden 32 --embed 16 --layers 1 --batch-size 8 --seq-len 16 --eval-every 6 "
         "--kn-order 3 --max-steps {steps}")  # fmt: skip
 # 春夏秋冬 for the acrostic; no 火 or 星, so the script's exit-3 branch runs
-EXTRA_LINES = ["春夏秋冬四季歌", "我们的爱情在天空"]
+EXTRA_LINES = ["春夏秋冬四季歌", "我们的爱情在天空", "月光照在窗台上"]  # 光: --rhyme-with
 JAY = "../shared/corpora/jaychou_lyrics.txt.zip"
 
 
@@ -67,6 +67,9 @@ def make_corpora(root: Path) -> None:
     half = len(text) // 2
     (folder / "a.txt").write_text(text[:half], encoding="utf-8")
     (folder / "b.txt").write_text(text[half:], encoding="utf-8")
+    # the form section's template: two stanzas, a repeated line, a space
+    song = f"{LINES[0]}\n{LINES[2]}\n\n{LINES[1]} 唱歌\n{LINES[0]}\n"
+    (root / "my_song.txt").write_text(song, encoding="utf-8")
     with zipfile.ZipFile(root / "my_lyrics.zip", "w") as z:
         z.writestr("songs/one.txt", text[:half])
         z.writestr("songs/two.txt", text[half:])

@@ -177,7 +177,6 @@ def test_same_seed_same_song(lm):
 
 def test_refusals_write_nothing(lm, runner, tmp_path):
     ck = lm.path.parent.parent
-    (tmp_path / "sym.txt").write_text("床前明月光~\n", encoding="utf-8")
     cases = [
         (["--form", "5,5", "--prefix", "床前明月光疑"], "does not fit"),
         (["--form", "5,5", "--rhyme", "AAB"], "one letter per line"),
@@ -185,7 +184,6 @@ def test_refusals_write_nothing(lm, runner, tmp_path):
         (["--form", "5,5", "--rhyme", "AA", "--rhyme-with", "xyz"], "not a 十三辙 group"),
         (["--form", "5,5", "--template", str(tmp_path / "none.txt")], "choose one"),
         (["--template", str(tmp_path / "none.txt")], "no such template"),
-        (["--template", str(tmp_path / "sym.txt")], "symbol(s) the model never saw: '~'"),
     ]
     for args, message in cases:
         r = invoke(runner, ["generate", "--checkpoint", "p", "--checkpoint-dir", ck, *args])
@@ -242,3 +240,28 @@ def test_the_loop_guard_stops_loops_and_lets_lyrics_repeat():
     assert forbidden("想你 想你 想") == {"你"}
     assert forbidden("我想你每天都我想你每天") == {"都"}  # a long phrase: not twice
     assert forbidden("我想你每天都想") == set()
+
+
+def test_best_of_n_lines_keeps_a_drawn_candidate_and_the_form(lm):
+    from charlm.generation.choice import LineChoice
+
+    choice = LineChoice(2, 3)  # rows 0-2: sample 0's candidates, 3-5: sample 1's
+    logp = torch.log(torch.tensor([[0.5, 0.5]] * 6))
+    ids = torch.tensor([0, 1, 0, 1, 1, 1])
+    assert choice.add(logp, ids, ["a", "b", "c", "d", "e", "f"]) == ([""] * 2, None)
+    step = torch.log(torch.tensor([[0.1, 0.9]] * 6))
+    pieces, index = choice.add(step, torch.tensor([0, 1, 0, 0, 0, 1]), ["\n"] * 6)
+    assert pieces == ["b\n", "f\n"] and index.tolist() == [1, 1, 1, 5, 5, 5]
+    for k in (1, 3):  # the form holds whatever the number of candidates
+        for text in songs(lm, n_seeds=3, form="5,5/5,5", rhyme="AABB", line_candidates=k):
+            lines = [ln for ln in text.split("\n") if ln]
+            assert [len(ln) for ln in lines] == [5] * 4, text
+    a = lm.generate_text("", form="5,5,5,5", rhyme="XAXA", seed=4, line_candidates=4)
+    assert a == lm.generate_text("", form="5,5,5,5", rhyme="XAXA", seed=4, line_candidates=4)
+
+
+def test_a_template_symbol_the_model_never_saw_is_written_as_itself(lm):
+    for text in songs(lm, n_seeds=2, template="床前明月光~\n疑是地上霜 ~\n"):
+        lines = text.rstrip("\n").split("\n")
+        assert [len(ln) for ln in lines] == [6, 7] and lines[0][5] == "~" and lines[1][5:] == " ~"
+        assert "<unk>" not in text

@@ -6,7 +6,8 @@ the song decides what may be written there.
     rhyme slot   the line's last slot when its scheme letter is not X: a character whose every
                  reading is in the letter's group (chosen by the first line of the letter, or
                  by --rhyme-with), not one already used for the letter when others remain
-    literal      a template's symbol, written as it is
+    literal      a template's symbol, written as it is (one the model never saw is read as
+                 its unknown symbol, and written as itself)
     line break   at the end of each line, and once more at a stanza break
     repeat       a chorus line writes again what its first occurrence wrote
 
@@ -26,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from charlm.data.vocab import Vocab
+from charlm.data.vocab import UNK_ID, Vocab
 from charlm.errors import DataError, UsageError
 from charlm.generation.form.layout import FREE, Layout
 from charlm.generation.form.rhyme import LEVEL, VocabRhymes
@@ -41,6 +42,7 @@ class FormConstraint:
     """Generation held to a layout; `written` is each sample's text so far, as ids."""
 
     looks_back = 1
+    ROW_STATE = ("groups", "used", "written")  # see choice.follow
 
     def __init__(
         self,
@@ -76,7 +78,6 @@ class FormConstraint:
         self.free_heads = free_heads  # an acrostic writes each line's first character
         self.viable = self._viable_groups()
         self.start = len(prefix)
-        self._check_symbols()
         self._check_prefix(prefix)
         self.groups: list[dict[str, str]] = [{} for _ in range(n)]  # letter -> group
         self.used: list[dict[str, set[int]]] = [{} for _ in range(n)]  # letter -> rhyme ids
@@ -88,15 +89,6 @@ class FormConstraint:
                 g[letter] = rhyme_with
         self.written: list[list[int]] = [[int(i) for i in vocab.encode(prefix)] for _ in range(n)]
         self.seen = 0
-
-    def _check_symbols(self) -> None:
-        missing = sorted({e[3] for e in self.plan if e[0] == LITERAL} - set(self.vocab.tokens))
-        if missing:
-            shown = " ".join(repr(c) for c in missing[:20])
-            raise DataError(
-                f"the template has symbol(s) the model never saw: {shown}; remove them from the "
-                "template or replace them with ones the corpus has"
-            )
 
     def _check_prefix(self, prefix: str) -> None:
         for p, ch in enumerate(prefix):
@@ -122,7 +114,9 @@ class FormConstraint:
         if kind in (NEWLINE, BLANK):
             return _only(logits, [self.newline] * len(logits))
         if kind == LITERAL:
-            return _only(logits, [self.vocab.id_of(literal)] * len(logits))
+            if self.vocab.id_of(literal) is None:  # a symbol the model never saw: it reads
+                draft.spell = literal  # <unk> there, and the text has the symbol itself
+            return _only(logits, [self._literal_id(literal)] * len(logits))
         spec = self.layout.lines[line]
         if spec.repeat_of is not None:
             return _only(logits, [self._repeat(b, spec.repeat_of, line, pos)
@@ -144,7 +138,7 @@ class FormConstraint:
             return None  # a repeated line is copied whatever comes before it
         if kind in (NEWLINE, BLANK, LITERAL):
             only = torch.zeros(n, len(self.vocab), dtype=torch.bool, device=device)
-            only[:, self.newline if kind != LITERAL else self.vocab.id_of(literal)] = True
+            only[:, self.newline if kind != LITERAL else self._literal_id(literal)] = True
             return only
         tone = spec.tones[pos] if spec.tones else FREE
         rhymed = pos == len(spec.slots) - 1 and spec.rhyme != "X"
@@ -173,6 +167,10 @@ class FormConstraint:
             options = (fresh & base, every & base, fresh & self.chinese, every & self.chinese)
             rows.append(next((o for o in options if o.any()), base))
         return torch.stack(rows).to(device)
+
+    def _literal_id(self, literal: str) -> int:
+        i = self.vocab.id_of(literal)
+        return UNK_ID if i is None else i
 
     def _tone_mask(self, tone: str, pos: int) -> torch.Tensor:
         if tone == FREE or (self.free_heads and pos == 0):  # an acrostic's head is given
