@@ -197,7 +197,8 @@ class RepeatGuard:
 
 class CopyGuard:
     """No character that would copy more than `n` training characters in a row: it is
-    removed before the draw (a row left with nothing stays as it was)."""
+    removed before the draw. A row that would be left with nothing writable (the unknown
+    symbol never counts: it is never written) stays as it was."""
 
     def __init__(self, index: TrainingIndex, n: int) -> None:
         self.index, self.n, self.looks_back = index, n, n
@@ -205,7 +206,9 @@ class CopyGuard:
     def __call__(self, logits: torch.Tensor, draft: Draft) -> torch.Tensor:
         for b, tail in enumerate(draft.history):
             bad = torch.from_numpy(self.index.extensions(tail, self.n)).to(logits.device)  # (V,)
-            if bad.any() and not bad.all():
+            left = torch.isfinite(logits[b]) & ~bad
+            left[UNK_ID] = False
+            if bad.any() and left.any():
                 logits[b] = logits[b].masked_fill(bad, float("-inf"))
         return logits
 

@@ -112,3 +112,26 @@ def app():
     from charlm.cli import app
 
     return app
+
+
+def test_max_copy_never_writes_unknown_when_every_character_would_copy(tmp_path, runner):
+    """Bug: on a corpus of random 春夏秋 lines, --max-copy 2 forbade every real character
+    after 春夏 and the sampler wrote a literal <unk> (its fallback looked for a row with
+    nothing left, and <unk> was always left)."""
+    import random
+
+    from ..conftest import invoke
+
+    rnd = random.Random(0)
+    text = "\n".join("".join(rnd.choice("春夏秋") for _ in range(rnd.randint(4, 9)))
+                     for _ in range(1500))  # fmt: skip
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(text, encoding="utf-8")
+    ck = tmp_path / "ck"
+    tiny = ["--hidden", "16", "--embed", "8", "--max-steps", "5", "--eval-every", "5"]
+    args = ["train", "--corpus", corpus, "--checkpoint-dir", ck, "--run", "r", *tiny]
+    assert invoke(runner, args).exit_code == 0
+    r = invoke(runner, ["generate", "--checkpoint-dir", ck, "--prefix", "春夏", "--temperature",
+                        "0", "--max-copy", "2", "--length", "40"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert "<unk>" not in r.stdout and set(r.stdout) <= set("春夏秋\n")
