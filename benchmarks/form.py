@@ -5,8 +5,9 @@
         --rhyme AABB
     .venv/bin/python benchmarks/form.py --checkpoint checkpoints/tang/best.pt --form 七言绝句
 
-For each method (unconstrained; the form by plain masking of the rhyme slot; the form with
-charlm's one-step lookahead before it), the same seeds, `--samples` songs a seed:
+For each method (unconstrained; the form by plain masking; with charlm's one-step lookahead
+before restricted slots; and with best of 2 or 4 candidate lines), the same seeds, `--samples`
+songs a seed:
   format        share of lines of the requested length (micro), of songs all right (macro)
                 (SongNet's Format accuracy; unconstrained text is cut into lines as written)
   rhyme         share of rhyme slots whose character is in the letter's group (strict readings)
@@ -118,10 +119,13 @@ def main() -> None:
     print("| method | format (lines / songs) | rhyme slots | ppl model | ppl counts | wall s |")
     print("|---|---|---|---|---|---|")
     free_kw = {"lines": layout.breaks(), "length": n_chars}
+    form = {"form": args.form, "rhyme": args.rhyme}
     runs = {
         "unconstrained": free_kw,
-        "form, plain masking": {"form": args.form, "rhyme": args.rhyme, "lookahead": False},
-        "form, lookahead (charlm)": {"form": args.form, "rhyme": args.rhyme},
+        "form, plain masking": {**form, "lookahead": False, "line_candidates": 1},
+        "form, lookahead, 1 line": {**form, "line_candidates": 1},
+        "form, lookahead, best of 2 (default)": {**form, "line_candidates": 2},
+        "form, lookahead, best of 4": {**form, "line_candidates": 4},
     }
     for name, kw in runs.items():
         texts, wall = generate(lm, seeds, args.samples, **kw)

@@ -260,6 +260,15 @@ def test_best_of_n_lines_keeps_a_drawn_candidate_and_the_form(lm):
     assert a == lm.generate_text("", form="5,5,5,5", rhyme="XAXA", seed=4, line_candidates=4)
 
 
+def test_a_template_line_ending_in_punctuation_rhymes_on_its_last_character(lm):
+    template = "床前明月光，\n疑是地上霜。\n举头望明月，\n低头思故乡。\n"  # 光 霜 乡: AAXA
+    for text in songs(lm, n_seeds=3, template=template):
+        lines = text.rstrip("\n").split("\n")
+        assert [ln[-1] for ln in lines] == ["，", "。", "，", "。"], text
+        groups = [BOOK.strict_group(ln[-2]) for ln in lines]
+        assert groups[0] == groups[1] == groups[3] is not None, text
+
+
 def test_a_template_symbol_the_model_never_saw_is_written_as_itself(lm):
     for text in songs(lm, n_seeds=2, template="床前明月光~\n疑是地上霜 ~\n"):
         lines = text.rstrip("\n").split("\n")

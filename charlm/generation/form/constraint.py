@@ -13,12 +13,13 @@ the song decides what may be written there.
 
 Masking a slot alone forces a rhyming character (or a line break) onto a line that was going
 elsewhere. So every slot followed by a restricted one (a line break, a rhyme slot, a tone, a
-symbol) looks one step ahead: among its likeliest K candidates, each is weighed by the
-probability the model then gives what the next slot allows (p(c) * P(allowed next | c)),
-which is what sampling the pair and keeping only the pairs that fit would give, without the
-rejections. A line's last character is thus one that ends lines, and the one before a rhyme
-one that leads to the rhyme. It costs one extra batched step (K rows a sample) per such slot.
-"""
+symbol) looks one step ahead (for a named form's tones too: without it, a 七言绝句 from the bundled
+corpus's model came out at 2.6x the perplexity, with it 1.4x): among its likeliest K
+candidates, each is weighed by the probability the model then gives what the next slot allows
+(p(c) * P(allowed next | c)), which is what sampling the pair and keeping only the pairs that
+fit would give, without the rejections. A line's last character is thus one that ends lines,
+and the one before a rhyme one that leads to the rhyme. It costs one extra batched step (K rows
+a sample) per such slot."""
 
 from __future__ import annotations
 
@@ -141,7 +142,7 @@ class FormConstraint:
             only[:, self.newline if kind != LITERAL else self._literal_id(literal)] = True
             return only
         tone = spec.tones[pos] if spec.tones else FREE
-        rhymed = pos == len(spec.slots) - 1 and spec.rhyme != "X"
+        rhymed = pos == spec.rhyme_pos and spec.rhyme != "X"
         if tone == FREE and not rhymed:
             return None
         return self._allowed(n, line, pos, device)
@@ -154,7 +155,7 @@ class FormConstraint:
         ones of that tone, then the same without the tone (the rhyme outranks the tone)."""
         spec = self.layout.lines[line]
         base = self.chinese & self._tone_mask(spec.tones[pos] if spec.tones else FREE, pos)
-        if not (pos == len(spec.slots) - 1 and spec.rhyme != "X"):
+        if not (pos == spec.rhyme_pos and spec.rhyme != "X"):
             rows = base.repeat(n, 1)
             if self.pauses and 0 < pos < len(spec.slots) - 1 and not spec.tones:
                 for b in range(n):  # a space between phrases, as lyrics have, never two
@@ -197,7 +198,7 @@ class FormConstraint:
             lines = [ln for ln in self.layout.lines if ln.rhyme == letter]
             need = torch.ones_like(self.chinese)
             for ln in lines:
-                last = len(ln.slots) - 1
+                last = ln.rhyme_pos
                 need &= self._tone_mask(ln.tones[last] if ln.tones else FREE, last)
             ok = torch.zeros_like(self.chinese)
             for g in range(len(self.rhymes.book.groups)):
@@ -213,7 +214,7 @@ class FormConstraint:
             return
         _, line, pos, _ = self.plan[p]
         spec = self.layout.lines[line]
-        if pos == len(spec.slots) - 1 and spec.rhyme != "X":
+        if pos == spec.rhyme_pos and spec.rhyme != "X":
             group = self.rhymes.group_of_id(i)
             if group and spec.rhyme not in self.groups[b]:
                 self.groups[b][spec.rhyme] = group

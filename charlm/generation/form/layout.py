@@ -28,6 +28,11 @@ class Line:
     repeat_of: int | None = None  # a chorus line: writes what line `repeat_of` wrote
     stanza_end: bool = False  # a blank line follows
 
+    @property
+    def rhyme_pos(self) -> int:
+        """The slot that rhymes: the last one to write (a template line may end in "。")."""
+        return max(i for i, slot in enumerate(self.slots) if slot is None)
+
 
 @dataclass(frozen=True)
 class Layout:
