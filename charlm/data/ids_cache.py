@@ -11,7 +11,11 @@ operating system keeps in RAM only the pages the samplers touch.
 The key is the text's fingerprint (sha256 of the normalised text, as checkpoints record it) and
 the held-out fraction (the vocabulary is counted over the training part only). Texts under
 CACHE_MIN_CHARS encode in well under a second and are not cached. An entry that does not match
-its record is rebuilt, never trusted; deleting the folder is always safe.
+its record is rebuilt, never trusted: the record's own digest covers every field read back
+(vocabulary included), the ids' digest every byte. Only the text's own vocabulary is ever
+written: encoding with another one (a checkpoint trained elsewhere, evaluated on this text)
+reads a matching entry or encodes in memory, and leaves the cache as it was. Deleting the
+folder is always safe.
 """
 
 from __future__ import annotations
@@ -71,7 +75,10 @@ def encode_text(
     hit = _open(ids_path, meta_path, len(text), vocab)
     if hit is not None:
         return EncodedText(hit[0], hit[1], n_train, f"hit {ids_path}")
-    vocab = vocab or Vocab.from_counts(count_chars(text, n_train))
+    own = Vocab.from_counts(count_chars(text, n_train))
+    if vocab is not None and vocab.tokens != own.tokens:
+        return EncodedText(vocab, vocab.encode(text), n_train)  # not this text's: not cached
+    vocab = own
     try:
         ids = _write(text, vocab, ids_path, meta_path, fingerprint, val_fraction)
     except OSError:  # a full disk or a read-only folder costs speed, not the run
@@ -87,12 +94,25 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+RECORD_FIELDS = ("fingerprint", "val_fraction", "length", "dtype", "sha256", "vocab")
+
+
+def _record_digest(meta: dict) -> str:
+    """sha256 over every field of the record that is read back."""
+    fields = {k: meta.get(k) for k in RECORD_FIELDS}
+    return hashlib.sha256(
+        json.dumps(fields, ensure_ascii=False, sort_keys=True).encode()
+    ).hexdigest()
+
+
 def _open(
     ids_path: Path, meta_path: Path, n: int, vocab: Vocab | None
 ) -> tuple[Vocab, np.ndarray] | None:
     """The cached vocabulary and memory-mapped ids, or None when absent or not what it says."""
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("record") != _record_digest(meta):
+            return None  # a field changed after it was written (a flipped bit, an edit)
         cached = Vocab(meta["vocab"])
         dtype = np.dtype(meta["dtype"])
         if meta["length"] != n or dtype != cached.dtype:
@@ -126,6 +146,7 @@ def _write(
             "sha256": _sha256(tmp),
             "vocab": vocab.tokens,
         }
+        meta["record"] = _record_digest(meta)
         os.replace(tmp, ids_path)
         tmp_meta.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp_meta, meta_path)  # the record last: it vouches for the ids

@@ -57,7 +57,7 @@ def test_small_texts_and_no_folder_stay_in_memory(tmp_path, monkeypatch):
     assert not (tmp_path / ".cache").exists()
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "record", "no-ids"])
+@pytest.mark.parametrize("damage", ["flip", "truncate", "record", "no-ids", "vocab-bit"])
 def test_a_damaged_entry_is_rebuilt_not_trusted(tmp_path, damage):
     text, fp = text_and_fp()
     encode_text(text, fp, 0.1, tmp_path)
@@ -70,6 +70,11 @@ def test_a_damaged_entry_is_rebuilt_not_trusted(tmp_path, damage):
         ids_path.write_bytes(ids_path.read_bytes()[:-2])
     elif damage == "record":
         meta_path.write_text("{not json", encoding="utf-8")
+    elif damage == "vocab-bit":  # one bit of a character in the record: 道 becomes 遒
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        i = next(k for k, t in enumerate(meta["vocab"]) if len(t) == 1 and t != "\n")
+        meta["vocab"][i] = chr(ord(meta["vocab"][i]) ^ 0x01)
+        meta_path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
     else:
         ids_path.unlink()
     got = encode_text(text, fp, 0.1, tmp_path)
@@ -85,6 +90,21 @@ def test_a_checkpoints_vocabulary_wins_over_the_cached_one(tmp_path):
     got = encode_text(text, fp, 0.1, tmp_path, vocab=other)
     assert got.vocab is other and np.array_equal(got.ids, other.encode(text))
     assert encode_text(text, fp, 0.1, tmp_path).cache.startswith("hit")  # entry untouched
+
+
+def test_another_vocabulary_never_writes_the_entry(tmp_path):
+    """Bug: `evaluate --checkpoint A --corpus big.txt` (A trained elsewhere) wrote big.txt's
+    entry with A's vocabulary; the next `train --corpus big.txt` hit it and trained with
+    half the characters as <unk>."""
+    text, fp = text_and_fp()
+    other = Vocab.build("分开的爱你\n")
+    got = encode_text(text, fp, 0.1, tmp_path, vocab=other)  # nothing cached yet
+    assert got.cache is None and np.array_equal(got.ids, other.encode(text))
+    assert not cache_paths(tmp_path, fp, 0.1)[1].exists()
+    train = encode_text(text, fp, 0.1, tmp_path)  # the text's own vocabulary, then cached
+    assert train.vocab.tokens == in_memory(text)[0].tokens and train.cache.startswith("written")
+    own = Vocab(list(train.vocab.tokens))  # a checkpoint of this very text: the entry serves
+    assert encode_text(text, fp, 0.1, tmp_path, vocab=own).cache.startswith("hit")
 
 
 def test_noise_edits_never_reach_the_cache_file(tmp_path):
