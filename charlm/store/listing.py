@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from charlm.errors import ResourceError, UsageError
-from charlm.store.lock import LOCK_NAME
+from charlm.store.lock import LOCK_NAME, RunLock
 from charlm.store.run_folder import RunFolder, record_score
 
 SORT_KEYS = ("name", "corpus", "model", "steps", "best_ppl", "trained_s", "updated", "size_mb")
@@ -94,9 +94,11 @@ def remove(checkpoint_dir: Path, name: str) -> RunRow:
         raise UsageError(f"{name!r} is not a run name")
     if not folder.is_dir() or not any((folder / f).exists() for f in _FILES):
         raise UsageError(f"{folder}: no such run (see charlm runs)")
+    if folder.is_symlink():  # a run linked in from elsewhere: the link goes, its target stays
+        row = run_row(folder)
+        folder.unlink()
+        return row
     if (folder / LOCK_NAME).exists():
-        from charlm.store.lock import RunLock
-
         with RunLock(folder):  # raises ResourceError while a live trainer holds it
             pass
     row = run_row(folder)

@@ -27,6 +27,31 @@ def record_score(rec: dict[str, Any]) -> float | None:
     return rec.get("val_ppl") or rec.get("train_ppl")
 
 
+def _record(line: bytes) -> dict[str, Any] | None:
+    """One metrics line, or None when it is not a record charlm wrote: undecodable (a
+    flipped bit), not JSON, not an object, or a figure that is not a number."""
+    try:
+        rec = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(rec, dict):
+        return None
+    for key, value in rec.items():
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if key in NUMERIC_FIELDS and value is not None and not number:
+            return None
+    if not isinstance(rec.get("step", 0), int):
+        return None
+    return rec
+
+
+# the figures of a metrics record that tables and plots compute with
+NUMERIC_FIELDS = frozenset({
+    "step", "epoch", "elapsed_s", "train_loss", "train_ppl", "epoch_train_ppl", "val_loss",
+    "val_ppl", "val_ppl_net", "mix_weight", "lr", "grad_norm", "chars_per_s", "member",
+})  # fmt: skip
+
+
 class RunFolder:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -53,16 +78,10 @@ class RunFolder:
     def read_metrics(self) -> list[dict[str, Any]]:
         """The records; a line a crash cut short is skipped, the others still count."""
         try:
-            lines = self.metrics.read_text(encoding="utf-8").splitlines()
+            lines = self.metrics.read_bytes().splitlines()
         except OSError:
             return []
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-        return records
+        return [r for r in map(_record, lines) if r is not None]
 
     def truncate_metrics(self, step: int) -> None:
         """Drop records after `step`: on resume they belong to a future that did not happen."""

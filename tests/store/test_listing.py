@@ -79,3 +79,36 @@ def test_runs_rm_asks_refuses_and_deletes(tmp_path, two_runs, runner):
     assert r.exit_code == 0 and not (ck / "short").exists() and "deleted" in r.stderr
     names = runner.invoke(app(), ["runs", "--checkpoint-dir", str(ck)]).stdout.split()
     assert names == ["longer"]
+
+
+@pytest.mark.parametrize("damage", [b"42\n", b'{"step": "x", "val_ppl": 3}\n', b"\xff\xfe{\n",
+                                    b'{"step": 4, "val_ppl": [1]}\n'])  # fmt: skip
+def test_a_damaged_metrics_line_is_skipped_by_runs_and_plot(tmp_path, two_runs, runner, damage):
+    """Bug: one flipped bit or a stray line in metrics.jsonl made `charlm runs` (the whole
+    listing) and `charlm plot` exit 1 with UnicodeDecodeError / AttributeError / TypeError."""
+    import shutil
+
+    ck = tmp_path / "ck"
+    shutil.copytree(two_runs / "longer", ck / "longer")
+    with open(ck / "longer" / "metrics.jsonl", "ab") as fh:
+        fh.write(damage)
+    r = runner.invoke(app(), ["runs", "--checkpoint-dir", str(ck), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["steps"] == 12
+    pytest.importorskip("plotext")
+    r = runner.invoke(app(), ["plot", "longer", "--terminal", "--checkpoint-dir", str(ck)])
+    assert r.exit_code == 0, r.output
+
+
+def test_runs_rm_of_a_linked_run_removes_the_link_only(tmp_path, two_runs, runner):
+    """Bug: a run folder that is a symlink: exit 6, "could not delete it (None)"."""
+    import shutil
+
+    target = tmp_path / "elsewhere"
+    shutil.copytree(two_runs / "short", target)
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / "linked").symlink_to(target, target_is_directory=True)
+    r = runner.invoke(app(), ["runs", "rm", "linked", "--yes", "--checkpoint-dir", str(ck)])
+    assert r.exit_code == 0, r.output
+    assert not (ck / "linked").exists() and (target / "best.pt").is_file()
