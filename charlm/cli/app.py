@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from charlm.errors import EXIT_UNEXPECTED, CharlmError, Interrupted
+from charlm.errors import EXIT_RESOURCES, EXIT_UNEXPECTED, CharlmError, Interrupted
 from charlm.version import __version__
 
 app = typer.Typer(
@@ -59,12 +59,26 @@ def guard(fn):
         except Exception as e:
             if os.environ.get("CHARLM_DEBUG"):
                 raise
+            if _out_of_memory(e):  # every command, as train already did: the documented 6
+                err("error: out of memory; ask for less (fewer --num-samples, a shorter text or "
+                    "prefix, a smaller --batch-size or model)")  # fmt: skip
+                raise typer.Exit(EXIT_RESOURCES) from None
             err(
                 f"unexpected error: {type(e).__name__}: {e} (rerun with CHARLM_DEBUG=1 for details)"
             )
             raise typer.Exit(EXIT_UNEXPECTED) from None
 
     return wrapper
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """MemoryError, torch.OutOfMemoryError, or the allocator's RuntimeError on a CPU."""
+    msg = str(e).lower()
+    return (
+        isinstance(e, MemoryError)
+        or type(e).__name__ == "OutOfMemoryError"
+        or (isinstance(e, RuntimeError) and ("out of memory" in msg or "can't allocate" in msg))
+    )
 
 
 def _quiet_broken_pipe() -> None:

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from charlm.errors import UsageError
 from charlm.store import checkpoint
 from charlm.store.lock import RunLock
 
@@ -25,6 +26,19 @@ def record_score(rec: dict[str, Any]) -> float | None:
     """The score a metrics record counts for "best": the held-out perplexity, or the training
     perplexity when the run has no held-out text."""
     return rec.get("val_ppl") or rec.get("train_ppl")
+
+
+def check_checkpoint_dir(path: Path) -> Path:
+    """--checkpoint-dir (or CHARLM_CHECKPOINT_DIR) as a folder charlm can make and write
+    run folders in: refused up front when it, or a folder on its way, is a file."""
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            where = "is" if part == path else f"passes through {part}, which is"
+            raise UsageError(
+                f"--checkpoint-dir {path} {where} a file, not a folder; pass a folder (or set "
+                "CHARLM_CHECKPOINT_DIR to one)"
+            )
+    return path
 
 
 def _record(line: bytes) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ import torch
 from charlm.data.vocab import Vocab
 from charlm.errors import CharlmError, DivergedError, Interrupted, UsageError
 from charlm.generation.sampling import PREVIEW_PREFIXES, check_prefix
-from charlm.store.run_folder import RunFolder
+from charlm.store.run_folder import RunFolder, check_checkpoint_dir
 from charlm.system import distributed
 from charlm.system.distributed import Dist
 from charlm.system.runtime import choose_device
@@ -65,6 +65,7 @@ def _train(
     started_at: float | None,
 ) -> dict | None:
     device = choose_device(device_name)
+    check_checkpoint_dir(ckdir)  # before the corpus is read
     if dist.active:
         if opts.corpus == "-":
             raise UsageError("--corpus -: processes cannot share stdin; save it to a file")

@@ -309,3 +309,34 @@ def test_chorus_and_long_lines_verbatim(runner, tmp_path):
     r = invoke(runner, ["generate", "--checkpoint-dir", ck, "--prefix", line, "--length", "3",
                         "--seed", "1"])  # fmt: skip
     assert r.stdout.startswith(line)
+
+
+NO_MEMORY = [MemoryError(), torch.OutOfMemoryError("CUDA out of memory"),
+             RuntimeError("DefaultCPUAllocator: can't allocate memory")]  # fmt: skip
+
+
+@pytest.mark.parametrize("error", NO_MEMORY)
+def test_generate_out_of_memory_exits_6(runner, run_ck, monkeypatch, error):
+    """Bug: generate that ran out of memory (a long prefix x thousands of samples) exited 1
+    with "unexpected error", where train already mapped the same error to 6."""
+    import charlm.api
+
+    def no_memory(*a, **k):
+        raise error
+
+    monkeypatch.setattr(charlm.api, "generate", no_memory)
+    r = invoke(runner, ["generate", "--checkpoint-dir", run_ck, "--seed", "1"])
+    assert r.exit_code == 6 and r.stdout == "" and "out of memory" in r.stderr
+
+
+@pytest.mark.parametrize("where", ["is", "through"])
+def test_a_checkpoint_dir_that_is_a_file_is_refused_before_reading(runner, tmp_path, where):
+    """Bug: a --checkpoint-dir that is (or passes through) a regular file ended in
+    NotADirectoryError, exit 1, after the corpus was read."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file", encoding="utf-8")
+    ckdir = blocker if where == "is" else blocker / "runs"
+    missing = tmp_path / "no-such-corpus.txt"  # reading it would be exit 3: it is never read
+    r = invoke(runner, ["train", "--corpus", missing, "--checkpoint-dir", ckdir])
+    assert r.exit_code == 2 and "--checkpoint-dir" in r.stderr and "a file" in r.stderr
+    assert blocker.read_text(encoding="utf-8") == "a file"
