@@ -46,7 +46,8 @@ def guard(fn):
             if os.environ.get("CHARLM_DEBUG"):
                 traceback.print_exc()
             if not getattr(e, "quiet", False):  # said once already (by rank 0 of torchrun)
-                err(f"error: {e}")
+                # a deliberate Ctrl-C or SIGTERM is no error: the work was saved first
+                err(str(e) if isinstance(e, Interrupted) else f"error: {e}")
             raise typer.Exit(e.exit_code) from None
         except BrokenPipeError:
             _quiet_broken_pipe()

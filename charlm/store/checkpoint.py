@@ -248,17 +248,26 @@ def restore_mixture(payload: dict[str, Any], vocab_size: int, where: str):
         raise CheckpointError(f"{where}: bad kn block ({e})") from None
 
 
+def _no_best_yet(folder: Path) -> str:
+    return (
+        f"{folder}: has no best.pt yet (the run stopped before its first evaluation); continue "
+        f"it with `charlm train --run {folder.name} --resume`, or pass --checkpoint "
+        f"{folder / 'last.pt'} to use its weights as they are"
+    )
+
+
 def resolve(spec: str | None, checkpoint_dir: Path, which: str = "best") -> Path:
     """A checkpoint path from a path, a run name, or None (the newest run's `which`.pt)."""
     if spec:
         p = Path(spec)
         if p.is_file() or p.suffix == ".pt":
             return p
-        if p.is_dir():
-            return p / f"{which}.pt"
-        run = checkpoint_dir / spec / f"{which}.pt"
-        if run.is_file():
+        folder = p if p.is_dir() else checkpoint_dir / spec
+        run = folder / f"{which}.pt"
+        if run.is_file() or (p.is_dir() and not (folder / "last.pt").is_file()):
             return run
+        if which == "best" and (folder / "last.pt").is_file():
+            raise CheckpointError(_no_best_yet(folder))
         raise CheckpointError(
             f"{spec}: neither a checkpoint file nor a run under {checkpoint_dir}/; "
             "list runs with `ls " + str(checkpoint_dir) + "`"

@@ -130,14 +130,15 @@ def run_summary(prog: Any, reason: str, last: dict[str, Any] | None, folder: Run
         "steps": prog.step,
         "epochs": prog.epoch + prog.batch_in_epoch / max(1, batches_per_epoch),
         "elapsed_s": prog.elapsed_s,
-        "best_val_ppl": prog.best_val_ppl,
+        # None before any evaluation (inf is not JSON)
+        "best_val_ppl": prog.best_val_ppl if math.isfinite(prog.best_val_ppl) else None,
         "best_is_train_ppl": not has_val,  # no held-out text to score
         "best_step": prog.best_step,
         "last_val_ppl": last["val_ppl"] if last else None,
         "last_train_ppl": last["train_ppl"] if last else None,
         "chars_per_s": last["chars_per_s"] if last else None,
         "skipped_steps": prog.skipped_steps,
-        "best": str(folder.best),
+        "best": str(folder.best) if folder.best.is_file() else None,  # none before a score
         "last": str(folder.last),
         "seed": prog.seed,
         "networks": prog.best_networks,  # averaged in best.pt (members.py)
@@ -211,7 +212,9 @@ def print_summary(console: Any, s: dict) -> None:
     from rich.table import Table
 
     t = Table(title="training summary", show_header=False, title_justify="left")
-    best = f"{s['best_val_ppl']:.3f} (step {s['best_step']})"
+    best = "n/a (no evaluation yet)"
+    if s["best_val_ppl"] is not None:
+        best = f"{s['best_val_ppl']:.3f} (step {s['best_step']})"
     rows = [
         ("stopped", s["stopped"]),
         ("steps / epochs", f"{s['steps']:,} / {s['epochs']:.2f}"),
@@ -225,7 +228,7 @@ def print_summary(console: Any, s: dict) -> None:
         ("last train ppl", f"{s['last_train_ppl']:.3f}" if s["last_train_ppl"] else "n/a"),
         ("time", f"{s['elapsed_s']:.1f} s"),
         ("chars/s", f"{s['chars_per_s']:,.0f}" if s["chars_per_s"] else "n/a"),
-        ("best checkpoint", s["best"]),
+        ("best checkpoint", s["best"] or "none yet: stopped before the first evaluation"),
         ("last checkpoint", s["last"]),
     ]
     for k, v in rows:

@@ -51,3 +51,42 @@ def test_run_train_interrupted_raises_after_saving(tmp_path, corpus_file, monkey
         run_train(opts, "cpu", tmp_path, c, quiet=True)
     assert e.value.exit_code == 143 and "--resume" in buf.getvalue()
     assert (tmp_path / "i" / "last.pt").exists()
+
+
+def test_a_run_stopped_before_its_first_evaluation_says_so(tmp_path, corpus_file, monkeypatch):
+    """Bug: Ctrl-C before the first evaluation listed a best.pt that did not exist (best
+    held-out ppl inf, step 0), `generate --checkpoint RUN` then said "neither a checkpoint
+    file nor a run", and the deliberate Ctrl-C read as `charlm: error: interrupted by SIGINT`."""
+    import os
+    import signal
+
+    from typer.testing import CliRunner
+
+    import charlm.training.loop as loop
+    from charlm.cli import app
+
+    real, calls = loop.train_step, []
+
+    def ctrl_c(*a, **k):  # a Ctrl-C arrives during the second step, long before step 10
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*a, **k)
+
+    monkeypatch.setattr(loop, "train_step", ctrl_c)
+    c, buf = console()
+    opts = TrainOptions(corpus=str(corpus_file), run="early", max_steps=30, **TINY)
+    with pytest.raises(Interrupted) as e:
+        run_train(opts, "cpu", tmp_path, c, quiet=True)
+    table = buf.getvalue()
+    assert "n/a (no evaluation yet)" in table and "none yet" in table and "inf" not in table
+    assert (tmp_path / "early" / "last.pt").is_file() and not (
+        tmp_path / "early" / "best.pt"
+    ).exists()
+    assert str(e.value) == "interrupted by SIGINT"
+    runner = CliRunner()
+    r = runner.invoke(app, ["generate", "--checkpoint", "early", "--checkpoint-dir", str(tmp_path)])
+    assert r.exit_code == 4 and "has no best.pt yet" in r.stderr and "--resume" in r.stderr
+    r = runner.invoke(app, ["generate", "--checkpoint", str(tmp_path / "early" / "last.pt"),
+                            "--length", "5", "--seed", "1"])  # fmt: skip
+    assert r.exit_code == 0 and r.stdout
