@@ -228,6 +228,8 @@ def _check_state(net: torch.nn.Module, state: Any, where: str) -> None:
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     for name, t in expected.items():
+        if not isinstance(state[name], torch.Tensor):
+            raise CheckpointError(f"{where}.{name} is not a tensor")
         if tuple(state[name].shape) != tuple(t.shape):
             raise CheckpointError(
                 f"{where}.{name} has shape {tuple(state[name].shape)} but "

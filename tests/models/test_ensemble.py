@@ -66,6 +66,10 @@ def test_an_ensemble_checkpoint_round_trips_and_its_members_are_covered(tmp_path
     wrong = {**payload, "members": [{name: torch.zeros(1)}]}
     with pytest.raises(CheckpointError, match="members\\[0\\]"):
         checkpoint.restore_model(wrong, "e.pt")
+    # Bug: a member holding a non-tensor under a valid digest ended in AttributeError, exit 1
+    odd = {**payload, "members": [{**payload["members"][0], name: [1.0, 2.0]}]}
+    with pytest.raises(CheckpointError, match=f"members\\[0\\].{name} is not a tensor"):
+        checkpoint.restore_model(odd, "e.pt")
 
 
 def _train(runner, ck, corpus, *extra):
