@@ -139,6 +139,7 @@ def generate(
     # torch-using modules: here, not at the top, so `charlm --help` stays fast
     from charlm import api
     from charlm.config import SampleConfig
+    from charlm.data.corpus import read_stdin_text
     from charlm.system.runtime import new_seed
 
     seed_given = seed is not None
@@ -155,7 +156,7 @@ def generate(
         loop_guard=loop_guard, line_candidates=line_candidates,
     )  # fmt: skip
     if prefix == "-":
-        prefix = sys.stdin.read().rstrip("\n")
+        prefix = read_stdin_text("--prefix -").rstrip("\n")
     lm = api.load(checkpoint, checkpoint_dir=checkpoint_dir, device=device)
     adapt = lm.check_adapt(adapt)
     prefix = lm.prefix_for(prefix, cfg.acrostic, skip_unknown)
@@ -213,7 +214,9 @@ def read_template(source: str, stdin_taken: bool) -> str:
     if source == "-":
         if stdin_taken:
             raise UsageError("--prefix - and --template - both read stdin; save one to a file")
-        return sys.stdin.read()
+        from charlm.data.corpus import read_stdin_text  # here: `charlm --help` stays fast
+
+        return read_stdin_text("--template -")
     try:
         return Path(source).read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -5,7 +5,6 @@ or JSON with --json. Needs no model."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -31,13 +30,14 @@ def scan(
       charlm generate --form 7,7,7,7 --rhyme AABB | charlm scan - --json
     """
     # pypinyin's tables: here, not at the top, so `charlm --help` stays fast
+    from charlm.data.corpus import read_stdin_text
     from charlm.generation.form.rhyme import TABLES, RhymeBook
     from charlm.generation.form.scan import render
     from charlm.generation.form.scan import scan as read_form
 
     if rhyme_table not in TABLES:
         raise UsageError(f"--rhyme-table must be {' or '.join(TABLES)}, not {rhyme_table!r}")
-    text = sys.stdin.read() if lyric == "-" else _read(lyric)
+    text = read_stdin_text("the lyric") if lyric == "-" else _read(lyric)
     result = read_form(text, RhymeBook(rhyme_table))
     print(json.dumps(result, ensure_ascii=False) if json_out else render(result), flush=True)
 

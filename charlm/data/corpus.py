@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import re
 import sys
 import zipfile
 from dataclasses import asdict, dataclass, field, replace
@@ -64,6 +65,21 @@ def fingerprint(text: str) -> str:
     return h.hexdigest()
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def read_stdin_text(what: str) -> str:
+    """All of stdin as UTF-8 text (whatever the locale says), or a DataError naming `what`."""
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"<stdin> ({what}): not UTF-8 text at byte {e.start}; pipe in UTF-8, or save it "
+            "to a file"
+        ) from None
+
+
 def _is_junk(name: str) -> bool:
     parts = name.replace("\\", "/").split("/")
     return any(p in _JUNK_PARTS or p.startswith("._") for p in parts)
@@ -100,14 +116,22 @@ def decode_bytes(data: bytes, where: str, encoding: str | None) -> str:
             hint = "; check --encoding"
         raise DataError(f"{where}: not valid {encoding} at byte {e.start}{hint}") from None
     text = text.lstrip("\ufeff")
+    bad = _SURROGATE.search(text)
+    if bad:  # an exotic codec can yield code points that are no characters (lone surrogates)
+        raise DataError(
+            f"{where}: decodes with {encoding} to U+{ord(bad.group()):04X} at character "
+            f"{bad.start()}, which is not a character; check --encoding"
+        )
     # \r\n and lone \r are line breaks, never vocabulary entries.
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _looks_binary(data: bytes) -> bool:
+def _looks_binary(data: bytes, encoding: str | None = None) -> bool:
     head = data[:8192]
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return False
+    if encoding and encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32")):
+        return False  # asked for by name: its zero bytes are text, BOM or no BOM
     return b"\x00" in head
 
 
@@ -217,7 +241,7 @@ def read_corpus(source: str, opts: CorpusOptions | None = None) -> Corpus:
         if not data.strip():
             notes.append(f"skipped {where}: empty")
             continue
-        if _looks_binary(data):
+        if _looks_binary(data, opts.encoding):
             notes.append(f"skipped {where}: binary, not text")
             continue
         text = decode_bytes(data, where, opts.encoding)

@@ -93,3 +93,29 @@ def test_fingerprint_changes_with_text(tmp_path):
     a.write_text("分开", encoding="utf-8")
     b.write_text("分手", encoding="utf-8")
     assert read_corpus(str(a)).fingerprint != read_corpus(str(b)).fingerprint
+
+
+def test_utf16_without_a_bom_reads_when_named(tmp_path):
+    """Bug: a UTF-16LE file without a BOM was refused as "binary" even with
+    --encoding utf-16-le (its zero bytes are text)."""
+    p = tmp_path / "le.txt"
+    p.write_bytes("分开的时候\nabc\n".encode("utf-16-le"))
+    assert read_corpus(str(p), CorpusOptions(encoding="utf-16-le")).text == "分开的时候\nabc\n"
+    with pytest.raises(DataError, match="no usable text"):  # unnamed, it still looks binary
+        read_corpus(str(p))
+
+
+def test_a_codec_that_yields_lone_surrogates_is_refused(tmp_path):
+    """Bug: text that decodes to code points that are no characters (lone surrogates, via
+    an exotic --encoding) crashed the fingerprint with UnicodeEncodeError, exit 1."""
+    p = tmp_path / "esc.txt"
+    p.write_bytes(b"abc\\ud800def\n")
+    with pytest.raises(DataError, match="U\\+D800 at character 3"):
+        read_corpus(str(p), CorpusOptions(encoding="unicode_escape"))
+
+
+def test_stdin_that_is_not_utf8_is_a_data_error(runner):
+    from ..conftest import invoke
+
+    r = invoke(runner, ["scan", "-"], input=b"\xff\xfe\xfa not utf-8\n")
+    assert r.exit_code == 3 and "not UTF-8" in r.stderr and r.stdout == ""
