@@ -86,9 +86,17 @@ class LanguageModel:
             )
         return self.has_adaptation if adapt is None else adapt
 
-    def prefix_for(self, prefix: str | None, acrostic: str = "", skip_unknown: bool = False) -> str:
+    def prefix_for(
+        self,
+        prefix: str | None,
+        acrostic: str = "",
+        skip_unknown: bool = False,
+        notes: list[str] | None = None,
+    ) -> str:
         """The prefix generation starts from: the default (分开) when none is given and the
-        model knows it, none for an acrostic (it writes every line start itself)."""
+        model knows it, none for an acrostic (it writes every line start itself). `notes`
+        gets what a user should hear: characters dropped, a default the model cannot use."""
+        notes = [] if notes is None else notes
         if acrostic:
             if prefix is not None:
                 raise UsageError("--acrostic writes the start of every line itself; drop --prefix")
@@ -102,7 +110,15 @@ class LanguageModel:
             prefix = ""
         if prefix is None:
             prefix = DEFAULT_PREFIX if not self.vocab.unknown_chars(DEFAULT_PREFIX) else ""
-        return check_prefix(self.vocab, prefix, skip_unknown)
+            if not prefix:
+                notes.append(f"the model never saw the default prefix {DEFAULT_PREFIX}; starting "
+                             "as after a line break (pass --prefix to choose)")  # fmt: skip
+        kept = check_prefix(self.vocab, prefix, skip_unknown)
+        if kept != prefix:
+            dropped = "".join(dict.fromkeys(c for c in prefix if c not in kept))
+            notes.append(f"--skip-unknown dropped {dropped!r} from the prefix (never seen): "
+                         f"{kept!r}")  # fmt: skip
+        return kept
 
     def training_index(self) -> TrainingIndex:
         """The checkpoint's training text, read again from its corpus, as an n-gram index

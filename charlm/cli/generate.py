@@ -15,6 +15,8 @@ from charlm.cli import options as o
 from charlm.cli.app import app, console, guard, leave_fast
 from charlm.errors import DataError, UsageError
 
+DEFAULT_LENGTH = 200  # characters after the prefix; with --lines N, this many a line
+
 
 @app.command()
 @guard
@@ -23,7 +25,13 @@ def generate(
     prefix: Annotated[
         str | None, typer.Option(help="Text to continue; - reads it from stdin. Default: 分开.")
     ] = None,
-    length: Annotated[int, typer.Option(help="Characters to generate after the prefix.")] = 200,
+    length: Annotated[
+        int | None,
+        typer.Option(
+            help="Characters to generate after the prefix. (default: 200; with --lines N, "
+            "200 a line)"
+        ),
+    ] = None,
     temperature: Annotated[float, typer.Option(help="0 = greedy; higher = wilder.")] = 0.8,
     top_k: Annotated[int, typer.Option(help="Sample from the k likeliest (0 = off).")] = 0,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass in (0, 1] (1 = off).")] = 1.0,
@@ -143,6 +151,13 @@ def generate(
     from charlm.system.runtime import new_seed
 
     seed_given = seed is not None
+    if acrostic and 0 < lines < len(acrostic):
+        raise UsageError(
+            f"--lines {lines} is fewer than the {len(acrostic)} lines --acrostic {acrostic} "
+            "starts; drop --lines (an acrostic writes one line a head)"
+        )
+    if length is None:  # --lines asks for lines: the character cap must not cut them short
+        length = DEFAULT_LENGTH * max(1, lines or len(acrostic))
     if template is not None:
         if form:  # before the file is read: the usage error comes first
             raise UsageError("--form and --template: choose one")
@@ -159,15 +174,22 @@ def generate(
         prefix = read_stdin_text("--prefix -").rstrip("\n")
     lm = api.load(checkpoint, checkpoint_dir=checkpoint_dir, device=device)
     adapt = lm.check_adapt(adapt)
-    prefix = lm.prefix_for(prefix, cfg.acrostic, skip_unknown)
+    notes: list[str] = []
+    prefix = lm.prefix_for(prefix, cfg.acrostic, skip_unknown, notes)
     index = lm.training_index() if cfg.max_copy or report_novelty else None
     out = console(quiet)
+    for note in notes:
+        out.print(f"[yellow]note:[/] {note}", markup=True, highlight=False)
     steps = lm.stream(prefix, cfg, adapt, index)
     first = next(steps)  # the options are checked before the first piece: nothing said yet
     if not seed_given:
         out.print(f"[dim]seed {cfg.seed}[/]")
     texts = write_samples(itertools.chain([first], steps), cfg.num_samples, json_out)
     reports = [index.report(lm.vocab.encode(t)) for t in texts] if report_novelty else []
+    short = sum(t.count("\n") < cfg.lines for t in texts) if cfg.lines and not cfg.has_form else 0
+    if short:
+        out.print(f"[yellow]note:[/] {short} sample(s) reached --length {cfg.length} before "
+                  f"{cfg.lines} lines; raise --length", highlight=False)  # fmt: skip
     if json_out:
         for b, text in enumerate(texts):
             rec = {"text": text, "prefix": prefix, "seed": cfg.seed, "sample": b,
