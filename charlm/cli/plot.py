@@ -17,7 +17,9 @@ from charlm.cli.app import app, guard
 @guard
 def plot(
     runs: Annotated[list[str], typer.Argument(help="Run names (or run folders) to overlay.")],
-    out: Annotated[Path, typer.Option(help="The PNG to write.")] = Path("charlm-plot.png"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="The PNG to write.")] = Path(
+        "charlm-plot.png"
+    ),
     terminal: Annotated[
         bool, typer.Option("--terminal", help="Draw held-out perplexity in the terminal instead.")
     ] = False,

@@ -33,7 +33,7 @@ def runs(
     quiet: o.Quiet = False,
     json_out: o.Json = False,
 ) -> None:
-    """A table of the runs (on stderr); their names on stdout, or JSON lines with --json.
+    """A table of the runs (on stderr); their names on stdout in a pipe, JSON lines with --json.
 
     \b
     Examples:
@@ -47,8 +47,14 @@ def runs(
 
     rows = list_runs(Path(checkpoint_dir), sort)
     render(console(quiet), rows, Path(checkpoint_dir))
+    if not json_out and stdout_is_terminal():
+        return  # a person reads the table; the names are for pipes and scripts
     for r in rows:
         print(json.dumps(r.as_dict(), ensure_ascii=False) if json_out else r.name, flush=True)
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
 
 
 @runs_app.command("rm")

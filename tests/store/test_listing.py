@@ -112,3 +112,14 @@ def test_runs_rm_of_a_linked_run_removes_the_link_only(tmp_path, two_runs, runne
     r = runner.invoke(app(), ["runs", "rm", "linked", "--yes", "--checkpoint-dir", str(ck)])
     assert r.exit_code == 0, r.output
     assert not (ck / "linked").exists() and (target / "best.pt").is_file()
+
+
+def test_runs_on_a_terminal_prints_the_table_only(two_runs, runner, monkeypatch):
+    """Bug: on a terminal, `charlm runs` printed the table and then the names again."""
+    import charlm.cli.runs as runs_cli
+
+    monkeypatch.setattr(runs_cli, "stdout_is_terminal", lambda: True)
+    r = runner.invoke(app(), ["runs", "--checkpoint-dir", str(two_runs)])
+    assert r.exit_code == 0 and r.stdout == "" and "longer" in r.stderr
+    r = runner.invoke(app(), ["runs", "--checkpoint-dir", str(two_runs), "--json"])
+    assert len(r.stdout.splitlines()) == 2  # --json is data: always on stdout
