@@ -178,14 +178,22 @@ def generate(
     prefix = lm.prefix_for(prefix, cfg.acrostic, skip_unknown, notes)
     index = lm.training_index() if cfg.max_copy or report_novelty else None
     out = console(quiet)
-    for note in notes:
-        out.print(f"[yellow]note:[/] {note}", markup=True, highlight=False)
     steps = lm.stream(prefix, cfg, adapt, index)
     first = next(steps)  # the options are checked before the first piece: nothing said yet
+    from rich.markup import escape  # a note may quote a prefix with [brackets] in it
+
+    for note in notes:
+        out.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if not seed_given:
         out.print(f"[dim]seed {cfg.seed}[/]")
     texts = write_samples(itertools.chain([first], steps), cfg.num_samples, json_out)
-    reports = [index.report(lm.vocab.encode(t)) for t in texts] if report_novelty else []
+    _report(out, lm, cfg, prefix, texts, index if report_novelty else None, json_out)
+
+
+def _report(out, lm, cfg, prefix: str, texts: list[str], index, json_out: bool) -> None:
+    """After the text: a note if --length cut it short, then the JSON lines (with novelty and
+    form when asked), or the novelty reports on stderr."""
+    reports = [index.report(lm.vocab.encode(t)) for t in texts] if index is not None else []
     short = sum(t.count("\n") < cfg.lines for t in texts) if cfg.lines and not cfg.has_form else 0
     if short:
         out.print(f"[yellow]note:[/] {short} sample(s) reached --length {cfg.length} before "
@@ -201,7 +209,7 @@ def generate(
             sys.stdout.write(json.dumps(rec, ensure_ascii=False) + "\n")
             sys.stdout.flush()
     elif reports:
-        from charlm.generation.novelty import render_report
+        from charlm.generation.novelty import render_report  # here: `--help` stays fast
 
         for b, r in enumerate(reports):
             out.print(render_report(b, r), markup=False)
