@@ -21,7 +21,9 @@ from pathlib import Path
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # catalogue lines, not verse: a title alone on its line, 题目:..., 作者:..., 其一 / 其二 ...
-CATALOGUE = re.compile(r"^(《[^》]*》[^，。？！；：]*|题目[:：].*|作者[:：].*|其[一二三四五六七八九十]+)$")
+CATALOGUE = re.compile(
+    r"^(《[^》]*》[^，。？！；：]*|题目[:：].*|作者[:：].*|其[一二三四五六七八九十]+)$"
+)
 MEMBERS = {"song100": "song100.txt", "tang300": "tang300.txt"}
 
 

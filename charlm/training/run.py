@@ -116,6 +116,13 @@ def _train(
         launch = f"torchrun --nproc-per-node {dist.world} -m charlm --" if dist.active else "charlm"
         console.print(f"resume with: {launch} train --run {folder.path.name} --resume")
         raise Interrupted(summary["signal"])
+    # what next, in words a user can paste (the folder flag only when it is not the default)
+    where = "" if ckdir == Path("checkpoints") else f" --checkpoint-dir {ckdir}"
+    console.print(
+        f"next: charlm generate --checkpoint {folder.path.name}{where} --prefix ...   "
+        f"(train more: charlm train --run {folder.path.name}{where} --resume --epochs N)",
+        markup=False,
+    )
     return summary
 
 

@@ -27,6 +27,15 @@ def run(tmp_path, corpus_file):
     return tmp_path, summary
 
 
+def test_a_finished_run_says_what_to_do_next(tmp_path, corpus_file):
+    c, buf = console()
+    opts = TrainOptions(corpus=str(corpus_file), run="nx", max_steps=5, **TINY)
+    run_train(opts, "cpu", tmp_path, c, quiet=True)
+    text = buf.getvalue()
+    assert f"next: charlm generate --checkpoint nx --checkpoint-dir {tmp_path}" in text
+    assert "--resume" in text
+
+
 def test_run_train_returns_the_summary_and_writes_the_folder(run):
     ck, s = run
     assert s["stopped"] == "max-steps" and s["steps"] == 20 and s["seed"] == 3
