@@ -16,7 +16,13 @@ from typing import Annotated, Any
 
 import typer
 
-from charlm.errors import EXIT_RESOURCES, EXIT_UNEXPECTED, CharlmError, Interrupted
+from charlm.errors import (
+    EXIT_DATA,
+    EXIT_RESOURCES,
+    EXIT_UNEXPECTED,
+    CharlmError,
+    Interrupted,
+)
 from charlm.version import __version__
 
 app = typer.Typer(
@@ -64,6 +70,13 @@ def guard(fn):
                 err("error: out of memory; ask for less (fewer --num-samples, a shorter text or "
                     "prefix, a smaller --batch-size or model)")  # fmt: skip
                 raise typer.Exit(EXIT_RESOURCES) from None
+            if isinstance(e, OSError):  # a file or the disk failed under us: resources, 6
+                where = f" ({e.filename})" if e.filename else ""
+                err(f"error: {e.strerror or e}{where}; check the disk space and permissions")
+                raise typer.Exit(EXIT_RESOURCES) from None
+            if isinstance(e, UnicodeError):  # text that is not what it claims: data, 3
+                err(f"error: {e}; check the file's encoding (--encoding)")
+                raise typer.Exit(EXIT_DATA) from None
             err(
                 f"unexpected error: {type(e).__name__}: {e} (rerun with CHARLM_DEBUG=1 for details)"
             )
