@@ -4,11 +4,12 @@ summary as JSON with --json."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 from charlm.cli import options as o
-from charlm.cli.app import app, console, guard
+from charlm.cli.app import app, console, guard, leave_fast
 
 
 @app.command()
@@ -70,6 +71,10 @@ def train(
       torchrun --nproc-per-node 2 -m charlm -- train --run big --corpus big.txt
     """
     started = time.monotonic()  # --max-time is the wall time of the whole command
+    if int(os.environ.get("RANK", "0") or 0) > 0:
+        # a torchrun follower writes no files; the C++ teardown of its process group (gloo's
+        # threads) could abort at interpreter exit ("terminate called...", -6): skip it
+        leave_fast()
     opts = o.train_options(locals())
     from charlm.training.run import run_training  # torch: here, so `--help` stays fast
 
