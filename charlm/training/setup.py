@@ -42,7 +42,7 @@ from charlm.training.resume import (
     check_resume_compatible,
     resume_batch_size,
 )
-from charlm.training.sizing import fit_to_budget, with_auto_sizes
+from charlm.training.sizing import fit_batches, fit_to_budget, with_auto_sizes
 
 Echo = Callable[[str], None]
 DEFAULT_CORPUS_NAME = "tang_song_zh.zip"  # corpora/: public domain, bundled
@@ -178,10 +178,12 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
     mcfg = model_config_for(len(text.vocab), opts)
     record = corpus_record(source, corpus.fingerprint, corpus_opts, cfg.val_fraction)
     data = run_data(text, record, cfg)
+    cfg, small = fit_batches(cfg, len(data.train_ids), opts.batch_size is not None,
+                             opts.seq_len is not None)  # fmt: skip
     n_batches = _check_trainable(cfg, len(data.train_ids), device)
     if opts.eval_epochs and opts.eval_every is None:  # the textbook reports every N epochs
         cfg = replace(cfg, eval_every=opts.eval_epochs * n_batches)
-    notes = [mixture_note(n_train, cfg, data), text.cache and f"ids cache: {text.cache}"]
+    notes = [small, mixture_note(n_train, cfg, data), text.cache and f"ids cache: {text.cache}"]
     if not size_given:  # sizes follow the time budget too (explicit sizes always win)
         mcfg, note = fit_to_budget(mcfg, cfg, len(data.train_ids), device, embed_given)
         notes.append(note)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from charlm.config import ModelConfig, TrainConfig
+from charlm.data.batching import batches_per_epoch
 from charlm.models.charrnn import CharRNN
 from charlm.training.optim import make_optimizer
 from charlm.training.options import TrainOptions
@@ -67,6 +68,41 @@ def with_auto_sizes(opts: TrainOptions, n_train: int) -> TrainOptions:
         # decay sized for AdamW's decoupled form would blow the weights up. Off unless asked.
         auto["weight_decay"] = 0.0
     return opts.fill(auto)
+
+
+MIN_BATCHES = 4  # batches an epoch must hold before the batch and window shrink to fit
+MIN_BATCH, MIN_SEQ = 1, 8
+
+
+def fit_batches(
+    cfg: TrainConfig, n_train: int, batch_given: bool, seq_given: bool
+) -> tuple[TrainConfig, str | None]:
+    """A short text still trains: the window, then the batch, halve (the options the user left
+    out, down to 16 characters and 4 windows, then to 8 and 1) until an epoch holds
+    MIN_BATCHES batches; the note says so. Sizes the user gave are kept."""
+    batch, seq = cfg.batch_size, cfg.seq_len
+    processes = max(1, cfg.global_batch // max(1, cfg.batch_size))
+
+    def enough(b: int, t: int) -> bool:
+        return batches_per_epoch(n_train, b * processes, t) >= MIN_BATCHES
+
+    for floor_b, floor_t in ((4, 16), (MIN_BATCH, MIN_SEQ)):
+        while not enough(batch, seq):
+            if not seq_given and seq > floor_t:
+                seq = max(floor_t, seq // 2)
+            elif not batch_given and batch > floor_b:
+                batch = max(floor_b, batch // 2)
+            else:
+                break
+    if (batch, seq) == (cfg.batch_size, cfg.seq_len):
+        return cfg, None
+    note = (
+        f"small text: --batch-size {batch} --seq-len {seq} (from {cfg.batch_size} x "
+        f"{cfg.seq_len}) so that {n_train:,} training characters make "
+        f"{batches_per_epoch(n_train, batch * processes, seq)} batches an epoch (set them to "
+        "choose)"
+    )
+    return replace(cfg, batch_size=batch, seq_len=seq), note
 
 
 def measure_speed(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device) -> float:

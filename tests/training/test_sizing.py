@@ -80,3 +80,28 @@ def test_explicit_sizes_skip_the_budget_rule(monkeypatch, tmp_path, corpus_file,
                         layers=1 if "--layers" in given else None)  # fmt: skip
     prepare(opts, tmp_path, torch.device("cpu"), echo=lambda s: None)
     assert calls == []
+
+
+def test_a_small_text_trains_with_a_batch_and_window_that_fit(tmp_path, runner):
+    """A 40-line song was refused ("needs 2,112 characters"): the window, then the batch,
+    shrink (the sizes the user left out) and the header says so; sizes given are kept."""
+    from charlm.config import TrainConfig
+    from charlm.training.sizing import MIN_BATCHES, fit_batches
+
+    cfg, note = fit_batches(TrainConfig(), 396, False, False)
+    assert (cfg.batch_size, cfg.seq_len) == (4, 16) and "small text" in note
+    from charlm.data.batching import batches_per_epoch
+
+    assert batches_per_epoch(396, cfg.batch_size, cfg.seq_len) >= MIN_BATCHES
+    kept, _ = fit_batches(TrainConfig(), 396, True, False)  # --batch-size given: it stays
+    assert kept.batch_size == 32 and kept.seq_len == 8
+    same, none = fit_batches(TrainConfig(), 200_000, False, False)
+    assert same == TrainConfig() and none is None
+    from ..conftest import invoke
+
+    song = tmp_path / "song.txt"
+    song.write_text("".join(f"第{i % 9}行歌词在这里\n" for i in range(40)), encoding="utf-8")
+    r = invoke(runner, ["train", "--corpus", song, "--checkpoint-dir", tmp_path / "ck",
+                        "--max-steps", "4", "--eval-every", "2", "--hidden", "16"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert "small text: --batch-size" in r.stderr
