@@ -27,6 +27,8 @@ from charlm.training.reporting import print_header, print_summary
 from charlm.training.setup import TrainSetup, follow, plan_of, prepare
 from charlm.training.tensorboard import check_available as check_tensorboard
 
+LOW_NETWORK_SHARE = 0.05  # below this mixture weight the network adds next to nothing
+
 
 def _default_previews(vocab: Vocab) -> list[str]:
     ok = [p for p in PREVIEW_PREFIXES if not vocab.unknown_chars(p)]
@@ -116,6 +118,13 @@ def _train(
         launch = f"torchrun --nproc-per-node {dist.world} -m charlm --" if dist.active else "charlm"
         console.print(f"resume with: {launch} train --run {folder.path.name} --resume")
         raise Interrupted(summary["signal"])
+    if trainer.mix_fit is not None and trainer.prog.mix_weight < LOW_NETWORK_SHARE:
+        console.print(
+            f"note: the network's share in the mixture is {trainer.prog.mix_weight:.2f}: on this "
+            "text the count model does the work, so generated lines mostly recombine the "
+            "corpus's own phrases (see generate --report-novelty); more text helps",
+            markup=False,
+        )
     # what next, in words a user can paste (the folder flag only when it is not the default)
     where = "" if ckdir == Path("checkpoints") else f" --checkpoint-dir {ckdir}"
     console.print(

@@ -99,3 +99,19 @@ def test_a_run_stopped_before_its_first_evaluation_says_so(tmp_path, corpus_file
     r = runner.invoke(app, ["generate", "--checkpoint", str(tmp_path / "early" / "last.pt"),
                             "--length", "5", "--seed", "1"])  # fmt: skip
     assert r.exit_code == 0 and r.stdout
+
+
+def test_a_network_that_adds_nothing_is_said(tmp_path, corpus_file, monkeypatch):
+    """On a small corpus the mixture weight stayed 0.00 and nothing said what that means."""
+    import charlm.training.run as run_module
+
+    monkeypatch.setattr(run_module, "LOW_NETWORK_SHARE", 1.01)  # any fitted share is "low"
+    c, buf = console()
+    opts = TrainOptions(corpus=str(corpus_file), run="low", max_steps=5, **TINY)
+    run_train(opts, "cpu", tmp_path, c, quiet=True)
+    assert "the network's share in the mixture is" in buf.getvalue()
+    monkeypatch.setattr(run_module, "LOW_NETWORK_SHARE", 0.0)
+    c, buf = console()
+    run_train(TrainOptions(corpus=str(corpus_file), run="ok", max_steps=5, **TINY), "cpu",
+              tmp_path, c, quiet=True)  # fmt: skip
+    assert "share in the mixture" not in buf.getvalue()
