@@ -70,6 +70,7 @@ class Trainer:
         self.report = Reporter(echo, show_progress, previews, cfg.seed, device)
         self._stop: Callable[[], bool] | None = None  # set while run() holds the signal guard
         self.signum: int | None = None  # the signal, once any process has one
+        self.closing_s = 0.0  # what the last evaluation and save took: a stop's cost
 
     # the parts most often asked for, by the command's header and by tests
     model = property(lambda self: self.state.model)
@@ -107,20 +108,23 @@ class Trainer:
                 # 4. scheduled evaluation: held-out score, plateau rule, best.pt, last.pt (a
                 # signal during it abandons it: no record, and the step is saved below)
                 if prog.step % cfg.eval_every == 0:
+                    closing = time.monotonic()  # an evaluation and a save: what a stop costs
                     rec = self._evaluate(window, scheduled=True)
                     if rec is None:
                         reason = "interrupted"
                         break
                     last = self._keep(rec)  # best.pt if it improved, metrics, report
                     self._save_last()  # last.pt
+                    self.closing_s = time.monotonic() - closing
                     if Plateau(**prog.plateau).should_stop(cfg):
                         if room_for_member(cfg, prog, state.members, self.dist, deadline):
                             self._start_member()  # another network, averaged in
                             continue
                         reason = "early-stop"
                         break
-                # 5. the time budget (every process stops at the same step)
-                if cfg.max_time and self.dist.any(time.monotonic() >= deadline):
+                # 5. the time budget, with room for the final evaluation and save (every process
+                # stops at the same step)
+                if cfg.max_time and self.dist.any(time.monotonic() + self.closing_s >= deadline):
                     reason = "max-time"
                     break
             hit_max_steps = cfg.max_steps and prog.step >= cfg.max_steps

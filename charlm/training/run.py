@@ -113,10 +113,17 @@ def _train(
         if summary["stopped"] == "interrupted":
             raise Interrupted(summary["signal"])
         return None
+    _close(console, summary, trainer, folder.path, ckdir, dist)
+    return summary
+
+
+def _close(console, summary: dict, trainer: Trainer, run_dir: Path, ckdir: Path, dist: Dist):
+    """Rank 0's last words: the summary, then how to resume (interrupted: raises), what the
+    network added, and what to do next, in commands a user can paste."""
     print_summary(console, summary)
     if summary["stopped"] == "interrupted":
         launch = f"torchrun --nproc-per-node {dist.world} -m charlm --" if dist.active else "charlm"
-        console.print(f"resume with: {launch} train --run {folder.path.name} --resume")
+        console.print(f"resume with: {launch} train --run {run_dir.name} --resume")
         raise Interrupted(summary["signal"])
     if trainer.mix_fit is not None and trainer.prog.mix_weight < LOW_NETWORK_SHARE:
         console.print(
@@ -125,14 +132,13 @@ def _train(
             "corpus's own phrases (see generate --report-novelty); more text helps",
             markup=False,
         )
-    # what next, in words a user can paste (the folder flag only when it is not the default)
+    # the folder flag only when it is not the default
     where = "" if ckdir == Path("checkpoints") else f" --checkpoint-dir {ckdir}"
     console.print(
-        f"next: charlm generate --checkpoint {folder.path.name}{where} --prefix ...   "
-        f"(train more: charlm train --run {folder.path.name}{where} --resume --epochs N)",
+        f"next: charlm generate --checkpoint {run_dir.name}{where} --prefix ...   "
+        f"(train more: charlm train --run {run_dir.name}{where} --resume --epochs N)",
         markup=False,
     )
-    return summary
 
 
 @contextlib.contextmanager

@@ -371,6 +371,26 @@ def test_max_time_counts_from_the_command_start(tmp_path):
     assert summary["stopped"] == "max-time" and summary["steps"] == 1
 
 
+@pytest.mark.slow
+def test_max_time_keeps_room_for_the_final_evaluation_and_save(tmp_path, monkeypatch):
+    """Bug: the final evaluation and save came after the deadline (20 s took 31-36 s on a
+    busy machine). The loop stops when what the last evaluation and save took would not fit."""
+    import time
+
+    real = HeldOut.scores
+
+    def slow(self, state, stop=None):  # an evaluation of 1 s, at every step
+        time.sleep(1.0)
+        return real(self, state, stop)
+
+    monkeypatch.setattr(HeldOut, "scores", slow)
+    t = make_trainer(tmp_path, make_data(), max_time=4.0, eval_every=1, epochs=100)
+    t.started_at = time.monotonic()
+    summary = t.run()
+    took = time.monotonic() - t.started_at
+    assert summary["stopped"] == "max-time" and took <= 3.8, took  # without the room: >= 4
+
+
 def test_training_scores_a_fixed_capped_part_of_a_long_held_out_split(tmp_path, monkeypatch):
     import charlm.training.heldout as heldout_module
 
