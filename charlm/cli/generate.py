@@ -13,7 +13,7 @@ import typer
 
 from charlm.cli import options as o
 from charlm.cli.app import app, console, guard, leave_fast
-from charlm.errors import DataError, UsageError
+from charlm.errors import UsageError
 
 DEFAULT_LENGTH = 200  # characters after the prefix; with --lines N, this many a line
 
@@ -241,19 +241,8 @@ def write_samples(steps, n: int, json_out: bool) -> list[str]:
 
 def read_template(source: str, stdin_taken: bool) -> str:
     """--template FILE or - (stdin), as text; refused clearly when unreadable."""
-    if source == "-":
-        if stdin_taken:
-            raise UsageError("--prefix - and --template - both read stdin; save one to a file")
-        from charlm.data.corpus import read_stdin_text  # here: `charlm --help` stays fast
+    if source == "-" and stdin_taken:
+        raise UsageError("--prefix - and --template - both read stdin; save one to a file")
+    from charlm.data.corpus import read_text_arg  # here: `charlm --help` stays fast
 
-        return read_stdin_text("--template -")
-    try:
-        return Path(source).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(
-            f"{source}: no such template file; pass a song as a UTF-8 text file"
-        ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(
-            f"{source}: cannot read the template ({e}); pass a UTF-8 text file"
-        ) from None
+    return read_text_arg(source, "template")

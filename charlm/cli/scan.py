@@ -5,14 +5,13 @@ or JSON with --json. Needs no model."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from charlm.cli import options as o
 from charlm.cli.app import app, guard
-from charlm.errors import DataError, UsageError
+from charlm.errors import UsageError
 
 
 @app.command()
@@ -30,22 +29,13 @@ def scan(
       charlm generate --form 7,7,7,7 --rhyme AABB | charlm scan - --json
     """
     # pypinyin's tables: here, not at the top, so `charlm --help` stays fast
-    from charlm.data.corpus import read_stdin_text
+    from charlm.data.corpus import read_text_arg
     from charlm.generation.form.rhyme import TABLES, RhymeBook
     from charlm.generation.form.scan import render
     from charlm.generation.form.scan import scan as read_form
 
     if rhyme_table not in TABLES:
         raise UsageError(f"--rhyme-table must be {' or '.join(TABLES)}, not {rhyme_table!r}")
-    text = read_stdin_text("the lyric") if lyric == "-" else _read(lyric)
+    text = read_text_arg(lyric, "lyric")
     result = read_form(text, RhymeBook(rhyme_table))
     print(json.dumps(result, ensure_ascii=False) if json_out else render(result), flush=True)
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file; pass a lyric as a UTF-8 text file or -") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read it as UTF-8 text ({e})") from None

@@ -80,6 +80,21 @@ def read_stdin_text(what: str) -> str:
         ) from None
 
 
+def read_text_arg(source: str, what: str) -> str:
+    """A one-document argument (a template, a lyric): a UTF-8 file, or "-" for stdin; what
+    cannot be read is a DataError naming the file and the fix."""
+    if source == "-":
+        return read_stdin_text(what)
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(
+            f"{source}: no such {what} file; pass a {what} as a UTF-8 text file, or -"
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{source}: cannot read the {what} as UTF-8 text ({e})") from None
+
+
 def _is_junk(name: str) -> bool:
     parts = name.replace("\\", "/").split("/")
     return any(p in _JUNK_PARTS or p.startswith("._") for p in parts)

@@ -185,14 +185,15 @@ class RepeatGuard:
     def _closes(self, ids: list[int], n: int) -> int | None:
         """The id that would complete one copy too many of a phrase of n, if any."""
         allowed = 3 if n == 1 else 2 if n <= 4 else 1  # copies in a row a line may hold
-        copies = allowed + 1
-        span = copies * n - 1  # what must already stand: all copies but the last character
+        span = (allowed + 1) * n - 1  # what must already stand: all copies but the last char
         if len(ids) < span:
             return None
-        tail = ids[-span:]
-        if all(tail[k] == tail[k + n] for k in range(span - n)):
-            return tail[span - n]  # the next character of the period
-        return None
+        # period n over the last `span` ids, checked from the end without copying: in a line
+        # that does not loop the first comparison already differs (this runs every step)
+        for j in range(1, span - n + 1):
+            if ids[-j] != ids[-j - n]:
+                return None
+        return ids[-n]  # the next character of the period
 
 
 class CopyGuard:

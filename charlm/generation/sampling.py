@@ -109,32 +109,33 @@ def generate(
     `cfg.length` new characters or when every sample is done. `prefix` must already be in the
     vocabulary (see check_prefix). Each step's distribution goes through the constraints
     (constraints.build: the mixture with the count model, the song cache with `adapt`, the
-    copy guard with `copy_index` and cfg.max_copy, acrostic heads) before the draw.
+    loop guard, the copy guard with `copy_index` and cfg.max_copy, the form, acrostic heads)
+    before the draw; with a form, each sample draws its lines as candidates (choice.py).
     """
     model.eval()
     g = make_generator(cfg.seed)
     choice = LineChoice(cfg.num_samples, line_candidates(cfg))
     start = start_ids(vocab, prefix)  # each candidate line is a row of the batch (R rows)
     rules = constraints.build(vocab, cfg, start, mixture, adapt, copy_index, prefix, choice.rows)
-    rows = constraints.fit_to_form(cfg, rules, prefix)  # a form decides the song's length
+    cfg = constraints.fit_to_form(cfg, rules, prefix)  # a form decides the song's length
     keep = max([1] + [c.looks_back for c in rules])  # ids each row keeps for the rules
-    draft = Draft.start(prefix, start, choice.rows, rows.lines, keep)
+    draft = Draft.start(prefix, start, choice.rows, cfg.lines, keep)
     yield [prefix] * cfg.num_samples  # after the rules: a refused option writes nothing
-    if rows.length == 0 or draft.finished:
+    if cfg.length == 0 or draft.finished:
         return
     logits, state = model(torch.tensor([start] * choice.rows, device=device))  # (R, Tp, V)
     last = logits[:, -1]  # (R, V): the whole prefix in one pass
     stepper = make_stepper(model, DTYPES[cfg.precision])
     state = stepper.cast_states(stepper.split(state))
     look = Lookahead(stepper)
-    for _ in range(rows.length):
-        draft.peek = lambda cands, state=state: look(cands, state, draft.history)
+    for _ in range(cfg.length):
+        draft.peek = lambda cands, state=state: look(cands, state)
         shipped = last if choice.k > 1 else None  # what a candidate line is scored by
         for rule in rules:
             last = rule(last, draft)  # (R, V) -> (R, V)
             if shipped is not None and getattr(rule, "ships", False):
                 shipped = last.clone()  # later rules mask in place
-        nxt = pick_next(last, rows, g)  # (R,)
+        nxt = pick_next(last, cfg, g)  # (R,)
         pieces, index = choice.add(_log_softmax(shipped), nxt, draft.add(nxt.tolist(), vocab))
         yield pieces
         if draft.finished:
@@ -168,16 +169,12 @@ class Lookahead:
     The count model is left out here: over B*K contexts it tripled the cost of a form
     (benchmarks/form.py) for a perplexity 2 % lower."""
 
-    def __init__(self, stepper, mixture: Mixture | None = None) -> None:
-        self.stepper, self.mixture = stepper, mixture
+    def __init__(self, stepper) -> None:
+        self.stepper = stepper
 
-    def __call__(self, cands: torch.Tensor, state: list, history: list[list[int]]) -> torch.Tensor:
+    def __call__(self, cands: torch.Tensor, state: list) -> torch.Tensor:
         """cands (B, K) ids -> (B, K, V) log-probs of the next character after each."""
         b, k = cands.shape
         wide = [tuple(t.repeat_interleave(k, dim=0) for t in s) for s in state]  # (B*K, H)
         logits, _ = self.stepper.step(cands.reshape(-1), wide)  # (B*K, V)
-        if self.mixture:
-            rows = cands.tolist()
-            contexts = [history[i] + [c] for i in range(b) for c in rows[i]]
-            logits = self.mixture.next_logprobs(logits, contexts)
         return torch.log_softmax(logits.float(), dim=-1).view(b, k, -1)

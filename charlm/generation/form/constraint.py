@@ -58,6 +58,9 @@ class FormConstraint:
     ) -> None:
         self.layout, self.vocab, self.rhymes, self.lookahead = layout, vocab, rhymes, lookahead
         self.plan = _plan(layout)  # one entry a character of the song
+        self.line_starts: dict[int, int] = {}  # line -> its first position in the song
+        for p, (_, line, _, _) in enumerate(self.plan):
+            self.line_starts.setdefault(line, p)
         self.newline = vocab.id_of("\n")
         if self.newline is None:
             raise DataError("the model never saw a line break: it cannot write lines (--form)")
@@ -223,14 +226,7 @@ class FormConstraint:
     def _repeat(self, b: int, first: int, line: int, pos: int) -> int:
         """The id sample b wrote at slot `pos` of line `first` (written[b] is indexed by the
         position in the song, the prefix first)."""
-        return self.written[b][self._line_start(first) + pos]
-
-    def _line_start(self, line: int) -> int:
-        return next(p for p, e in enumerate(self.plan) if e[1] == line and e[0] != BLANK)
-
-    def rhyme_groups(self, b: int) -> dict[str, str]:
-        """Sample b's letters and the groups they took."""
-        return dict(self.groups[b])
+        return self.written[b][self.line_starts[first] + pos]
 
 
 def _plan(layout: Layout) -> list[tuple[str, int, int, str | None]]:

@@ -71,10 +71,6 @@ class Layout:
         )
 
 
-def _tone_pattern(pattern: str) -> str:
-    return pattern.replace("中", FREE)
-
-
 def _named(name: str, stanzas: list[list[str]], scheme: str, source: str) -> tuple[str, dict]:
     """A named form from its tonal pattern (one string per line, stanza by stanza)."""
     return name, {"stanzas": stanzas, "scheme": scheme, "source": source}
@@ -116,8 +112,7 @@ def named_form(name: str) -> Layout:
     lines, letters = [], iter(form["scheme"])
     for stanza in form["stanzas"]:
         for i, pattern in enumerate(stanza):
-            tones = _tone_pattern(pattern)
-            lines.append(Line((None,) * len(tones), next(letters), tones, None,
+            lines.append(Line((None,) * len(pattern), next(letters), pattern, None,
                               i == len(stanza) - 1))  # fmt: skip
     lines[-1] = replace(lines[-1], stanza_end=False)
     return Layout(tuple(lines), name)
