@@ -48,12 +48,13 @@ def info(
     from charlm.models.shapes import describe, render
     from charlm.store import checkpoint as ckpt
 
-    networks = 1
+    networks, base = 1, None
     if checkpoint:
         path = ckpt.resolve(checkpoint, checkpoint_dir, "best")
         payload = ckpt.load(path)
         cfg = ModelConfig.from_dict(payload["model_config"])
         networks += len(payload.get("members") or [])
+        base = payload.get("base")  # --init-from: the network this run started from
     else:
         d = o.MODEL_DEFAULTS
         embed = d.embed if embed is None else embed
@@ -65,4 +66,6 @@ def info(
     if not (1 <= batch_size <= 1 << 16 and 1 <= seq_len <= 1 << 16):
         raise UsageError("--batch-size and --seq-len must be in [1, 65536]")
     shapes = {**describe(cfg, batch_size, seq_len, bidirectional), "networks": networks}
+    if base:
+        shapes["base"] = base
     print(json.dumps(shapes, ensure_ascii=False) if json_out else render(shapes), flush=True)

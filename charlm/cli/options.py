@@ -73,6 +73,11 @@ TrainCorpus = _opt(str, "Zip, .txt, folder or - (stdin). Default: the bundled Ta
 Run = _opt(str, "Run name (folder under --checkpoint-dir).")
 Preset = _opt(str, "auto (the defaults, sized from the corpus) or d2l (the textbook).")
 Resume = Annotated[bool, typer.Option("--resume", help="Continue --run (default: the newest run).")]
+InitFrom = _opt(
+    str,
+    "Start from this network: a run, a .pt file, or zh (the shipped Chinese base; builtin:zh "
+    "when a run of yours is named zh). Its architecture; its vocabulary plus the corpus's.",
+)
 Dropout = _opt(float, "Dropout. (default: auto from corpus size)")
 NoBidirectional = Annotated[bool, typer.Option("--bidirectional", help="Refused: cannot generate.")]
 Sampler = _opt(str, f"random or consecutive.{_default(D.sampler)}")

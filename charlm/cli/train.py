@@ -19,6 +19,7 @@ def train(
     run: o.Run = None,
     preset: o.Preset = None,
     resume: o.Resume = False,
+    init_from: o.InitFrom = None,
     cell: o.Cell = None,
     embed: o.Embed = None,
     hidden: o.Hidden = None,
@@ -67,6 +68,7 @@ def train(
       charlm train --max-time 180
       charlm train --corpus jaychou_lyrics.txt.zip --run jay --cell gru --max-time 300
       charlm train --run jay --resume --epochs 80
+      charlm train --corpus my_lyrics.txt --init-from zh --max-time 600
       charlm train --run jay --tensorboard
       torchrun --nproc-per-node 2 -m charlm -- train --run big --corpus big.txt
     """

@@ -297,6 +297,11 @@ def read_recorded(
     options = CorpusOptions(**(record.get("options") or {}))
     if encoding:
         options = replace(options, encoding=encoding)
+    if not source and record.get("built_by"):  # a shipped base: its text is not installed
+        raise DataError(
+            f"{record.get('source')}: a shipped base's training text is not installed with "
+            f"charlm ({record['built_by']} rebuilds it); pass --corpus FILE"
+        )
     source = source or record.get("source")
     return source, read_corpus(source, options)
 

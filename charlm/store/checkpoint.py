@@ -26,6 +26,12 @@ from charlm.errors import CheckpointError, ResourceError
 from charlm.version import __version__
 
 FORMAT_VERSION = 2  # 2: the digest covers the whole payload; 1: the weights only
+# Bases shipped inside the package (base/build_zh_base.py makes them): a name a user types
+# where a run goes. A run of the user's own by that name wins; `builtin:NAME` always means
+# the shipped one.
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+BUILTIN = {"zh": "zh_base.pt"}
+BUILTIN_PREFIX = "builtin:"
 REQUIRED_KEYS = ("format_version", "model_config", "vocab", "model_state", "digest")
 
 
@@ -258,8 +264,50 @@ def _no_best_yet(folder: Path) -> str:
     )
 
 
+def builtin_name(spec: str | None, checkpoint_dir: Path) -> str | None:
+    """The shipped base `spec` names, or None: `builtin:zh` always, `zh` unless a file or a
+    run of that name exists (the user's own files are never shadowed)."""
+    if not spec:
+        return None
+    if spec.startswith(BUILTIN_PREFIX):
+        name = spec[len(BUILTIN_PREFIX) :]
+        if name not in BUILTIN:
+            raise CheckpointError(
+                f"{spec}: no such shipped base; the shipped bases are "
+                + ", ".join(f"{BUILTIN_PREFIX}{n}" for n in BUILTIN)
+            )
+        return name
+    if spec in BUILTIN and not Path(spec).exists() and not (checkpoint_dir / spec).exists():
+        return spec
+    return None
+
+
+def shadow_note(spec: str | None, checkpoint_dir: Path) -> str | None:
+    """What to tell a user whose own run hides a shipped base's name."""
+    if spec in BUILTIN and builtin_name(spec, checkpoint_dir) is None:
+        return (
+            f"note: {spec} is your run under {checkpoint_dir}/; the shipped base is "
+            f"{BUILTIN_PREFIX}{spec}"
+        )
+    return None
+
+
+def builtin_path(name: str) -> Path:
+    path = ASSETS / BUILTIN[name]
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: the shipped base {name!r} is missing from this install; reinstall "
+            "charlm, or rebuild it with base/build_zh_base.py"
+        )
+    return path
+
+
 def resolve(spec: str | None, checkpoint_dir: Path, which: str = "best") -> Path:
-    """A checkpoint path from a path, a run name, or None (the newest run's `which`.pt)."""
+    """A checkpoint path from a path, a run name, a shipped base's name (`zh`,
+    `builtin:zh`), or None (the newest run's `which`.pt)."""
+    name = builtin_name(spec, checkpoint_dir)
+    if name is not None:
+        return builtin_path(name)
     if spec:
         p = Path(spec)
         if p.is_file() or p.suffix == ".pt":

@@ -31,6 +31,7 @@ class RunRow:
     trained_s: float  # training time so far, seconds
     updated: float  # newest file's modification time, seconds since the epoch
     size_mb: float  # every file in the folder
+    base: str = ""  # --init-from: the run or base it started from ("" = from scratch)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -67,7 +68,13 @@ def run_row(folder: Path) -> RunRow:
         trained_s=float(last.get("elapsed_s", 0.0)),
         updated=max((p.stat().st_mtime for p in files), default=folder.stat().st_mtime),
         size_mb=sum(p.stat().st_size for p in files) / 1e6,
+        base=_base_name(head.get("base")),
     )
+
+
+def _base_name(base: Any) -> str:
+    """What a fine-tuning run started from, as its `base` record names it ("" if none)."""
+    return str(base.get("name", "?")) if isinstance(base, dict) else ""
 
 
 def list_runs(checkpoint_dir: Path, sort: str = "updated") -> list[RunRow]:
@@ -115,14 +122,14 @@ def render(console, rows: list[RunRow], checkpoint_dir: Path) -> None:
     t = Table(title=f"{len(rows)} run(s) in {checkpoint_dir}", title_justify="left")
     for col, justify in (("run", "left"), ("corpus", "left"), ("model", "left"),
                          ("steps", "right"), ("best ppl", "right"), ("trained", "right"),
-                         ("updated", "left"), ("size", "right")):  # fmt: skip
+                         ("updated", "left"), ("size", "right"), ("from", "left")):  # fmt: skip
         t.add_column(col, justify=justify, no_wrap=True)
     for r in rows:
         t.add_row(
             r.name, r.corpus, r.model, f"{r.steps:,}",
             f"{r.best_ppl:.2f}" if r.best_ppl is not None else "-",
             _duration(r.trained_s), time.strftime("%m-%d %H:%M", time.localtime(r.updated)),
-            f"{r.size_mb:,.1f} MB",
+            f"{r.size_mb:,.1f} MB", r.base or "-",
         )  # fmt: skip
     if not console.is_terminal:  # a pipe or a log file has no width: do not squeeze into 80
         console.width = max(console.width, 160)

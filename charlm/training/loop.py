@@ -54,6 +54,8 @@ class Trainer:
         started_at: float | None = None,
         dist: Dist = SINGLE,
         on_record: Callable[[dict[str, Any]], None] | None = None,
+        init_state: dict[str, torch.Tensor] | None = None,
+        base: dict[str, Any] | None = None,
     ) -> None:
         cfg = train_config
         self.train_config, self.data, self.folder, self.dist = cfg, data, folder, dist
@@ -63,7 +65,9 @@ class Trainer:
             len(data.train_ids), cfg.global_batch, cfg.seq_len
         )
         self.noise = UnknownNoise(data.train_ids, len(data.vocab), cfg.unk_prob)
-        self.state = TrainState(model_config, cfg, device, dist, resume, str(folder.last))
+        self.base = base  # --init-from: the record every checkpoint keeps of the base
+        self.state = TrainState(model_config, cfg, device, dist, resume, str(folder.last),
+                                init_state)  # fmt: skip
         if resume is not None:
             folder.truncate_metrics(self.prog.step)  # the future of a resumed run is rewritten
         self.heldout = HeldOut(data, cfg, device, dist, self.prog)
@@ -236,6 +240,7 @@ class Trainer:
             "kn": self.heldout.count_model(self.prog),
             "train_config": asdict(self.train_config),
             "corpus": self.data.corpus,
+            **({"base": self.base} if self.base else {}),
         }
         return self.state.payload(self.data.vocab, extra, with_training_state)
 

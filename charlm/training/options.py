@@ -38,6 +38,7 @@ class TrainOptions:
     run: str | None = None
     preset: str | None = None
     resume: bool = False
+    init_from: str | None = None  # a run, a checkpoint file or a shipped base (init_from.py)
     # the model (ModelConfig)
     cell: str | None = None
     embed: int | None = None

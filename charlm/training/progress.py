@@ -67,14 +67,16 @@ class TrainState:
         dist: Dist,
         resume: dict[str, Any] | None = None,
         where: str = "last.pt",
+        init_state: dict[str, torch.Tensor] | None = None,
     ) -> None:
         self.model_config, self.cfg, self.device, self.dist = model_config, cfg, device, dist
+        self.init_state = init_state  # --init-from: what a new network starts from
         self.members = Members(model_config, device)
         self.carry: State | None = None
         if resume is None:
             self.prog = Progress(seed=cfg.seed)
             torch.manual_seed(cfg.seed)  # weights, then dropout masks, come from this stream
-            self.model = CharRNN(model_config, device)
+            self.model = self._new_network()
             self.opt = make_optimizer(self.model, cfg)
             self.batch_gen, self.noise_gen, self.rng = fresh_generators(cfg.seed)
         else:
@@ -83,6 +85,13 @@ class TrainState:
             carry = resume["carry"] if resume else []  # all processes' rows, as saved
             self._adopt(dist.broadcast(self._shared(carry) if dist.main else None))
         self.net = dist.wrap(self.model)  # what trains: DDP averages gradients across processes
+
+    def _new_network(self) -> CharRNN:
+        """A network to train: fresh weights from the current seed, or the base's."""
+        net = CharRNN(self.model_config, self.device)
+        if self.init_state is not None:
+            net.load_state_dict(self.init_state)
+        return net
 
     def _restore(self, payload: dict[str, Any], where: str) -> None:
         model, _, _ = checkpoint.restore_model(payload, where, self.device)
@@ -180,7 +189,7 @@ class TrainState:
         prog.plateau = asdict(Plateau())
         with torch.random.fork_rng(devices=[]):  # the dropout stream goes on undisturbed
             torch.manual_seed(new_member_seed(prog.seed, prog.member))
-            self.model = CharRNN(self.model_config, self.device)
+            self.model = self._new_network()
         self.opt = make_optimizer(self.model, self.cfg)
         self.net, self.carry = self.dist.wrap(self.model), None
 

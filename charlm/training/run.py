@@ -98,6 +98,8 @@ def _train(
                     echo=echo if dist.main else lambda _: None,
                     show_progress=dist.main and sys.stderr.isatty() and not quiet,
                     resume=setup.resume,
+                    init_state=setup.init_state,
+                    base=setup.base,
                     started_at=started_at,
                     dist=dist,
                     on_record=on_record,

@@ -27,11 +27,13 @@ from charlm.data.corpus import (
 )
 from charlm.data.ids_cache import EncodedText, encode_text, n_train_chars
 from charlm.data.prepared import RunData
-from charlm.data.vocab import Vocab
+from charlm.data.vocab import Vocab, count_chars
 from charlm.errors import CheckpointError, DataError, UsageError
 from charlm.scoring.mixture import MAX_KN_CHARS, MIN_TUNE_CHARS
 from charlm.store import checkpoint
 from charlm.system.runtime import auto_precision, bf16_supported, new_seed
+from charlm.training import init_from
+from charlm.training.init_from import BaseNetwork
 from charlm.training.options import (
     TrainOptions,
     model_config_for,
@@ -42,7 +44,7 @@ from charlm.training.resume import (
     check_resume_compatible,
     resume_batch_size,
 )
-from charlm.training.sizing import fit_batches, fit_to_budget, with_auto_sizes
+from charlm.training.sizing import auto_sizes, fit_batches, fit_to_budget, with_auto_sizes
 
 Echo = Callable[[str], None]
 DEFAULT_CORPUS_NAME = "tang_song_zh.zip"  # corpora/: public domain, bundled
@@ -56,6 +58,10 @@ class TrainSetup:
     data: RunData
     resume: dict[str, Any] | None  # the verified last.pt payload, or None for a new run
     notes: tuple[str, ...] = ()  # decisions the run header should mention
+    # --init-from: the base's weights on this run's vocabulary (a new network, and each new
+    # member, starts from them) and the record the checkpoints keep of the base
+    init_state: dict[str, torch.Tensor] | None = None
+    base: dict[str, Any] | None = None
 
 
 def run_data(text: EncodedText, corpus: dict, cfg: TrainConfig) -> RunData:
@@ -122,6 +128,11 @@ def check_run_name(name: str) -> str:
 def prepare(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Echo) -> TrainSetup:
     """A new run, or the run --resume continues; refuses what cannot work, before any folder
     is made. Big corpora's ids are cached under ckdir (see ids_cache)."""
+    if opts.resume and opts.init_from:
+        raise UsageError(
+            "--init-from starts a new run and --resume continues one; to continue a "
+            "fine-tuning run, drop --init-from (the run remembers its base)"
+        )
     if opts.resume:
         setup = _prepare_resume(opts, ckdir, echo)
         _check_trainable(setup.train_config, len(setup.data.train_ids), device)
@@ -156,26 +167,26 @@ def _read_recorded(record: dict[str, Any], opts: TrainOptions, echo: Echo) -> tu
 
 
 def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Echo) -> TrainSetup:
+    base = init_from.load_base(opts.init_from, ckdir) if opts.init_from else None
+    if base is not None:  # before the corpus is read: a wrong option costs nothing
+        init_from.check_architecture(opts, base.model_config, opts.init_from)
+        opts = opts.fill(init_from.FINE_TUNE)
     source = opts.corpus or str(default_corpus())
     corpus_opts = corpus_options(opts)
     corpus = _read(source, corpus_opts, echo)
     opts = opts.fill({"seed": new_seed(), "val_fraction": TrainConfig().val_fraction})
     check_val_fraction(opts.val_fraction)
     n_train = n_train_chars(len(corpus.text), opts.val_fraction)
-    size_given, embed_given = (
-        opts.hidden is not None or opts.layers is not None,
-        opts.embed is not None,
-    )
-    opts = with_auto_sizes(opts, n_train)  # sizes follow the training text
+    # sizes follow the time budget too, unless given (or the base's: sizing is skipped)
+    fit_size = base is None and opts.hidden is None and opts.layers is None
+    embed_given = opts.embed is not None
+    if base is None:
+        opts = with_auto_sizes(opts, n_train)  # sizes follow the training text
+    else:  # the base's architecture; regularisation still follows the text's length
+        opts = opts.fill({"dropout": auto_sizes(n_train)["dropout"]})
     cfg = train_config_for(opts)
-    run_dir = ckdir / (check_run_name(opts.run) if opts.run else new_run_name(ckdir))
-    if (run_dir / "last.pt").exists() or (run_dir / "best.pt").exists():
-        raise UsageError(
-            f"{run_dir}: this run already has checkpoints; pass --resume to continue it, "
-            "or pick another --run"
-        )
-    text = encode_text(corpus.text, corpus.fingerprint, cfg.val_fraction, ckdir)
-    mcfg = model_config_for(len(text.vocab), opts)
+    run_dir = _new_run_dir(opts, ckdir)
+    text, mcfg, notes = _text_and_model(base, corpus, n_train, cfg, ckdir, opts)
     record = corpus_record(source, corpus.fingerprint, corpus_opts, cfg.val_fraction)
     data = run_data(text, record, cfg)
     cfg, small = fit_batches(cfg, len(data.train_ids), opts.batch_size is not None,
@@ -183,11 +194,50 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
     n_batches = _check_trainable(cfg, len(data.train_ids), device)
     if opts.eval_epochs and opts.eval_every is None:  # the textbook reports every N epochs
         cfg = replace(cfg, eval_every=opts.eval_epochs * n_batches)
-    notes = [small, mixture_note(n_train, cfg, data), text.cache and f"ids cache: {text.cache}"]
-    if not size_given:  # sizes follow the time budget too (explicit sizes always win)
+    notes += [small, mixture_note(n_train, cfg, data), text.cache and f"ids cache: {text.cache}"]
+    if fit_size:
         mcfg, note = fit_to_budget(mcfg, cfg, len(data.train_ids), device, embed_given)
         notes.append(note)
-    return TrainSetup(run_dir, mcfg, cfg, data, None, tuple(n for n in notes if n))
+    init_state = init_from.fit_state(base, data.vocab, mcfg) if base else None
+    return TrainSetup(run_dir, mcfg, cfg, data, None, tuple(n for n in notes if n),
+                      init_state, base.record if base else None)  # fmt: skip
+
+
+def _new_run_dir(opts: TrainOptions, ckdir: Path) -> Path:
+    run_dir = ckdir / (check_run_name(opts.run) if opts.run else new_run_name(ckdir))
+    if (run_dir / "last.pt").exists() or (run_dir / "best.pt").exists():
+        raise UsageError(
+            f"{run_dir}: this run already has checkpoints; pass --resume to continue it, "
+            "or pick another --run"
+        )
+    return run_dir
+
+
+def _text_and_model(
+    base: BaseNetwork | None,
+    corpus: Corpus,
+    n_train: int,
+    cfg: TrainConfig,
+    ckdir: Path,
+    opts: TrainOptions,
+) -> tuple[EncodedText, ModelConfig, list[str]]:
+    """The ids and the model config: the text's own vocabulary, or on --init-from the
+    base's, extended by the text's new characters (what the header should say with it)."""
+    if base is None:
+        text = encode_text(corpus.text, corpus.fingerprint, cfg.val_fraction, ckdir)
+        return text, model_config_for(len(text.vocab), opts), []
+    own = Vocab.from_counts(count_chars(corpus.text, n_train))
+    vocab = init_from.union_vocab(base.vocab, own)
+    text = encode_text(corpus.text, corpus.fingerprint, cfg.val_fraction, ckdir, vocab)
+    mcfg = init_from.model_config_for(base, vocab, opts)
+    added = len(vocab) - len(base.vocab)
+    unused = sum(1 for c in base.vocab.tokens[1:] if c not in own)
+    note = (
+        f"starts from {opts.init_from} ({mcfg.cell} {mcfg.layers}x{mcfg.hidden}, the base's "
+        f"architecture: sizing skipped); vocabulary {len(base.vocab):,} + {added:,} new "
+        f"character(s); {unused:,} of the base's that this text never uses are kept"
+    )
+    return text, mcfg, [*base.notes, note]
 
 
 def _prepare_resume(opts: TrainOptions, ckdir: Path, echo: Echo) -> TrainSetup:
@@ -224,7 +274,26 @@ def _prepare_resume(opts: TrainOptions, ckdir: Path, echo: Echo) -> TrainSetup:
     text = encode_text(corpus.text, corpus.fingerprint, cfg.val_fraction, ckdir, vocab)
     data = run_data(text, payload["corpus"], cfg)
     notes = (f"ids cache: {text.cache}",) if text.cache else ()
-    return TrainSetup(run_dir, mcfg, cfg, data, payload, notes)
+    base_record = payload.get("base")
+    init_state = _base_again(base_record, vocab, mcfg, cfg, ckdir)
+    return TrainSetup(run_dir, mcfg, cfg, data, payload, notes, init_state, base_record)
+
+
+def _base_again(
+    record: dict[str, Any] | None, vocab: Vocab, mcfg: ModelConfig, cfg: TrainConfig, ckdir: Path
+) -> dict[str, torch.Tensor] | None:
+    """A fine-tuning run resumed, or followed under torchrun, with room for a new member:
+    the base it starts from, read again (it must be the same file: its digest is checked)."""
+    if not record or cfg.members <= 1:
+        return None
+    base = init_from.load_base(record["path"], ckdir)
+    if base.record["digest"] != record["digest"]:
+        raise CheckpointError(
+            f"{record['path']}: the base this run started from has changed (digest "
+            f"{base.record['digest'][:12]} vs {record['digest'][:12]}); a new member would "
+            "start from another network: resume with --members 1, or start a new --run"
+        )
+    return init_from.fit_state(base, vocab, mcfg)
 
 
 def plan_of(setup: TrainSetup) -> dict[str, Any]:
@@ -236,6 +305,7 @@ def plan_of(setup: TrainSetup) -> dict[str, Any]:
         "train_config": asdict(setup.train_config),
         "vocab": list(setup.data.vocab.tokens),
         "corpus": setup.data.corpus,
+        "base": setup.base,
     }
 
 
@@ -255,4 +325,5 @@ def follow(plan: dict[str, Any], opts: TrainOptions, ckdir: Path) -> TrainSetup:
     text = encode_text(corpus.text, corpus.fingerprint, cfg.val_fraction, ckdir, vocab)
     data = run_data(text, record, cfg)
     mcfg = ModelConfig.from_dict(plan["model_config"])
-    return TrainSetup(Path(plan["run_dir"]), mcfg, cfg, data, None)
+    init_state = _base_again(plan["base"], vocab, mcfg, cfg, ckdir)
+    return TrainSetup(Path(plan["run_dir"]), mcfg, cfg, data, None, (), init_state, plan["base"])

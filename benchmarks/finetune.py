@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""From scratch against from the shipped Chinese base (`train --init-from zh`), same budget.
+
+    .venv/bin/python benchmarks/finetune.py                          # 2 and 10 minutes
+    .venv/bin/python benchmarks/finetune.py --budgets 120 --corpora jay6k,bundled
+
+For each corpus and budget: held-out perplexity of what ships (the mixture with the count
+model), of the network alone, the network's mixture weight, and the share of 16-character
+spans of generated text copied from the training text (`generate --report-novelty`, 16 lines,
+seed 1). Defaults everywhere (seed 1); the split is charlm's (last 10 % held out). A fine-tuned
+run's vocabulary is the base's plus the corpus's, so a held-out character the training text
+lacks but the base knows is scored as itself, not as the one unknown symbol: the comparison
+leans against the base. Corpora: the Jay Chou lyrics, a 6k-character slice of them (the first
+6,000 characters), and the bundled Tang/Song corpus (its held-out Tang poems are in the
+base's training text: that row shows what the demo gets, not a fair test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+JAYCHOU = ROOT.parent / "shared" / "corpora" / "jaychou_lyrics.txt.zip"
+BUNDLED = ROOT / "corpora" / "tang_song_zh.zip"
+
+
+def charlm(*args: str, quiet: bool = True) -> str:
+    cmd = [sys.executable, "-m", "charlm", *args]
+    out = subprocess.run(cmd, check=True, cwd=ROOT, capture_output=quiet, text=True)
+    return out.stdout if quiet else ""
+
+
+def corpus_path(name: str, tmp: Path) -> Path:
+    if name == "jay":
+        return JAYCHOU
+    if name == "bundled":
+        return BUNDLED
+    if name == "jay6k":
+        from charlm.data.corpus import read_corpus
+
+        p = tmp / "jay6k.txt"
+        p.write_text(read_corpus(str(JAYCHOU)).text[:6000], encoding="utf-8")
+        return p
+    raise SystemExit(f"unknown corpus {name!r}: jay, jay6k or bundled")
+
+
+def measure(corpus: Path, ck: Path, run: str, seconds: int, start: list[str]) -> dict:
+    t0 = time.perf_counter()
+    charlm("train", "--corpus", str(corpus), "--run", run, "--checkpoint-dir", str(ck),
+           "--max-time", str(seconds), "--seed", "1", "--quiet", *start)  # fmt: skip
+    wall = time.perf_counter() - t0
+    ev = json.loads(charlm("evaluate", "--checkpoint", run, "--checkpoint-dir", str(ck), "--json"))
+    gen = [json.loads(x) for x in charlm(
+        "generate", "--checkpoint", run, "--checkpoint-dir", str(ck), "--prefix", "分开",
+        "--lines", "16", "--length", "400", "--seed", "1", "--report-novelty", "--json",
+    ).splitlines()]  # fmt: skip
+    copied = gen[0]["novelty"]["copied_ngrams"].get("16") if gen else None
+    return {
+        "ppl": ev["perplexity"],
+        "net": (ev.get("network") or ev)["perplexity"],
+        "w": ev.get("mix_weight"),
+        "copied16": copied,
+        "unknown": ev["unknown_chars"],
+        "wall_s": wall,
+        "text": gen[0]["text"] if gen else "",
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budgets", default="120,600", help="seconds, comma-separated")
+    ap.add_argument("--corpora", default="jay,jay6k,bundled")
+    ap.add_argument("--base", default="zh", help="what --init-from gets")
+    ap.add_argument("--show-text", action="store_true", help="print the generated lines too")
+    a = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name in a.corpora.split(","):
+            corpus = corpus_path(name, tmp)
+            for seconds in map(int, a.budgets.split(",")):
+                for label, start in (("scratch", []), (f"from {a.base}", ["--init-from", a.base])):
+                    run = f"{name}-{seconds}-{label.split()[0]}"
+                    r = measure(corpus, tmp / "ck", run, seconds, start)
+                    rows.append((name, seconds, label, r))
+                    print(f"{name} {seconds}s {label}: {r['ppl']:.1f}", file=sys.stderr)
+                    if a.show_text:
+                        print(r["text"], file=sys.stderr)
+    print("| corpus | budget | start | held-out ppl (ships) | network alone | mixture weight "
+          "| copied 16-grams | unknown held-out chars | wall |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, seconds, label, r in rows:
+        w = "-" if r["w"] is None else f"{r['w']:.2f}"
+        c = "-" if r["copied16"] is None else f"{100 * r['copied16']:.0f} %"
+        print(f"| {name} | {seconds} s | {label} | {r['ppl']:.1f} | {r['net']:.1f} | {w} | {c} "
+              f"| {r['unknown']} | {r['wall_s']:.0f} s |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
