@@ -29,9 +29,22 @@ def load_series(run_dirs: list[Path]) -> dict[str, list[dict[str, Any]]]:
     return series
 
 
+# like beside like: the training perplexity is the network's, so a run with a count model also
+# draws the network's held-out curve, and its held-out curve (what ships) says "mixture"
+LINE_STYLES = {"held-out": "-", "held-out (mixture)": "-", "held-out (network)": ":"}
+
+
 def _curves(rows: list[dict[str, Any]], x: str) -> dict[str, tuple[list[float], list[float]]]:
+    """Label -> (xs, ys): "held-out" (or "held-out (mixture)" and "held-out (network)") and
+    "train (network)"; the first label in sorted order is what ships."""
+    mixed = any(r.get("val_ppl_net") is not None for r in rows)
+    keys = {
+        "val_ppl": f"{PPL_LABELS['val_ppl']} (mixture)" if mixed else PPL_LABELS["val_ppl"],
+        "val_ppl_net": f"{PPL_LABELS['val_ppl']} (network)",
+        "train_ppl": f"{PPL_LABELS['train_ppl']} (network)",
+    }
     out = {}
-    for key, label in PPL_LABELS.items():
+    for key, label in keys.items():
         pts = [(r[x], r[key]) for r in rows if r.get(key) is not None and r.get(x) is not None]
         if pts:
             out[label] = ([p[0] for p in pts], [p[1] for p in pts])
@@ -54,7 +67,7 @@ def write_png(series: dict[str, list[dict[str, Any]]], out: Path) -> Path:
         for ax, x in zip(axes, ("step", "elapsed_s"), strict=True):
             for label, (xs, ys) in _curves(rows, x).items():
                 xs = [v / 60 for v in xs] if x == "elapsed_s" else xs
-                ax.plot(xs, ys, color=color, linestyle="-" if label == "held-out" else "--",
+                ax.plot(xs, ys, color=color, linestyle=LINE_STYLES.get(label, "--"),
                         label=f"{name} {label}")  # fmt: skip
     for ax, xlabel in zip(axes, ("step", "minutes trained"), strict=True):
         ax.set_xlabel(xlabel)
@@ -62,7 +75,7 @@ def write_png(series: dict[str, list[dict[str, Any]]], out: Path) -> Path:
         ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("held-out (solid) and train (dashed) perplexity")
+    fig.suptitle("held-out (solid; the network alone dotted) and train (dashed) perplexity")
     fig.tight_layout()
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.png")
     try:
@@ -86,7 +99,7 @@ def terminal_chart(series: dict[str, list[dict[str, Any]]]) -> str:
         plt.theme("clear")
     for name, rows in series.items():
         curves = _curves(rows, "step")
-        label, (xs, ys) = next(iter(sorted(curves.items())))  # "held-out" sorts before "train"
+        label, (xs, ys) = min(curves.items())  # what ships: "held-out" sorts before "train"
         plt.plot(xs, ys, label=f"{name} {label}")
     plt.xlabel("step")
     plt.ylabel("perplexity")

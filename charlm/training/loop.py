@@ -91,7 +91,7 @@ class Trainer:
         started, elapsed0, reason, last = time.perf_counter(), prog.elapsed_s, None, None
         # --max-time counts from the command's start (preparation included) when known
         deadline = (self.started_at or time.monotonic()) + cfg.max_time
-        with self._session():
+        with self._session(deadline if cfg.max_time else None):
             for x, y in self._batches():
                 # 1. one optimizer step (the state is carried only by the consecutive sampler)
                 t0 = time.perf_counter()
@@ -104,7 +104,7 @@ class Trainer:
                 loss, self.signum = self.dist.agree(r.loss, self._guard.signum)
                 self._account(replace(r, loss=loss), window, x.numel() * self.dist.world, t0)
                 prog.elapsed_s = elapsed0 + time.perf_counter() - started
-                self.report.step(window)
+                self.report.step(window, prog.step, self._step_limit())
                 # 3. a signal stops at this step boundary (saved below, not evaluated)
                 if self.signum is not None:
                     reason = "interrupted"
@@ -142,14 +142,16 @@ class Trainer:
         return {**self.summary(reason, last), "signal": self.signum}
 
     @contextlib.contextmanager
-    def _session(self) -> Iterator[None]:
+    def _session(self, deadline: float | None) -> Iterator[None]:
         """What a run holds while it trains: the signal guard (a signal also cuts an evaluation
         short, within one chunk), the unknown-symbol noise (the once-seen characters are put
         back on the way out), the progress bar, and out-of-memory as a ResourceError."""
         with (
             SignalGuard() as self._guard,
             self.noise,
-            self.report.progress(self._step_limit(), self.prog.step),
+            self.report.progress(
+                self._step_limit(), self.prog.step, deadline, self.train_config.max_time
+            ),  # fmt: skip
             out_of_memory_as_resource_error(self.train_config),
         ):
             self._stop = lambda: self._agreed_signal() is not None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -92,33 +93,66 @@ def preview_lines(model: Any, vocab: Any, prefixes: list[str], seed: int, device
 
 
 def eval_line(rec: dict[str, Any]) -> str:
-    """The evaluation as one line for stderr."""
+    """The evaluation as one line for stderr. Like is shown beside like: the training
+    perplexity is the network's, so with a count model the network's held-out figure stands
+    next to it and the mixture's (what ships, what `*` marks as best) comes apart."""
     val = f"{rec['val_ppl']:.2f}" if rec["val_ppl"] is not None else "n/a"
+    train = f"{rec['train_ppl']:.2f}"
     if rec["mix_weight"] is not None:
-        val += f" (net {rec['val_ppl_net']:.2f}, w {rec['mix_weight']:.2f})"
-    this_epoch = ""
-    if rec["val_ppl"] is None:  # the textbook's per-epoch training perplexity
-        this_epoch = f" (this epoch {rec['epoch_train_ppl']:.2f})"
+        ppl = (f"net ppl: train {train} held-out {rec['val_ppl_net']:.2f}  "
+               f"mixture (w {rec['mix_weight']:.2f}): held-out {val}")  # fmt: skip
+    elif rec["val_ppl"] is None:  # the textbook's per-epoch training perplexity
+        ppl = f"train ppl {train} (this epoch {rec['epoch_train_ppl']:.2f})"
+    else:
+        ppl = f"train ppl {train}  held-out ppl {val}"
     return (
-        f"step {rec['step']:>6}  epoch {rec['epoch']:.2f}  train ppl {rec['train_ppl']:.2f}"
-        f"{this_epoch}  val ppl {val}{' *' if rec['best'] else ''}  lr {rec['lr']:.2e}  "
-        f"{rec['chars_per_s']:,.0f} chars/s"
+        f"step {rec['step']:>6}  epoch {rec['epoch']:.2f}  {ppl}{' *' if rec['best'] else ''}"
+        f"  lr {rec['lr']:.2e}  {rec['chars_per_s']:,.0f} chars/s"
     )
 
 
-def progress_bar(total: int, initial: int, show: bool) -> tqdm:
-    """A tqdm bar on stderr, only when it is a terminal (`show`)."""
-    return tqdm(total=total, initial=initial, file=sys.stderr, unit="step", disable=not show,
-                dynamic_ncols=True, leave=False)  # fmt: skip
+def progress_bar(total: int, initial: int, show: bool, unit: str = "step") -> tqdm:
+    """A tqdm bar on stderr, only when it is a terminal (`show`). In seconds of a budget it
+    shows no rate (seconds per second says nothing)."""
+    fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} s [{elapsed}<{remaining}{postfix}]"
+    return tqdm(total=total, initial=initial, file=sys.stderr, unit=unit, disable=not show,
+                dynamic_ncols=True, leave=False,
+                bar_format=fmt if unit == "s" else None)  # fmt: skip
 
 
-def show_step(bar: tqdm, w: Window, show: bool) -> None:
-    bar.update(1)
+def show_step(bar: tqdm, w: Window, show: bool, step: int, deadline: float | None) -> None:
+    """Advance the bar: by one step, or with a budget to the seconds spent of it (so its total
+    and ETA are the budget's, not those of an epoch cap the budget will never reach)."""
+    if deadline is None:
+        bar.update(1)
+    else:
+        bar.n = round(min(bar.total, max(0.0, bar.total - (deadline - time.monotonic()))))
     if show and w.steps:
         loss = w.loss_sum / w.steps
         cps = w.chars / max(w.seconds, 1e-9)
-        bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{perplexity(min(loss, 50)):.1f}",
-                        cps=f"{cps:,.0f}")  # fmt: skip
+        # a dict keeps this order (keyword arguments would be sorted by name)
+        bar.set_postfix({"step": f"{step:,}", "loss": f"{loss:.3f}",
+                         "train ppl (net)": f"{perplexity(min(loss, 50)):.1f}",
+                         "chars/s": f"{cps:,.0f}"})  # fmt: skip
+
+
+LONG_RUN_S = 3600.0  # without --max-time, a run expected to take longer than this says so
+ESTIMATE_AFTER_STEPS = 20  # steps timed before that estimate (the first ones warm up)
+
+
+def duration_note(step: int, step_limit: int, w: Window) -> str | None:
+    """Without a budget: how long the step limit will take at the speed so far, and how to
+    bound it, when that is more than an hour (said once, after the first steps)."""
+    if step != ESTIMATE_AFTER_STEPS or not w.steps or step_limit <= step:
+        return None
+    left = (step_limit - step) * w.seconds / w.steps
+    if left < LONG_RUN_S:
+        return None
+    return (
+        f"note: at this speed the remaining {step_limit - step:,} steps take about "
+        f"{left / 3600:.1f} h (early stopping may end it sooner); bound it with --max-time "
+        "SECONDS or --epochs N"
+    )
 
 
 def run_summary(prog: Any, reason: str, last: dict[str, Any] | None, folder: RunFolder,
@@ -160,19 +194,31 @@ class Reporter:
         self.echo, self.show_progress, self.previews = echo, show_progress, previews
         self.seed, self.device = seed, device
         self.bar: tqdm | None = None
+        self.deadline: float | None = None  # time.monotonic() of --max-time, when given
 
     @contextlib.contextmanager
-    def progress(self, total: int, initial: int) -> Iterator[tqdm]:
-        with progress_bar(total, initial, self.show_progress) as bar:
+    def progress(
+        self, total: int, initial: int, deadline: float | None = None, budget_s: float = 0.0
+    ) -> Iterator[tqdm]:
+        """Steps out of the step limit; with a budget, seconds out of it."""
+        self.deadline = deadline
+        if deadline is not None:
+            total = round(budget_s)
+            initial = round(min(total, max(0.0, total - (deadline - time.monotonic()))))
+        unit = "step" if deadline is None else "s"
+        with progress_bar(total, initial, self.show_progress, unit) as bar:
             self.bar = bar
             try:
                 yield bar
             finally:
                 self.bar = None
 
-    def step(self, window: Window) -> None:
+    def step(self, window: Window, step: int = 0, step_limit: int = 0) -> None:
         if self.bar is not None:
-            show_step(self.bar, window, self.show_progress)
+            show_step(self.bar, window, self.show_progress, step, self.deadline)
+        note = None if self.deadline is not None else duration_note(step, step_limit, window)
+        if note:
+            self.write(note)
 
     def write(self, line: str) -> None:
         (self.bar.write if self.show_progress and self.bar is not None else self.echo)(line)
@@ -225,7 +271,7 @@ def print_summary(console: Any, s: dict) -> None:
             else f"best {PPL_LABELS['val_ppl']} ppl",
             best,
         ),
-        ("last train ppl", f"{s['last_train_ppl']:.3f}" if s["last_train_ppl"] else "n/a"),
+        ("last train ppl (network)", f"{s['last_train_ppl']:.3f}" if s["last_train_ppl"] else "-"),
         ("time", f"{s['elapsed_s']:.1f} s"),
         ("chars/s", f"{s['chars_per_s']:,.0f}" if s["chars_per_s"] else "n/a"),
         ("best checkpoint", s["best"] or "none yet: stopped before the first evaluation"),

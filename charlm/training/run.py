@@ -131,7 +131,13 @@ def _close(console, summary: dict, trainer: Trainer, run_dir: Path, ckdir: Path,
         console.print(
             f"note: the network's share in the mixture is {trainer.prog.mix_weight:.2f}: on this "
             "text the count model does the work, so generated lines mostly recombine the "
-            "corpus's own phrases (see generate --report-novelty); more text helps",
+            "corpus's own phrases (see generate --report-novelty); more text helps"
+            + (
+                ""
+                if trainer.base
+                else ", and so does a network that already knows the "
+                "language: --init-from zh for Chinese text"
+            ),
             markup=False,
         )
     # the folder flag only when it is not the default
