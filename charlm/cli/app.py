@@ -15,6 +15,7 @@ import traceback
 from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from charlm.errors import (
     EXIT_DATA,
@@ -35,6 +36,28 @@ app = typer.Typer(
     # errors stay one line in scripts.
     rich_markup_mode=None,
 )
+
+
+class GroupedCommand(typer.core.TyperCommand):
+    """Plain click help (no Rich: `--help` stays fast) with the options in titled groups
+    (cli/options.HELP_GROUPS); a command without groups lists them as click does."""
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        from charlm.cli.options import HELP_GROUPS
+
+        groups = HELP_GROUPS.get(self.name or "")
+        if not groups:
+            return super().format_options(ctx, formatter)
+        titled: dict[str, list[tuple[str, str]]] = {title: [] for title, _ in groups}
+        where = {name: title for title, names in groups for name in names}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                titled.setdefault(where.get(param.name or "", "Other options"), []).append(record)
+        for title, records in titled.items():
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
 
 
 def err(msg: str) -> None:

@@ -10,16 +10,16 @@ from typing import Annotated, Any
 import typer
 
 from charlm.cli import options as o
-from charlm.cli.app import app, console, guard, leave_fast
+from charlm.cli.app import GroupedCommand, app, console, guard, leave_fast
 from charlm.errors import UsageError
 
 
-@app.command()
+@app.command(cls=GroupedCommand)
 @guard
 def evaluate(
     checkpoint: o.Checkpoint = None,
     corpus: Annotated[
-        str | None, typer.Option(help="Text to score. Default: the run's own corpus.")
+        str | None, typer.Option(help="Text to score.  [default: the run's own corpus]")
     ] = None,
     split: Annotated[str, typer.Option(help="val, train or all.")] = "val",
     baseline: Annotated[

@@ -12,24 +12,24 @@ from typing import Annotated
 import typer
 
 from charlm.cli import options as o
-from charlm.cli.app import app, console, guard, leave_fast
+from charlm.cli.app import GroupedCommand, app, console, guard, leave_fast
 from charlm.errors import UsageError
 
 DEFAULT_LENGTH = 200  # characters after the prefix; with --lines N, this many a line
 
 
-@app.command()
+@app.command(cls=GroupedCommand)
 @guard
 def generate(
     checkpoint: o.Checkpoint = None,
     prefix: Annotated[
-        str | None, typer.Option(help="Text to continue; - reads it from stdin. Default: 分开.")
+        str | None, typer.Option(help="Text to continue; - reads it from stdin.  [default: 分开]")
     ] = None,
     length: Annotated[
         int | None,
         typer.Option(
-            help="Characters to generate after the prefix. (default: 200; with --lines N, "
-            "200 a line)"
+            help="Characters to generate after the prefix.  [default: 200; with --lines N, "
+            "200 a line]"
         ),
     ] = None,
     temperature: Annotated[float, typer.Option(help="0 = greedy; higher = wilder.")] = 0.8,
@@ -68,7 +68,7 @@ def generate(
         typer.Option(
             "--adapt/--no-adapt",
             help="Let the song return to its own lines (a cache of what it has written; "
-            "loops are capped). Default: on when the checkpoint has it.",
+            "loops are capped).  [default: on when the checkpoint has it]",
         ),
     ] = None,
     form: Annotated[

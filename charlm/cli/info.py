@@ -10,12 +10,12 @@ from typing import Annotated
 import typer
 
 from charlm.cli import options as o
-from charlm.cli.app import app, guard, leave_fast
+from charlm.cli.app import GroupedCommand, app, guard, leave_fast
 from charlm.config import ModelConfig
 from charlm.errors import UsageError
 
 
-@app.command()
+@app.command(cls=GroupedCommand)
 @guard
 def info(
     checkpoint: Annotated[

@@ -4,6 +4,7 @@ parameters are named as TrainOptions' fields, so the mapping is derived (`train_
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,32 +19,108 @@ TRAIN_DEFAULTS = TrainConfig()
 
 
 def _default(value: object) -> str:
-    return f" (default: {value})"
+    return f"  [default: {value}]"  # click's own style, so every default reads alike
 
 
-def _opt(kind: Any, help: str, *names: str) -> Any:
-    """An option of type `kind` (None allowed: "not given") with this help."""
-    return Annotated[kind | None, typer.Option(*names, help=help)]
+def _opt(
+    kind: Any, help: str, *names: str, choices: tuple[str, ...] = (), metavar: str | None = None
+) -> Any:
+    """An option of type `kind` (None allowed: "not given") with this help; with `choices`,
+    --help lists them ([a|b|c]) and the shell completes them (the command checks the value)."""
+    if not choices:
+        return Annotated[kind | None, typer.Option(*names, help=help, metavar=metavar)]
+    return Annotated[
+        kind | None,
+        typer.Option(*names, help=help, metavar=f"[{'|'.join(choices)}]",
+                     autocompletion=complete_from(choices)),
+    ]  # fmt: skip
+
+
+def complete_from(choices: tuple[str, ...]):
+    def complete(incomplete: str) -> list[str]:
+        return [c for c in choices if c.startswith(incomplete)]
+
+    return complete
+
+
+def complete_run(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Run names under --checkpoint-dir (as typed so far, else its default), for the shell."""
+    folder = Path(ctx.params.get("checkpoint_dir") or os.environ.get(CKPT_ENV) or "checkpoints")
+    try:
+        runs = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    except OSError:
+        runs = []
+    return [r for r in runs if r.startswith(incomplete)]
+
+
+# --help shows each command's options in these titled groups, in this order (app.GroupedCommand);
+# tests/cli/test_options.py checks that every option of these commands has a group.
+OUTPUT = ("Output", ("quiet", "json_out", "help"))
+HELP_GROUPS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "train": (
+        ("Corpus", ("corpus", "encoding", "newline", "max_chars", "max_corpus_bytes",
+                    "val_fraction")),
+        ("Run", ("run", "resume", "init_from", "preset", "seed", "checkpoint_dir", "device")),
+        ("Budget and stopping", ("max_time", "epochs", "max_steps", "early_stop", "lr_patience")),
+        ("Model", ("cell", "hidden", "layers", "embed", "tie", "dropout", "impl", "members",
+                   "bidirectional")),
+        ("Optimisation", ("optimizer", "lr", "weight_decay", "warmup", "clip", "batch_size",
+                          "seq_len", "sampler", "unk_prob", "precision")),
+        ("Evaluation and count model", ("eval_every", "eval_epochs", "kn_order", "mix_fraction",
+                                        "preview", "tensorboard")),
+        OUTPUT,
+    ),
+    "generate": (
+        ("Model", ("checkpoint", "checkpoint_dir", "device", "precision", "adapt")),
+        ("Start and length", ("prefix", "skip_unknown", "length", "lines", "num_samples")),
+        ("Sampling", ("temperature", "top_k", "top_p", "seed")),
+        ("Lyric form", ("form", "rhyme", "rhyme_with", "rhyme_table", "template",
+                        "repeat_chorus", "acrostic", "line_candidates", "loop_guard",
+                        "list_forms")),
+        ("Originality", ("max_copy", "report_novelty")),
+        OUTPUT,
+    ),
+    "evaluate": (
+        ("Model", ("checkpoint", "checkpoint_dir", "device")),
+        ("Text", ("corpus", "split", "encoding")),
+        ("Measures", ("baseline", "adapt")),
+        OUTPUT,
+    ),
+    "info": (
+        ("A checkpoint", ("checkpoint", "checkpoint_dir")),
+        ("Or a model from options", ("vocab_size", "cell", "hidden", "layers", "embed", "tie",
+                                     "impl", "bidirectional")),
+        ("Tensor shapes", ("batch_size", "seq_len")),
+        ("Output", ("json_out", "help")),
+    ),
+}  # fmt: skip
 
 
 # ---- shared by several commands ---------------------------------------------------------------
 
+CKPT_ENV = "CHARLM_CHECKPOINT_DIR"
 CkptDir = Annotated[
     Path,
-    typer.Option(
-        "--checkpoint-dir", envvar="CHARLM_CHECKPOINT_DIR", help="Folder holding run folders."
-    ),
+    typer.Option("--checkpoint-dir", envvar=CKPT_ENV, help="Folder holding run folders."),
 ]
 Device = Annotated[
     str,
     typer.Option(
-        "--device", envvar="CHARLM_DEVICE", help="auto (cuda, mps, cpu), cpu, cuda or mps."
+        "--device", envvar="CHARLM_DEVICE", help="auto: cuda, then mps, then cpu.",
+        metavar="[auto|cpu|cuda|mps]", autocompletion=complete_from(("auto", "cpu", "cuda", "mps")),
     ),
-]
+]  # fmt: skip
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but data and errors.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object a line on stdout.")]
-Checkpoint = _opt(str, "A .pt file or a run name. Default: newest run's best.pt.")
-Encoding = _opt(str, "Corpus encoding. (default: utf-8)")
+Checkpoint = Annotated[
+    str | None,
+    typer.Option(
+        help="A .pt file, a run name, or zh (the shipped base).  [default: the newest run's "
+        "best.pt]",
+        autocompletion=complete_run,
+    ),
+]
+Encoding = _opt(str, "Corpus encoding.  [default: utf-8]", metavar="CODEC")
 
 RhymeTable = Annotated[
     str,
@@ -52,43 +129,59 @@ RhymeTable = Annotated[
 
 # ---- the model: train and info ----------------------------------------------------------------
 
-Cell = _opt(str, f"rnn, gru or lstm.{_default(MODEL_DEFAULTS.cell)}")
-Embed = _opt(int, "Embedding size; 0 = one-hot. (default: train sizes it from the corpus)")
-Hidden = _opt(int, "Hidden units per layer. (default: train sizes it from the corpus)")
-Layers = _opt(int, "Recurrent layers. (default: train sizes it from the corpus)")
+Cell = _opt(str, f"The recurrent cell.{_default(MODEL_DEFAULTS.cell)}",
+            choices=("rnn", "gru", "lstm"))  # fmt: skip
+Embed = _opt(int, "Embedding size; 0 = one-hot.  [default: sized from the corpus]")
+Hidden = _opt(int, "Hidden units per layer.  [default: sized from the corpus]")
+Layers = _opt(int, "Recurrent layers.  [default: sized from the corpus]")
 Tie = _opt(
     bool,
-    "Share the embedding table with the output layer. (default: when --embed > 0)",
+    "Share the embedding table with the output layer.  [default: when --embed > 0]",
     "--tie/--no-tie",
 )
 Impl = _opt(
     str,
     "torch, or scratch (charlm's own cells, hand-written BPTT)." + _default(MODEL_DEFAULTS.impl),
+    choices=("torch", "scratch"),
 )
 
 # ---- train ------------------------------------------------------------------------------------
 
 D = TRAIN_DEFAULTS
-TrainCorpus = _opt(str, "Zip, .txt, folder or - (stdin). Default: the bundled Tang/Song corpus.")
-Run = _opt(str, "Run name (folder under --checkpoint-dir).")
-Preset = _opt(str, "auto (the defaults, sized from the corpus) or d2l (the textbook).")
-Resume = Annotated[bool, typer.Option("--resume", help="Continue --run (default: the newest run).")]
+TrainCorpus = _opt(
+    str, "Zip, .txt, folder or - (stdin).  [default: the bundled Tang/Song corpus]", metavar="PATH"
+)
+Run = Annotated[
+    str | None,
+    typer.Option(help="Run name (folder under --checkpoint-dir).", autocompletion=complete_run),
+]
+Preset = _opt(str, "auto (the defaults, sized from the corpus) or d2l (the textbook).",
+              choices=("auto", "d2l"))  # fmt: skip
+Resume = Annotated[
+    bool, typer.Option("--resume", help="Continue --run.  [default: the newest run]")
+]
 InitFrom = _opt(
     str,
     "Start from this network: a run, a .pt file, or zh (the shipped Chinese base; builtin:zh "
     "when a run of yours is named zh). Its architecture; its vocabulary plus the corpus's.",
+    metavar="RUN|FILE|zh",
 )
-Dropout = _opt(float, "Dropout. (default: auto from corpus size)")
+Dropout = _opt(float, "Dropout.  [default: from the corpus size]")
 NoBidirectional = Annotated[bool, typer.Option("--bidirectional", help="Refused: cannot generate.")]
-Sampler = _opt(str, f"random or consecutive.{_default(D.sampler)}")
+Sampler = _opt(str, f"Random windows, or consecutive streams (state carried).{_default(D.sampler)}",
+                choices=("random", "consecutive"))  # fmt: skip
 BatchSize = _opt(int, f"Windows per batch.{_default(D.batch_size)}")
 SeqLen = _opt(int, f"Characters per window.{_default(D.seq_len)}")
 Epochs = _opt(int, f"Passes over the training text.{_default(D.epochs)}")
 MaxSteps = _opt(int, "Stop after this many steps (0 = off).")
-MaxTime = _opt(float, "Stop after this many seconds, saving.")
-Optimizer = _opt(str, f"sgd, adam or adamw.{_default(D.optimizer)}")
+MaxTime = _opt(
+    float,
+    "A deadline in seconds for the whole command, the last evaluation and save included; "
+    "the model is sized to it.",
+)
+Optimizer = _opt(str, f"The optimizer.{_default(D.optimizer)}", choices=("sgd", "adam", "adamw"))
 Lr = _opt(float, f"Learning rate.{_default(D.lr)}")
-WeightDecay = _opt(float, "Weight decay. (default: auto from corpus size)")
+WeightDecay = _opt(float, "Weight decay.  [default: from the corpus size]")
 Clip = _opt(float, f"Max global gradient norm; 0 = off.{_default(D.clip)}")
 Warmup = _opt(int, f"LR warm-up steps.{_default(D.warmup)}")
 EvalEvery = _opt(int, f"Steps between evaluations.{_default(D.eval_every)}")
@@ -104,8 +197,9 @@ LrPatience = _opt(
 UnkProb = _opt(float, f"Chance a once-seen char trains <unk>.{_default(D.unk_prob)}")
 TrainPrecision = _opt(
     str,
-    "fp32, or bf16 (autocast the training forward pass). (default: bf16 where the "
-    "hardware has it, else fp32)",
+    "fp32, or bf16 (autocast the training forward pass).  [default: bf16 where the "
+    "hardware has it, else fp32]",
+    choices=("fp32", "bf16"),
 )
 KnOrder = _opt(
     int, "Kneser-Ney n-gram order mixed with the network; 0 = off." + _default(D.kn_order)
@@ -114,10 +208,14 @@ MixFraction = _opt(
     float, "Training-text tail used to fit the mixture weight." + _default(D.mix_fraction)
 )
 ValFraction = _opt(float, f"Held-out tail fraction.{_default(D.val_fraction)}")
-Newline = _opt(str, "keep, or space (the textbook).")
+Newline = _opt(str, "Keep line breaks, or read them as spaces (the textbook).  [default: keep]",
+                choices=("keep", "space"))  # fmt: skip
 MaxChars = _opt(int, "Use only the first N characters.")
 MaxCorpusBytes = _opt(int, "Refuse corpora larger than this.")
-Preview = _opt(list[str], "Prefix to sample at each evaluation (repeatable).")
+Preview = Annotated[
+    list[str] | None,
+    typer.Option(help="Prefix to sample at each evaluation (repeatable).", metavar="PREFIX"),
+]
 Members = _opt(
     int,
     "With --max-time: up to this many networks, one after another as the budget "

@@ -10,10 +10,10 @@ from typing import Annotated
 import typer
 
 from charlm.cli import options as o
-from charlm.cli.app import app, guard
+from charlm.cli.app import GroupedCommand, app, guard
 
 
-@app.command()
+@app.command(cls=GroupedCommand)
 @guard
 def plot(
     runs: Annotated[list[str], typer.Argument(help="Run names (or run folders) to overlay.")],

@@ -10,11 +10,11 @@ from typing import Annotated
 import typer
 
 from charlm.cli import options as o
-from charlm.cli.app import app, guard
+from charlm.cli.app import GroupedCommand, app, guard
 from charlm.errors import UsageError
 
 
-@app.command()
+@app.command(cls=GroupedCommand)
 @guard
 def scan(
     lyric: Annotated[str, typer.Argument(help="A lyric as a UTF-8 text file, or - for stdin.")],

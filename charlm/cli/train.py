@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from charlm.cli import options as o
-from charlm.cli.app import app, console, guard, leave_fast
+from charlm.cli.app import GroupedCommand, app, console, guard, leave_fast
 
 
-@app.command()
+@app.command(cls=GroupedCommand)
 @guard
 def train(
     corpus: o.TrainCorpus = None,

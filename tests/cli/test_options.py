@@ -5,9 +5,13 @@ import inspect
 import typing
 from dataclasses import fields
 
+import pytest
+
+from charlm.cli import app
 from charlm.cli import options as o
 from charlm.cli.train import train
 from charlm.training.options import TrainOptions
+from tests.conftest import invoke
 
 NOT_TRAINING = {"device", "checkpoint_dir", "quiet", "json_out"}  # where and how, not what
 
@@ -38,3 +42,31 @@ def test_shared_options_are_one_declaration():
     i = typing.get_type_hints(info, include_extras=True)
     for name in ("cell", "embed", "hidden", "layers", "tie", "impl", "checkpoint_dir"):
         assert t[name] is i[name], name  # the very same Annotated alias
+
+
+@pytest.mark.parametrize("command", ["train", "generate", "evaluate", "info"])
+def test_help_lists_every_option_under_a_titled_group(runner, command):
+    from charlm.cli.options import HELP_GROUPS
+
+    r = invoke(runner, [command, "--help"])
+    assert r.exit_code == 0 and "Other options" not in r.stdout
+    for title, _ in HELP_GROUPS[command]:
+        assert f"\n{title}:\n" in r.stdout
+
+
+def test_help_lists_the_allowed_values_and_the_shell_completes_them(runner, tmp_path):
+    import typer
+
+    from charlm.cli.options import complete_from, complete_run
+
+    text = invoke(runner, ["train", "--help"]).stdout
+    assert "--cell [rnn|gru|lstm]" in text and "--sampler [random|consecutive]" in text
+    assert "(default:" not in text  # one style: [default: ...]
+    assert complete_from(("rnn", "gru", "lstm"))("g") == ["gru"]
+    for name in ("jay", "jazz", "tang", ".cache"):
+        (tmp_path / name).mkdir()
+    ctx = typer.Context(typer.main.get_command(app))
+    ctx.params["checkpoint_dir"] = tmp_path
+    assert complete_run(ctx, "ja") == ["jay", "jazz"] and complete_run(ctx, "") == [
+        "jay", "jazz", "tang"
+    ]  # fmt: skip
