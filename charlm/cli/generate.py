@@ -18,6 +18,9 @@ from charlm.errors import UsageError
 DEFAULT_LENGTH = 200  # characters after the prefix; with --lines N, this many a line
 
 
+SAMPLE_SEPARATOR = "%"  # between samples, alone on its line: fortune(6)'s convention
+
+
 @app.command(cls=GroupedCommand)
 @guard
 def generate(
@@ -37,6 +40,9 @@ def generate(
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass in (0, 1] (1 = off).")] = 1.0,
     seed: Annotated[int | None, typer.Option(help="Same seed -> same text.")] = None,
     num_samples: Annotated[int, typer.Option(help="Samples, generated as one batch.")] = 1,
+    separator: Annotated[
+        str, typer.Option(help='The line written between samples ("" for a blank one).')
+    ] = SAMPLE_SEPARATOR,
     lines: Annotated[int, typer.Option(help="Stop once the text has N lines (0 = off).")] = 0,
     precision: Annotated[
         str,
@@ -174,7 +180,11 @@ def generate(
         prefix = read_stdin_text("--prefix -").rstrip("\n")
     lm = api.load(checkpoint, checkpoint_dir=checkpoint_dir, device=device)
     adapt = lm.check_adapt(adapt)
-    notes: list[str] = []
+    from charlm.store.checkpoint import shadow_note
+
+    notes: list[str] = [
+        n.removeprefix("note: ") for n in [shadow_note(checkpoint, checkpoint_dir)] if n
+    ]
     prefix = lm.prefix_for(prefix, cfg.acrostic, skip_unknown, notes)
     index = lm.training_index() if cfg.max_copy or report_novelty else None
     out = console(quiet)
@@ -186,7 +196,7 @@ def generate(
         out.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if not seed_given:
         out.print(f"[dim]seed {cfg.seed}[/]")
-    texts = write_samples(itertools.chain([first], steps), cfg.num_samples, json_out)
+    texts = write_samples(itertools.chain([first], steps), cfg.num_samples, json_out, separator)
     _report(out, lm, cfg, prefix, texts, index if report_novelty else None, json_out)
 
 
@@ -215,10 +225,10 @@ def _report(out, lm, cfg, prefix: str, texts: list[str], index, json_out: bool) 
             out.print(render_report(b, r), markup=False)
 
 
-def write_samples(steps, n: int, json_out: bool) -> list[str]:
+def write_samples(steps, n: int, json_out: bool, separator: str = SAMPLE_SEPARATOR) -> list[str]:
     """Write the samples to stdout: one sample as it comes (flushed at each line break), several
-    one after another with a blank line between; with --json nothing (the caller writes JSON).
-    Returns the texts."""
+    one after another with a `separator` line between (a blank line would read as a stanza
+    break); with --json nothing (the caller writes JSON). Returns the texts."""
     out, texts = sys.stdout, [""] * n
     stream = n == 1 and not json_out  # one sample: write it as it comes
     for i, pieces in enumerate(steps):
@@ -234,7 +244,9 @@ def write_samples(steps, n: int, json_out: bool) -> list[str]:
         if stream:
             out.write("" if text.endswith("\n") else "\n")
         else:
-            out.write(("\n" if b else "") + text + ("" if text.endswith("\n") else "\n"))
+            out.write(
+                (f"{separator}\n" if b else "") + text + ("" if text.endswith("\n") else "\n")
+            )
         out.flush()
     return texts
 

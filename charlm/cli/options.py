@@ -72,7 +72,8 @@ HELP_GROUPS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     ),
     "generate": (
         ("Model", ("checkpoint", "checkpoint_dir", "device", "precision", "adapt")),
-        ("Start and length", ("prefix", "skip_unknown", "length", "lines", "num_samples")),
+        ("Start and length", ("prefix", "skip_unknown", "length", "lines", "num_samples",
+                              "separator")),
         ("Sampling", ("temperature", "top_k", "top_p", "seed")),
         ("Lyric form", ("form", "rhyme", "rhyme_with", "rhyme_table", "template",
                         "repeat_chorus", "acrostic", "line_candidates", "loop_guard",

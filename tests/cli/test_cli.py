@@ -325,6 +325,16 @@ def test_every_command_help_has_a_runnable_example(runner):
         assert r.exit_code == 0 and "charlm " + cmd[0] in r.stdout.split("Example")[-1], cmd
 
 
+def test_samples_are_told_apart_by_a_separator_line_not_a_stanza_break(trained, runner):
+    args = ["generate", "--checkpoint-dir", trained, "--num-samples", "3", "--lines", "3",
+            "--seed", "1"]  # fmt: skip
+    r = invoke(runner, args)
+    texts = [json.loads(x)["text"] for x in invoke(runner, [*args, "--json"]).stdout.splitlines()]
+    assert r.exit_code == 0 and r.stdout.split("%\n") == texts
+    custom = invoke(runner, [*args, "--separator", "----"])
+    assert custom.stdout == "----\n".join(texts)
+
+
 def test_generate_ends_without_teardown_yet_loses_no_output(runner, trained):
     """The real entry point leaves generate with os._exit after flushing: the output is
     whole, the exit codes are the documented ones."""
