@@ -76,12 +76,23 @@ def evaluate(
     result = lm.score(data.ids, adapt, data.train_ids if baseline == "kn" else None)
     result.update({"split": split, "corpus": data.source, "checkpoint": str(lm.path)})
     _table(out, result, api.BASELINE_ORDER)
+    share = result["unknown_chars"] / max(1, result["chars"])
+    if share >= MOSTLY_UNKNOWN:
+        out.print(
+            f"[yellow]warning:[/] {share:.0%} of these characters are unknown to the model "
+            "(scored as one symbol, <unk>): the figure says little about this text; score "
+            "text in the model's language, or train on it",
+            highlight=False,
+        )
     if json_out:
         print(json.dumps(result, ensure_ascii=False), flush=True)
     elif adapt:
         print(f"{result['perplexity']:.4f}\t{result['adapted']['perplexity']:.4f}", flush=True)
     else:
         print(f"{result['perplexity']:.4f}", flush=True)
+
+
+MOSTLY_UNKNOWN = 0.2  # a share of unknown characters from which a score says little
 
 
 def _table(console: Any, r: dict, baseline_order: int) -> None:

@@ -66,6 +66,6 @@ def info(
     if not (1 <= batch_size <= 1 << 16 and 1 <= seq_len <= 1 << 16):
         raise UsageError("--batch-size and --seq-len must be in [1, 65536]")
     shapes = {**describe(cfg, batch_size, seq_len, bidirectional), "networks": networks}
-    if base:
+    if isinstance(base, dict):
         shapes["base"] = base
     print(json.dumps(shapes, ensure_ascii=False) if json_out else render(shapes), flush=True)

@@ -97,10 +97,11 @@ def render(d: dict[str, Any]) -> str:
         lines += ["", f"{d['networks']} networks of this shape, averaged: "
                       f"{d['networks'] * d['total_params']:,} parameters in all"]  # fmt: skip
     if d.get("base"):  # a fine-tuning run (train --init-from): where it started
-        b = d["base"]
-        lines += ["", f"started from {' -> '.join(b.get('lineage') or [b['name']])} "
-                      f"({b['path']}, digest {b['digest'][:12]}, base corpus "
-                      f"{(b.get('fingerprint') or '?')[:12]})"]  # fmt: skip
+        b = {k: v for k, v in d["base"].items() if isinstance(v, str | list)}  # as written
+        chain = " -> ".join(map(str, b.get("lineage") or [b.get("name", "?")]))
+        lines += ["", f"started from {chain} ({b.get('path', '?')}, digest "
+                      f"{str(b.get('digest', '?'))[:12]}, base corpus "
+                      f"{str(b.get('fingerprint') or '?')[:12]})"]  # fmt: skip
     if not d["generates"]:
         lines += ["", f"cannot generate: {d['reason']}"]
     return "\n".join(lines)

@@ -286,6 +286,11 @@ def _base_again(
     the base it starts from, read again (it must be the same file: its digest is checked)."""
     if not record or cfg.members <= 1:
         return None
+    if not isinstance(record, dict) or not all(
+        isinstance(record.get(k), str) for k in ("path", "digest")
+    ):
+        raise CheckpointError(f"the run's base record is damaged ({record!r:.80}); "
+                              "resume with --members 1, or start a new --run")  # fmt: skip
     base = init_from.load_base(record["path"], ckdir)
     if base.record["digest"] != record["digest"]:
         raise CheckpointError(

@@ -164,6 +164,9 @@ def test_evaluate_other_corpus_counts_unknown(trained, runner, tmp_path):
                         "all", "--json"])  # fmt: skip
     d = json.loads(r.stdout)
     assert d["chars"] == len("分开吧我们\n再见了\n") - 1 and d["unknown_chars"] >= 3
+    assert "unknown to the model" in r.stderr  # 3 of 8: the figure says little
+    own = invoke(runner, ["evaluate", "--checkpoint-dir", trained])
+    assert own.exit_code == 0 and "unknown to the model" not in own.stderr
 
 
 def test_resume_continues_and_refuses_changes(trained, runner, corpus_file, tmp_path):

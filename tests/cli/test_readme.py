@@ -26,6 +26,7 @@ from ..conftest import LINES
 README = Path(__file__).resolve().parents[2] / "README.md"
 TINY = ("--hidden 32 --embed 16 --layers 1 --batch-size 8 --seq-len 16 --eval-every 6 "
         "--kn-order 3 --max-steps {steps}")  # fmt: skip
+TINY_TUNE = "--batch-size 4 --seq-len 16 --eval-every 3 --kn-order 3 --max-steps 3"  # base's size
 # 春夏秋冬 for the acrostic; no 火 or 星, so the script's exit-3 branch runs
 EXTRA_LINES = ["春夏秋冬四季歌", "我们的爱情在天空", "月光照在窗台上"]  # 光: --rhyme-with
 JAY = "../shared/corpora/jaychou_lyrics.txt.zip"
@@ -50,7 +51,8 @@ def runnable(block: str) -> str:
         line = line.replace("charlm --install-completion", "charlm --show-completion")
         if "charlm train" in line:
             steps = 24 if "--resume" in line else 12
-            line = line.replace("charlm train", "charlm train " + TINY.format(steps=steps))
+            tiny = TINY_TUNE if "--init-from" in line else TINY.format(steps=steps)
+            line = line.replace("charlm train", "charlm train " + tiny)
         lines.append(line.replace(JAY, "my_lyrics.zip"))
     # bash runs a script's last command in its own process (exec): completion would then
     # see pytest's parents, not bash. A last no-op keeps every command a child of bash.
