@@ -182,9 +182,7 @@ def generate(
     adapt = lm.check_adapt(adapt)
     from charlm.store.checkpoint import shadow_note
 
-    notes: list[str] = [
-        n.removeprefix("note: ") for n in [shadow_note(checkpoint, checkpoint_dir)] if n
-    ]
+    notes = [n for n in [shadow_note(checkpoint, checkpoint_dir)] if n]
     prefix = lm.prefix_for(prefix, cfg.acrostic, skip_unknown, notes)
     index = lm.training_index() if cfg.max_copy or report_novelty else None
     out = console(quiet)

@@ -286,8 +286,7 @@ def shadow_note(spec: str | None, checkpoint_dir: Path) -> str | None:
     """What to tell a user whose own run hides a shipped base's name."""
     if spec in BUILTIN and builtin_name(spec, checkpoint_dir) is None:
         return (
-            f"note: {spec} is your run under {checkpoint_dir}/; the shipped base is "
-            f"{BUILTIN_PREFIX}{spec}"
+            f"{spec} is your run under {checkpoint_dir}/; the shipped one is {BUILTIN_PREFIX}{spec}"
         )
     return None
 
