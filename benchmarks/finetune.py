@@ -78,6 +78,8 @@ def main() -> None:
     ap.add_argument("--corpora", default="jay,jay6k,bundled")
     ap.add_argument("--base", default="zh", help="what --init-from gets")
     ap.add_argument("--show-text", action="store_true", help="print the generated lines too")
+    ap.add_argument("--tune-args", default="", help="extra train options for the base's runs")
+    ap.add_argument("--keep", type=Path, help="train into this folder and keep the runs")
     a = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,9 +87,10 @@ def main() -> None:
         for name in a.corpora.split(","):
             corpus = corpus_path(name, tmp)
             for seconds in map(int, a.budgets.split(",")):
-                for label, start in (("scratch", []), (f"from {a.base}", ["--init-from", a.base])):
+                tuned = ["--init-from", a.base, *a.tune_args.split()]
+                for label, start in (("scratch", []), (f"from {a.base}", tuned)):
                     run = f"{name}-{seconds}-{label.split()[0]}"
-                    r = measure(corpus, tmp / "ck", run, seconds, start)
+                    r = measure(corpus, a.keep or tmp / "ck", run, seconds, start)
                     rows.append((name, seconds, label, r))
                     print(f"{name} {seconds}s {label}: {r['ppl']:.1f}", file=sys.stderr)
                     if a.show_text:

@@ -328,6 +328,27 @@ def test_every_command_help_has_a_runnable_example(runner):
         assert r.exit_code == 0 and "charlm " + cmd[0] in r.stdout.split("Example")[-1], cmd
 
 
+def test_the_copy_guard_is_on_by_default_and_off_with_max_copy_0(trained, runner):
+    args = ["generate", "--checkpoint-dir", trained, "--length", "200", "--temperature", "0",
+            "--report-novelty", "--json"]  # fmt: skip
+    guarded = json.loads(invoke(runner, args).stdout)["novelty"]
+    free = json.loads(invoke(runner, [*args, "--max-copy", "0"]).stdout)["novelty"]
+    assert guarded["longest_copy"] <= 16 < free["longest_copy"]  # greedy copies whole lines
+
+
+def test_without_its_training_text_generate_goes_on_without_the_guard(runner, tmp_path):
+    from tests.conftest import tiny_text
+
+    r = invoke(runner, ["train", "--corpus", "-", "--run", "s", "--checkpoint-dir", tmp_path,
+                        "--max-steps", "10", *TINY_TRAIN], input=tiny_text())  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    g = invoke(runner, ["generate", "--checkpoint-dir", tmp_path, "--length", "20", "--seed", "1"])
+    assert g.exit_code == 0 and g.stdout.startswith("分开") and "no copy guard" in g.stderr
+    quiet = invoke(runner, ["generate", "--checkpoint-dir", tmp_path, "--length", "20",
+                            "--seed", "1", "--max-copy", "0"])  # fmt: skip
+    assert quiet.stdout == g.stdout and "no copy guard" not in quiet.stderr
+
+
 def test_samples_are_told_apart_by_a_separator_line_not_a_stanza_break(trained, runner):
     args = ["generate", "--checkpoint-dir", trained, "--num-samples", "3", "--lines", "3",
             "--seed", "1"]  # fmt: skip
