@@ -10,11 +10,11 @@ import hashlib
 import re
 import sys
 import zipfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from charlm.errors import DataError, UsageError
+from charlm.errors import CheckpointError, DataError, UsageError
 
 DEFAULT_MAX_CORPUS_BYTES = 512 * 1024 * 1024  # bigger corpora need --max-corpus-bytes
 TEXT_SUFFIXES = (".txt", ".lrc", ".text")
@@ -294,7 +294,16 @@ def read_recorded(
     """The corpus a checkpoint's record names (source and reading options, as
     `corpus_record` stored them), read as it was; `source` and `encoding` replace the recorded
     ones when given. The one reader for resume, torchrun followers, evaluate and novelty."""
-    options = CorpusOptions(**(record.get("options") or {}))
+    options = record.get("options") or {}
+    if not isinstance(options, dict):
+        raise CheckpointError("the checkpoint's corpus options are not a mapping")
+    unknown = set(options) - {f.name for f in fields(CorpusOptions)}
+    if unknown:  # a checkpoint from a newer charlm, or one made by hand
+        raise CheckpointError(
+            f"the checkpoint records corpus options this charlm does not know "
+            f"({', '.join(sorted(unknown))}); upgrade charlm"
+        )
+    options = CorpusOptions(**options)
     if encoding:
         options = replace(options, encoding=encoding)
     if not source and record.get("built_by"):  # a shipped base: its text is not installed

@@ -33,6 +33,13 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 BUILTIN = {"zh": "zh_base.pt"}
 BUILTIN_PREFIX = "builtin:"
 REQUIRED_KEYS = ("format_version", "model_config", "vocab", "model_state", "digest")
+# the shape of every other entry charlm reads back (a digest-valid file made by another charlm
+# or by hand is refused here, naming the entry, not deep inside the command that reads it)
+OPTIONAL_TYPES: dict[str, type | tuple[type, ...]] = {
+    "charlm_version": str, "corpus": dict, "train_config": dict, "metrics": dict,
+    "base": dict, "kn": (dict, type(None)), "members": list, "progress": dict,
+    "optimizer_state": dict, "carry": list, "member_best": (dict, type(None)),
+}  # fmt: skip
 
 
 def _tensor_bytes(t: torch.Tensor) -> memoryview | bytes:
@@ -181,6 +188,12 @@ def validate(payload: Any, where: str) -> dict[str, Any]:
             f"{where}: format_version {version!r} is newer than this charlm understands "
             f"({FORMAT_VERSION}); upgrade charlm"
         )
+    for key, kind in OPTIONAL_TYPES.items():
+        if key in payload and not isinstance(payload[key], kind):
+            raise CheckpointError(
+                f"{where}: {key} is a {type(payload[key]).__name__}, not what charlm writes "
+                "there (the file comes from another program)"
+            )
     state = payload["model_state"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{where}: model_state is not a dict of tensors")

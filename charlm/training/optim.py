@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from charlm.config import TrainConfig
+from charlm.errors import CheckpointError
 
 # An evaluation counts as progress for the plateau rule only if it beats the best scheduled
 # score by this relative margin (as torch's ReduceLROnPlateau, threshold 1e-4): a model
@@ -42,7 +43,13 @@ def restore_optimizer(
     """The optimizer of a resumed run. load_state_dict brings back the old group settings, so
     the current --weight-decay is applied afterwards: a change on --resume takes effect."""
     opt = make_optimizer(model, cfg)
-    opt.load_state_dict(state)
+    try:
+        opt.load_state_dict(state)
+    except (KeyError, ValueError, TypeError, IndexError) as e:  # torch's many ways to say no
+        raise CheckpointError(
+            f"optimizer_state does not fit this run's optimizer ({type(e).__name__}: "
+            f"{str(e)[:80]}); start a new --run (its best.pt still generates)"
+        ) from None
     opt.param_groups[0]["weight_decay"] = cfg.weight_decay
     return opt
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from charlm.config import ModelConfig, TrainConfig
 from charlm.data.batching import make_batches
 from charlm.data.noise import UnknownNoise
 from charlm.data.vocab import Vocab
-from charlm.errors import DivergedError
+from charlm.errors import CheckpointError, DivergedError
 from charlm.models.charrnn import CharRNN
 from charlm.models.ensemble import networks
 from charlm.models.state import State
@@ -54,6 +54,36 @@ class Progress:
     member_start_s: float = 0.0  # and the training time then
     best_networks: int = 1  # networks averaged in best.pt
     rng: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_payload(cls, d: Any, where: str) -> Progress:
+        """The progress last.pt holds, field by field: a missing, unknown or mistyped field
+        (a file from another charlm, or made by hand) is a CheckpointError, never a silent
+        default (a missing step would restart the data position at zero)."""
+        if not isinstance(d, dict):
+            raise CheckpointError(f"{where}: progress is not a mapping")
+        names = {f.name: f for f in fields(cls)}
+        missing, unknown = sorted(set(names) - set(d)), sorted(set(d) - set(names))
+        if missing or unknown:
+            raise CheckpointError(
+                f"{where}: progress does not fit this charlm (missing {missing[:3]}, unknown "
+                f"{unknown[:3]}); start a new --run (its best.pt still generates)"
+            )
+        for name, value in d.items():
+            if not _fits(names[name].type, value):
+                raise CheckpointError(
+                    f"{where}: progress.{name} is {value!r:.40} ({type(value).__name__})"
+                )
+        rng = d["rng"]
+        if not all((isinstance(v, torch.Tensor) and v.dtype == torch.uint8)
+                   or (k in ("cuda", "torch_ranks") and isinstance(v, list))
+                   for k, v in rng.items()):  # fmt: skip
+            raise CheckpointError(
+                f"{where}: progress.rng holds something that is no generator state"
+            )
+        if d["adapt"] is not None and not isinstance(d["adapt"].get("weights"), list):
+            raise CheckpointError(f"{where}: progress.adapt has no weights list")
+        return cls(**d)
 
 
 class TrainState:
@@ -101,7 +131,10 @@ class TrainState:
         if payload.get("member_best"):
             self.members.best = payload["member_best"]
         self.opt = restore_optimizer(self.model, self.cfg, payload["optimizer_state"])
-        self.prog = Progress(**payload["progress"])
+        self.prog = Progress.from_payload(payload["progress"], where)
+        carry = payload["carry"]
+        if not isinstance(carry, list) or not all(isinstance(t, torch.Tensor) for t in carry):
+            raise CheckpointError(f"{where}: carry is not a list of state tensors")
         self.rng = self.prog.rng
         if "cuda" in self.rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(self.rng["cuda"])
@@ -220,6 +253,17 @@ class TrainState:
         if with_training_state and self.members.best is not None:
             extra["member_best"] = self.members.best  # to freeze if the run resumes and stops
         return checkpoint.build_payload(self.shipped(), self.model_config, vocab, extra)
+
+
+# what each annotation of Progress accepts (the file's values are plain Python: ints may be
+# stored where floats are expected, never the other way round, and bool is not an int here)
+_ACCEPTS = {"int": (int,), "float": (int, float), "dict[str, float]": (dict,),
+            "dict[str, Any] | None": (dict, type(None)), "dict[str, Any]": (dict,)}  # fmt: skip
+
+
+def _fits(annotation: Any, value: Any) -> bool:
+    kinds = _ACCEPTS.get(str(annotation), (object,))
+    return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
 
 
 def diverged(prog: Progress, cfg: TrainConfig, best: Path) -> DivergedError:
