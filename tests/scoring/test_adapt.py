@@ -203,7 +203,7 @@ def test_generation_never_writes_a_line_three_times_in_a_row(tmp_path, runner):
                                "--val-fraction", "0.05"])  # fmt: skip
     assert r.exit_code == 0, r.output
     args = ["generate", "--checkpoint-dir", str(tmp_path), "--prefix", "天空", "--length", "200",
-            "--temperature", "0"]  # fmt: skip
+            "--temperature", "0", "--max-copy", "0"]  # fmt: skip  # the line guard alone
     runs = {}
     for flag in ("--adapt", "--no-adapt"):
         lines = runner.invoke(app_(), [*args, flag]).stdout.split("\n")[:-2]  # last may be cut

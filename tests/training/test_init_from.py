@@ -96,7 +96,7 @@ def test_a_fine_tuned_run_keeps_the_bases_vocabulary_and_records_its_lineage(run
     n = len(base["vocab"])
     assert tuned["vocab"][:n] == base["vocab"] and {"h", "o", "霜", "曲"} <= set(tuned["vocab"][n:])
     assert tuned["model_config"]["hidden"] == 32  # the base's size, not the sizing rule's
-    assert tuned["train_config"]["lr"] == 1e-3 and tuned["train_config"]["members"] == 1
+    assert tuned["train_config"]["weight_decay"] == 0.01 and tuned["train_config"]["warmup"] == 20
     rec = tuned["base"]
     assert rec["name"] == "a" and rec["digest"] == base["digest"]
     assert rec["fingerprint"] == base["corpus"]["fingerprint"] and rec["lineage"] == ["a"]
