@@ -137,6 +137,27 @@ def save(payload: dict[str, Any], path: Path) -> None:
         raise
 
 
+REPLACED_RETRIES = 3  # loads in a row that may meet a trainer replacing the file
+
+
+def _inode(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _load_whole(path: Path, map_location: str | torch.device) -> Any:
+    """torch.load with mmap opens the file by name twice (the zip's records, then the mapped
+    tensors): a trainer that replaces the file in between (os.replace, every save) would mix
+    two checkpoints, which the digest then refuses as damage. The file's identity is read
+    before and after; when it changed, the load is done again."""
+    for _ in range(REPLACED_RETRIES):
+        before = _inode(path)
+        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+        if _inode(path) == before:
+            return payload
+    return payload  # replaced on every try: the digest decides
+
+
 def _describe(path: Path) -> str:
     try:
         return f"{path} ({path.stat().st_size:,} bytes)"
@@ -161,7 +182,7 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
         # mmap: tensors are mapped, not copied (copy-on-write: in-place updates never reach
         # the file, and charlm replaces files rather than rewriting them); the digest below
         # then reads each byte once. Halves the load of a 258 MB checkpoint.
-        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+        payload = _load_whole(path, map_location)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
         raise CheckpointError(

@@ -256,3 +256,28 @@ def test_a_checkpoint_saved_on_a_gpu_generates_on_a_cpu(tmp_path):
     moved = invoke(CliRunner(), [*args, gpu])
     assert moved.exit_code == 0, moved.output
     assert moved.stdout == on_cpu.stdout and len(moved.stdout) > 10
+
+
+def test_a_file_replaced_while_it_loads_is_read_again_not_called_damaged(saved, monkeypatch):
+    """torch.load(mmap=True) opens the file by name twice; a trainer's os.replace in between
+    gives a mix of two checkpoints. Simulated: the first load returns such a mix while the file
+    is replaced under it; the loader sees the file change and reads it again."""
+    path, *_ = saved
+    newer = checkpoint.load(path)
+    newer = {**newer, "charlm_version": "newer"}
+    newer["digest"] = checkpoint.payload_digest(newer)
+    other = path.with_name("other.pt")
+    checkpoint.save(newer, other)
+    real, calls = torch.load, []
+
+    def load_while_replaced(f, *args, **kwargs):
+        calls.append(f)
+        payload = real(f, *args, **kwargs)
+        if len(calls) == 1:  # the old records, the new file's tensors: the digest disagrees
+            other.replace(path)
+            payload = {**payload, "digest": newer["digest"]}
+        return payload
+
+    monkeypatch.setattr(torch, "load", load_while_replaced)
+    got = checkpoint.load(path)
+    assert len(calls) == 2 and got["charlm_version"] == "newer"
