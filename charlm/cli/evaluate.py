@@ -14,7 +14,7 @@ from charlm.cli.app import GroupedCommand, app, console, guard, leave_fast
 from charlm.errors import UsageError
 
 
-@app.command(cls=GroupedCommand)
+@app.command(cls=GroupedCommand, short_help="Score a checkpoint on text: perplexity, bits/char.")
 @guard
 def evaluate(
     checkpoint: o.Checkpoint = None,

@@ -25,7 +25,7 @@ SAMPLE_SEPARATOR = "%"  # between samples, alone on its line: fortune(6)'s conve
 AUTO_MAX_COPY = 16
 
 
-@app.command(cls=GroupedCommand)
+@app.command(cls=GroupedCommand, short_help="Write new lyrics from a prefix to stdout.")
 @guard
 def generate(
     checkpoint: o.Checkpoint = None,

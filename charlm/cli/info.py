@@ -15,7 +15,7 @@ from charlm.config import ModelConfig
 from charlm.errors import UsageError
 
 
-@app.command(cls=GroupedCommand)
+@app.command(cls=GroupedCommand, short_help="Show a model's weights and tensor shapes.")
 @guard
 def info(
     checkpoint: Annotated[

@@ -13,7 +13,7 @@ from charlm.cli import options as o
 from charlm.cli.app import GroupedCommand, app, guard
 
 
-@app.command(cls=GroupedCommand)
+@app.command(cls=GroupedCommand, short_help="Plot perplexity against step and time.")
 @guard
 def plot(
     runs: Annotated[list[str], typer.Argument(help="Run names (or run folders) to overlay.")],

@@ -18,7 +18,7 @@ runs_app = typer.Typer(
     help="List the runs under the checkpoint folder; `runs rm NAME` deletes one.",
     rich_markup_mode=None,
 )
-app.add_typer(runs_app, name="runs")
+app.add_typer(runs_app, name="runs", short_help="List the runs; `runs rm NAME` deletes one.")
 
 
 @runs_app.callback(invoke_without_command=True)

@@ -14,7 +14,7 @@ from charlm.cli.app import GroupedCommand, app, guard
 from charlm.errors import UsageError
 
 
-@app.command(cls=GroupedCommand)
+@app.command(cls=GroupedCommand, short_help="Read a lyric's form: line lengths, rhymes, scheme.")
 @guard
 def scan(
     lyric: Annotated[str, typer.Argument(help="A lyric as a UTF-8 text file, or - for stdin.")],

@@ -12,7 +12,7 @@ from charlm.cli import options as o
 from charlm.cli.app import GroupedCommand, app, console, guard, leave_fast
 
 
-@app.command(cls=GroupedCommand)
+@app.command(cls=GroupedCommand, short_help="Train a model on a corpus into a run folder.")
 @guard
 def train(
     corpus: o.TrainCorpus = None,

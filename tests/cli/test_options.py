@@ -70,3 +70,9 @@ def test_help_lists_the_allowed_values_and_the_shell_completes_them(runner, tmp_
     assert complete_run(ctx, "ja") == ["jay", "jazz"] and complete_run(ctx, "") == [
         "jay", "jazz", "tang"
     ]  # fmt: skip
+
+
+def test_the_command_list_shows_whole_summaries(runner):
+    text = invoke(runner, ["--help"]).stdout
+    commands = text.split("Commands:")[1].strip().splitlines()
+    assert len(commands) == 7 and not any(line.rstrip().endswith("...") for line in commands)
