@@ -28,6 +28,7 @@ from charlm.training.setup import TrainSetup, follow, plan_of, prepare
 from charlm.training.tensorboard import check_available as check_tensorboard
 
 LOW_NETWORK_SHARE = 0.05  # below this mixture weight the network adds next to nothing
+FEW_CHARS = 20_000  # a network alone on fewer training characters than this memorises them
 
 
 def _default_previews(vocab: Vocab) -> list[str]:
@@ -138,6 +139,14 @@ def _close(console, summary: dict, trainer: Trainer, run_dir: Path, ckdir: Path,
                 else ", and so does a network that already knows the "
                 "language: --init-from zh for Chinese text"
             ),
+            markup=False,
+        )
+    n_train = len(trainer.data.train_ids)
+    if trainer.mix_fit is None and n_train < FEW_CHARS and not trainer.base:
+        console.print(
+            f"note: {n_train:,} training characters are few for a network of its own: it "
+            "learns them by heart (see generate --report-novelty); more text helps, and for "
+            "Chinese text so does --init-from zh (a network that already knows the language)",
             markup=False,
         )
     # the folder flag only when it is not the default

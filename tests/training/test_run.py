@@ -115,3 +115,11 @@ def test_a_network_that_adds_nothing_is_said(tmp_path, corpus_file, monkeypatch)
     run_train(TrainOptions(corpus=str(corpus_file), run="ok", max_steps=5, **TINY), "cpu",
               tmp_path, c, quiet=True)  # fmt: skip
     assert "share in the mixture" not in buf.getvalue()
+
+
+def test_a_network_alone_on_a_few_thousand_characters_says_it_memorises(tmp_path, corpus_file):
+    c, buf = console()
+    opts = TrainOptions(corpus=str(corpus_file), run="few", max_steps=5, kn_order=0, **TINY)
+    run_train(opts, "cpu", tmp_path, c, quiet=True)
+    assert "are few for a network of its own" in buf.getvalue()
+    assert "--init-from zh" in buf.getvalue()
