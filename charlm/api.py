@@ -120,9 +120,9 @@ class LanguageModel:
                          f"{kept!r}")  # fmt: skip
         return kept
 
-    def training_index(self) -> TrainingIndex:
+    def training_index(self, max_chars: int | None = None) -> TrainingIndex | None:
         """The checkpoint's training text, read again from its corpus, as an n-gram index
-        (for the copy guard and novelty reports)."""
+        (for the copy guard and novelty reports); None when it is longer than `max_chars`."""
         stored = self.payload.get("corpus") or {}
         source = stored.get("source")
         if not source or source == "-":
@@ -136,6 +136,8 @@ class LanguageModel:
                 f"{source}: changed since {self.path} was trained; --max-copy and "
                 "--report-novelty need the training text as it was"
             )
+        if max_chars is not None and len(split.train_ids) > max_chars:
+            return None
         return TrainingIndex(split.train_ids.numpy(), len(self.vocab))
 
     def stream(
