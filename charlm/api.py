@@ -232,7 +232,13 @@ class LanguageModel:
             result["mix_weight"] = scores.weight
         result["network"] = scores.network.as_dict()
         if scores.adapted is not None:
-            result["adapted"] = {**scores.adapted.as_dict(), **self.mixture.adaptation.to_payload()}
+            dyn = self.mixture.dynamic if scores.dynamic_only is not None else None
+            cache = dyn.adapt if dyn and dyn.adapt else self.mixture.adaptation.to_payload()
+            result["adapted"] = {**scores.adapted.as_dict(), **cache,
+                                 "cache_only": scores.cache_only.as_dict()}  # fmt: skip
+            if dyn is not None:
+                result["adapted"]["dynamic_only"] = scores.dynamic_only.as_dict()
+                result["adapted"]["dynamic_lr"] = dyn.lr
         if baseline is not None:
             kn = KneserNey(baseline, len(self.vocab), BASELINE_ORDER)
             logp = kn_logprobs(kn, ids)

@@ -88,6 +88,9 @@ class TrainConfig:
     processes: int = 1
     # networks trained one after another within --max-time, averaged (members.py); 1 = one
     members: int = 4
+    # the last fraction of the run (--max-time, else the step limit) over which the learning
+    # rate falls linearly to zero (optim.py); 0 = a constant rate to the end
+    decay: float = 0.0
 
     @property
     def global_batch(self) -> int:
@@ -123,6 +126,7 @@ class TrainConfig:
         _check(0 < self.mix_fraction < 0.5, "--mix-fraction must be in (0, 0.5)")
         _check(self.processes >= 1, "processes must be >= 1")
         _check(1 <= self.members <= 16, "--members must be in [1, 16]")
+        _check(0.0 <= self.decay <= 1.0, "--decay must be in [0, 1] (0 = off)")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

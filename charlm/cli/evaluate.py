@@ -31,8 +31,8 @@ def evaluate(
         bool,
         typer.Option(
             "--adapt",
-            help="Also score with the model adapted to the text read so far (song cache), "
-            "beside the static numbers.",
+            help="Also score with the model adapted to the text read so far (the song cache, "
+            "and dynamic evaluation where training fitted it), beside the static numbers.",
         ),
     ] = False,
     device: o.Device = "auto",
@@ -105,7 +105,13 @@ def _table(console: Any, r: dict, baseline_order: int) -> None:
         t.add_column(k, justify="right")
     rows = [("charlm" + (f" (mixture, w={r['mix_weight']:.2f})" if "mix_weight" in r else ""), r)]
     if "adapted" in r:
-        rows.append(("charlm + song cache (adapted as it reads)", r["adapted"]))
+        a = r["adapted"]
+        if "dynamic_only" in a:
+            rows.append(("charlm adapted as it reads (song cache + dynamic evaluation)", a))
+            rows.append(("  song cache alone", a["cache_only"]))
+            rows.append((f"  dynamic evaluation alone (lr {a['dynamic_lr']:g})", a["dynamic_only"]))
+        else:
+            rows.append(("charlm + song cache (adapted as it reads)", a))
     if "mix_weight" in r:
         rows.append(("network alone", r["network"]))
     if "baseline_kn" in r:

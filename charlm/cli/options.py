@@ -64,7 +64,8 @@ HELP_GROUPS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
         ("Budget and stopping", ("max_time", "epochs", "max_steps", "early_stop", "lr_patience")),
         ("Model", ("cell", "hidden", "layers", "embed", "tie", "dropout", "impl", "members",
                    "bidirectional")),
-        ("Optimisation", ("optimizer", "lr", "weight_decay", "warmup", "clip", "batch_size",
+        ("Optimisation", ("optimizer", "lr", "decay", "weight_decay", "warmup", "clip",
+                          "batch_size",
                           "seq_len", "sampler", "unk_prob", "precision")),
         ("Evaluation and count model", ("eval_every", "eval_epochs", "kn_order", "mix_fraction",
                                         "preview", "tensorboard")),
@@ -221,6 +222,12 @@ Members = _opt(
     int,
     "With --max-time: up to this many networks, one after another as the budget "
     "allows, averaged; 1 = one network." + _default(D.members),
+)
+Decay = _opt(
+    float,
+    "Fraction of the run (of --max-time, else of the step limit) at its end over which the "
+    "learning rate falls linearly to zero; 0 = constant to the end.  [default: 0.5 with "
+    "--max-time, else 0]",
 )
 Tensorboard = Annotated[
     bool,

@@ -36,6 +36,7 @@ def train(
     max_time: o.MaxTime = None,
     optimizer: o.Optimizer = None,
     lr: o.Lr = None,
+    decay: o.Decay = None,
     weight_decay: o.WeightDecay = None,
     clip: o.Clip = None,
     warmup: o.Warmup = None,

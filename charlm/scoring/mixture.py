@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from charlm.scoring import dynamic
 from charlm.scoring.adapt import CACHE_ORDER, Adaptation, cache_probs, fit_weights
-from charlm.scoring.evaluate import EvalResult, target_logprobs
+from charlm.scoring.dynamic import Dynamic
+from charlm.scoring.evaluate import EvalResult, EvalStopped, target_logprobs
 from charlm.scoring.kneser_ney import KneserNey
 
 MAX_KN_CHARS = 5_000_000  # past this the network trains alone (kept from the dict-table days)
@@ -34,6 +36,7 @@ class Mixture:
     kn: KneserNey
     weight: float  # lam: the network's share
     adaptation: Adaptation | None = None  # the song cache fitted beside it (adapt.py)
+    dynamic: Dynamic | None = None  # dynamic evaluation fitted beside it (dynamic.py)
 
     def mix(self, net_logp: torch.Tensor, kn_logp: torch.Tensor) -> torch.Tensor:
         return mix_logprobs(net_logp, kn_logp, self.weight)
@@ -54,6 +57,9 @@ class Scores:
     network: EvalResult
     weight: float | None  # the network's share in the mixture; None = network alone
     adapted: EvalResult | None = None  # what ships, adapted to the text as it is read
+    # the two adaptations apart: the song cache alone, dynamic evaluation alone (when fitted)
+    cache_only: EvalResult | None = None
+    dynamic_only: EvalResult | None = None
 
 
 def score_text(
@@ -67,9 +73,10 @@ def score_text(
     net_logp: torch.Tensor | None = None,
 ) -> Scores:
     """Score ids (N,) under the network and, with a mixture, under the mixture too, and with
-    `adapt` (and a fitted adaptation) under the adapted mixture. `kn_logp`, `net_logp` (N-1,):
-    the count model's and the network's log-probs of these ids, when the caller has them;
-    `stop` as in evaluate.target_logprobs."""
+    `adapt` (and a fitted adaptation) under the adapted mixture: the song cache, and dynamic
+    evaluation where it was fitted (then both together is `adapted`). `kn_logp`, `net_logp`
+    (N-1,): the count model's and the network's log-probs of these ids, when the caller has
+    them; `stop` as in evaluate.target_logprobs."""
     if net_logp is None:
         net_logp = target_logprobs(model, ids, device, stop=stop)  # (N-1,)
     network = EvalResult.from_logprobs(net_logp, ids[1:])
@@ -78,10 +85,18 @@ def score_text(
     kn_logp = kn_logprobs(mixture.kn, ids) if kn_logp is None else kn_logp
     mixed = mixture.mix(net_logp, kn_logp)  # (N-1,)
     shipped = EvalResult.from_logprobs(mixed, ids[1:])
-    adapted = None
-    if adapt and mixture.adaptation is not None:
-        adapted = EvalResult.from_logprobs(mixture.adaptation.mix(mixed, ids), ids[1:])
-    return Scores(shipped, network, mixture.weight, adapted)
+    if not adapt or mixture.adaptation is None:
+        return Scores(shipped, network, mixture.weight)
+    cache = EvalResult.from_logprobs(mixture.adaptation.mix(mixed, ids), ids[1:])
+    dyn = mixture.dynamic
+    if dyn is None or dyn.lr <= 0:
+        return Scores(shipped, network, mixture.weight, cache, cache)
+    dyn_net = dynamic.dynamic_logprobs(model, ids, dyn.lr, device, stop)  # (N-1,)
+    dyn_mixed = mix_logprobs(dyn_net, kn_logp, dyn.weight)
+    both = Adaptation.from_payload(dyn.adapt).mix(dyn_mixed, ids) if dyn.adapt else dyn_mixed
+    dyn_only = EvalResult.from_logprobs(dyn_mixed, ids[1:])
+    return Scores(shipped, network, mixture.weight, EvalResult.from_logprobs(both, ids[1:]),
+                  cache, dyn_only)  # fmt: skip
 
 
 class MixtureFit:
@@ -122,13 +137,45 @@ class MixtureFit:
 
     def _fit_adaptation(self, static_logp: torch.Tensor) -> Adaptation | None:
         """Weights per match length; resetting at blank lines or not, whichever the tune
-        slice likes better (a corpus of separate poems resets, one of run-on lyrics need not)."""
+        slice likes better (a corpus of separate poems resets, one of run-on lyrics need not).
+        `static_logp` scores the first len(static_logp) + 1 ids of the tune slice."""
+        return self._adapted(static_logp)[0]
+
+    def _adapted(self, static_logp: torch.Tensor) -> tuple[Adaptation | None, float]:
+        """The song cache fitted over `static_logp`, and the tune log-likelihood it gives."""
+        n = len(static_logp)
+        ids = self.tune_ids[: n + 1]
         best, best_ll = None, -math.inf
         for reset, (p_cache, match) in self.caches.items():
-            a = Adaptation(fit_weights(static_logp, p_cache, match, CACHE_ORDER), reset)
-            ll = float(a.mix(static_logp, self.tune_ids).sum()) if len(static_logp) else 0.0
+            a = Adaptation(fit_weights(static_logp, p_cache[:n], match[:n], CACHE_ORDER), reset)
+            ll = float(a.mix(static_logp, ids).sum()) if n else 0.0
             if ll > best_ll:
                 best, best_ll = a, ll
+        return best, best_ll
+
+    def fit_dynamic(
+        self,
+        model: torch.nn.Module,
+        device: torch.device | str = "cpu",
+        stop: Callable[[], bool] | None = None,
+    ) -> Dynamic | None:
+        """The dynamic evaluation rate (0 among the candidates) whose adapted pipeline, the
+        mixture weight and song cache refitted over it, scores the start of the tune slice
+        best (dynamic.FIT_CHARS characters). `stop()` true (the time budget is spent): the
+        best candidate so far (None before the first)."""
+        ids = self.tune_ids[: dynamic.FIT_CHARS + 1]
+        kn = self.tune_kn_logp[: len(ids) - 1]
+        best, best_ll = None, -math.inf
+        for lr in (0.0, *dynamic.RATES):
+            try:
+                net = dynamic.dynamic_logprobs(model, ids, lr, device, stop)  # (n,)
+            except EvalStopped:
+                break
+            weight = fit_weight(net, kn)
+            adaptation, ll = self._adapted(mix_logprobs(net, kn, weight))
+            if ll > best_ll:
+                payload = adaptation.to_payload() if adaptation else None
+                best, best_ll = Dynamic(lr, weight, payload), ll
         return best
 
     def payload(self, weight: float, adaptation: Adaptation | None) -> dict[str, Any]:
@@ -170,14 +217,17 @@ def kn_logprobs(kn: KneserNey, ids: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(kn.log_probs(ids))
 
 
-def to_payload(kn: KneserNey, weight: float, adaptation: Adaptation | None) -> dict[str, Any]:
+def to_payload(
+    kn: KneserNey, weight: float, adaptation: Adaptation | None, dyn: Dynamic | None = None
+) -> dict[str, Any]:
     """What a checkpoint stores: the count tables as tensors (loading is a read, no rebuild),
-    the weight, and the song cache's weights."""
+    the weight, the song cache's weights and the dynamic evaluation fitted beside them."""
     t = kn.tables()
     return {
         "order": t["order"],
         "weight": float(weight),
         "adapt": adaptation.to_payload() if adaptation else None,
+        **({"dynamic": dyn.to_payload()} if dyn else {}),
         "vocab_size": t["vocab_size"],
         "unk_mass": t["unk_mass"],
         "discounts": torch.from_numpy(t["discounts"]),
@@ -208,4 +258,8 @@ def from_payload(block: dict[str, Any] | None, vocab_size: int) -> Mixture | Non
         )
     adapt = block.get("adapt")
     adaptation = Adaptation.from_payload(adapt) if adapt else None
-    return Mixture(KneserNey.from_tables(block), weight, adaptation)
+    dyn = block.get("dynamic")
+    dyn = Dynamic.from_payload(dyn) if dyn is not None else None
+    if dyn is not None and dyn.adapt is not None:
+        Adaptation.from_payload(dyn.adapt)  # checked now, not in the middle of an evaluation
+    return Mixture(KneserNey.from_tables(block), weight, adaptation, dyn)

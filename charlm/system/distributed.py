@@ -103,16 +103,19 @@ class Dist:
         per = -(-rows // self.world)
         return slice(min(rows, self.rank * per), min(rows, (self.rank + 1) * per))
 
-    def agree(self, loss: float, signum: int | None) -> tuple[float, int | None]:
-        """One collective after each step: the mean of every process's loss, and the signal
-        any of them has (SIGTERM, the launcher stopping us, wins over SIGINT)."""
+    def agree(
+        self, loss: float, signum: int | None, done: float = 0.0
+    ) -> tuple[float, int | None, float]:
+        """One collective after each step: the mean of every process's loss, the signal any
+        of them has (SIGTERM, the launcher stopping us, wins over SIGINT), and the mean of
+        how far each thinks the run is (clocks differ a little; the learning rate must not)."""
         if not self.active:
-            return loss, signum
-        total, sigint, sigterm = self.sum(
-            [loss, float(signum == signal.SIGINT), float(signum == signal.SIGTERM)]
+            return loss, signum, done
+        total, sigint, sigterm, dones = self.sum(
+            [loss, float(signum == signal.SIGINT), float(signum == signal.SIGTERM), done]
         )
         agreed = signal.SIGTERM if sigterm else (signal.SIGINT if sigint else None)
-        return total / self.world, agreed
+        return total / self.world, agreed, dones / self.world
 
     def any(self, flag: bool) -> bool:
         """True on every process when it is true on one."""

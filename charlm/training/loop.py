@@ -28,9 +28,10 @@ from charlm.scoring.evaluate import EvalStopped
 from charlm.store.run_folder import RunFolder
 from charlm.system.distributed import SINGLE, Dist
 from charlm.system.signals import SignalGuard
+from charlm.training.adapt_fit import FIT_SHARE, fit_into_best
 from charlm.training.heldout import HeldOut, decisions
 from charlm.training.members import room_for_member
-from charlm.training.optim import Plateau, lr_at
+from charlm.training.optim import Plateau, RunLength, lr_at
 from charlm.training.progress import MAX_NONFINITE_STREAK, TrainState, diverged
 from charlm.training.reporting import Reporter, Window, eval_record, run_summary
 from charlm.training.step import StepResult, out_of_memory_as_resource_error, train_step
@@ -75,6 +76,11 @@ class Trainer:
         self._stop: Callable[[], bool] | None = None  # set while run() holds the signal guard
         self.signum: int | None = None  # the signal, once any process has one
         self.closing_s = 0.0  # what the last evaluation and save took: a stop's cost
+        self.deadline = 0.0  # time.monotonic() when --max-time ends (set by run)
+        self.done = 0.0  # how far through the run (RunLength.done, agreed by every process)
+        # the budget's share kept for fitting dynamic evaluation after the loop (adapt_fit.py)
+        fits = self.heldout.tune_ids is not None
+        self.reserve_s = FIT_SHARE * cfg.max_time if fits else 0.0
 
     # the parts most often asked for, by the command's header and by tests
     model = property(lambda self: self.state.model)
@@ -90,7 +96,8 @@ class Trainer:
         torch.set_rng_state(self.dist.dropout_rng(state.rng, prog.seed, prog.step))
         started, elapsed0, reason, last = time.perf_counter(), prog.elapsed_s, None, None
         # --max-time counts from the command's start (preparation included) when known
-        deadline = (self.started_at or time.monotonic()) + cfg.max_time
+        deadline = self.deadline = (self.started_at or time.monotonic()) + cfg.max_time
+        length = RunLength(self._step_limit(), time.monotonic(), deadline if cfg.max_time else None)
         with self._session(deadline if cfg.max_time else None):
             for x, y in self._batches():
                 # 1. one optimizer step (the state is carried only by the consecutive sampler)
@@ -100,8 +107,10 @@ class Trainer:
                     state.net, state.opt, x, y, state.carry,
                     lr=self._lr(), clip=cfg.clip, bf16=cfg.precision == "bf16",
                 )  # fmt: skip
-                # 2. under torchrun: the loss over all processes' rows, a signal on any of them
-                loss, self.signum = self.dist.agree(r.loss, self._guard.signum)
+                # 2. under torchrun: the loss over all processes' rows, a signal on any of them,
+                # how far the run is (the learning rate's decay)
+                done = length.done(prog.step + 1, self.closing_s + self.reserve_s)
+                loss, self.signum, self.done = self.dist.agree(r.loss, self._guard.signum, done)
                 self._account(replace(r, loss=loss), window, x.numel() * self.dist.world, t0)
                 prog.elapsed_s = elapsed0 + time.perf_counter() - started
                 self.report.step(window, prog.step, self._step_limit())
@@ -121,14 +130,17 @@ class Trainer:
                     self._save_last()  # last.pt
                     self.closing_s = time.monotonic() - closing
                     if Plateau(**prog.plateau).should_stop(cfg):
-                        if room_for_member(cfg, prog, state.members, self.dist, deadline):
+                        if room_for_member(
+                            cfg, prog, state.members, self.dist, deadline, self.done
+                        ):
                             self._start_member()  # another network, averaged in
                             continue
                         reason = "early-stop"
                         break
                 # 5. the time budget, with room for the final evaluation and save (every process
                 # stops at the same step)
-                if cfg.max_time and self.dist.any(time.monotonic() + self.closing_s >= deadline):
+                ends = time.monotonic() + self.closing_s + self.reserve_s
+                if cfg.max_time and self.dist.any(ends >= deadline):
                     reason = "max-time"
                     break
             hit_max_steps = cfg.max_steps and prog.step >= cfg.max_steps
@@ -189,7 +201,7 @@ class Trainer:
 
     def _lr(self) -> float:
         step = self.prog.step - self.prog.member_start_step  # each member warms up anew
-        return lr_at(self.train_config, step, Plateau(**self.prog.plateau).lr_scale)
+        return lr_at(self.train_config, step, Plateau(**self.prog.plateau).lr_scale, self.done)
 
     def _step_limit(self) -> int:
         total = self.train_config.epochs * self.batches_per_epoch
@@ -256,8 +268,17 @@ class Trainer:
     def _agreed_signal(self) -> int | None:
         """A signal on any process (a collective when distributed): asked between chunks of
         an evaluation, so every process abandons it at the same chunk."""
-        _, self.signum = self.dist.agree(0.0, self._guard.signum)
+        _, self.signum, _ = self.dist.agree(0.0, self._guard.signum)
         return self.signum
+
+    def fit_adaptation(self) -> None:
+        """Rank 0, after a run that was not interrupted: dynamic evaluation fitted on what
+        best.pt ships and stored in it, within what is left of --max-time."""
+        if not self.dist.main or self.heldout.mix_fit is None:
+            return
+        cfg = self.train_config
+        deadline = self.deadline if cfg.max_time else None
+        fit_into_best(self.folder, self.heldout.mix_fit, self.device, deadline, self.report.echo)
 
     def summary(self, reason: str, last: dict[str, Any] | None) -> dict[str, Any]:
         return run_summary(self.prog, reason, last, self.folder, self.batches_per_epoch,

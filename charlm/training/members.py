@@ -37,13 +37,15 @@ def may_grow(cfg: TrainConfig, prog: Any, has_best: bool) -> bool:
 
 
 def room_for_member(
-    cfg: TrainConfig, prog: Any, members: Members, dist: Dist, deadline: float
+    cfg: TrainConfig, prog: Any, members: Members, dist: Dist, deadline: float, done: float = 0
 ) -> bool:
     """Whether a network the plateau rule stopped may be followed by a fresh one: may_grow,
-    and the budget (time.monotonic() `deadline`) has room for another as long as the last,
-    agreed by every process."""
+    before the learning rate's decay has begun (`done`, the fraction of the run behind us: a
+    network started in it would never train at full rate), and the budget (time.monotonic()
+    `deadline`) has room for another as long as the last, agreed by every process."""
     took = prog.elapsed_s - prog.member_start_s
-    wanted = may_grow(cfg, prog, members.best is not None)
+    in_decay = cfg.decay > 0 and done >= 1 - cfg.decay
+    wanted = may_grow(cfg, prog, members.best is not None) and not in_decay
     return wanted and not dist.any(deadline - time.monotonic() < TIME_MARGIN * took)
 
 

@@ -1,12 +1,18 @@
 """The optimizer, the learning-rate rule and the plateau rule: small pure pieces of training.
 
-lr(step) = base lr x plateau scale x linear warm-up
+lr(step) = base lr x plateau scale x linear warm-up x decay
 plateau: the scale halves after every `lr_patience` scheduled evaluations without a
          significant improvement; training stops after `early_stop` of them in a row
+decay:   over the last `decay` of the run (of --max-time, else of the step limit) the rate
+         falls linearly to zero. A rate held up to the end leaves the weights bouncing at the
+         noise level of the last steps; one that reaches zero at the deadline settles them
+         (budgeted training, Li et al. 2020). Before the decay, the rate is constant, so the
+         plateau rule and averaged networks work on small corpora as before.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -54,10 +60,40 @@ def restore_optimizer(
     return opt
 
 
-def lr_at(cfg: TrainConfig, step: int, lr_scale: float) -> float:
-    """Linear warm-up over cfg.warmup steps, then the base rate times the plateau scale."""
+def lr_at(cfg: TrainConfig, step: int, lr_scale: float, done: float = 0.0) -> float:
+    """Linear warm-up over cfg.warmup steps, then the base rate times the plateau scale, times
+    the decay once `done` (the fraction of the run behind us) enters the last cfg.decay."""
     warm = min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else 1.0
-    return cfg.lr * lr_scale * warm
+    return cfg.lr * lr_scale * warm * decay_factor(cfg.decay, done)
+
+
+DECAY_FLOOR = 0.01  # the last steps still move the weights a little: a zero rate wastes them
+
+
+def decay_factor(decay: float, done: float) -> float:
+    """1 until the last `decay` of the run, then linearly down to DECAY_FLOOR at its end."""
+    if decay <= 0:
+        return 1.0
+    return max(DECAY_FLOOR, min(1.0, (1.0 - done) / decay))
+
+
+@dataclass(frozen=True)
+class RunLength:
+    """How far through the run training is: the larger of the time used of the budget (from
+    the loop's start to the deadline, less what the final evaluation and save will take) and
+    the steps taken of the step limit. Steps count from the run's start, so a resumed run
+    decays where a straight one would; time counts within this invocation's --max-time."""
+
+    step_limit: int
+    started: float  # time.monotonic() when the loop started
+    deadline: float | None  # time.monotonic() the budget ends; None without --max-time
+
+    def done(self, step: int, closing_s: float) -> float:
+        by_steps = step / max(1, self.step_limit)
+        if self.deadline is None:
+            return min(1.0, by_steps)
+        span = max(1e-6, self.deadline - closing_s - self.started)
+        return min(1.0, max(by_steps, (time.monotonic() - self.started) / span))
 
 
 @dataclass(frozen=True)

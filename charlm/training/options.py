@@ -72,6 +72,7 @@ class TrainOptions:
     seed: int | None = None
     processes: int | None = None  # not an option: how many processes torchrun started
     members: int | None = None
+    decay: float | None = None
     # the corpus (CorpusOptions)
     encoding: str | None = None
     newline: str | None = None

@@ -108,6 +108,9 @@ def _train(
             if dist.main:
                 print_header(console, setup, trainer, device, dist)
             summary = trainer.run()
+            if summary["stopped"] != "interrupted":
+                with console.status("fitting dynamic evaluation for --adapt..."):
+                    trainer.fit_adaptation()
     except BaseException:
         if created:
             folder.remove_if_unused()

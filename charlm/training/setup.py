@@ -44,7 +44,13 @@ from charlm.training.resume import (
     check_resume_compatible,
     resume_batch_size,
 )
-from charlm.training.sizing import auto_sizes, fit_batches, fit_to_budget, with_auto_sizes
+from charlm.training.sizing import (
+    DECAY,
+    auto_sizes,
+    fit_batches,
+    fit_to_budget,
+    with_auto_sizes,
+)
 
 Echo = Callable[[str], None]
 DEFAULT_CORPUS_NAME = "tang_song_zh.zip"  # corpora/: public domain, bundled
@@ -174,7 +180,8 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
     source = opts.corpus or str(default_corpus())
     corpus_opts = corpus_options(opts)
     corpus = _read(source, corpus_opts, echo)
-    opts = opts.fill({"seed": new_seed(), "val_fraction": TrainConfig().val_fraction})
+    opts = opts.fill({"seed": new_seed(), "val_fraction": TrainConfig().val_fraction,
+                      "decay": DECAY if opts.max_time else 0.0})  # fmt: skip
     check_val_fraction(opts.val_fraction)
     n_train = n_train_chars(len(corpus.text), opts.val_fraction)
     # sizes follow the time budget too, unless given (or the base's: sizing is skipped)

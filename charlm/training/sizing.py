@@ -30,7 +30,17 @@ from charlm.training.step import train_step
 
 CANDIDATES = (1024, 768, 512, 384, 256, 192, 128)  # hidden sizes tried below the corpus rule's
 MIN_PASSES = 1.0  # passes over the training text the chosen model must make in the budget
+# characters the chosen model must see per weight of its recurrence (core_params) in the budget.
+# One pass alone let a 1.1M-character text pick LSTM 1x1024 for 10 minutes here: 0.2
+# characters a weight, behind a plain LSTM-512 that saw 11 (benchmarks/recipe.py).
+CHARS_PER_PARAM = 10.0
+# ... unless it reads its text this many times over: then the text, not the compute, is what
+# runs out, and the corpus rule's size (with its regularisation) stands. On the Jay Chou lyrics
+# at 120 s, LSTM 1x192 at 10 characters a weight scored 160.1 held out against 1x256's 158.2.
+MANY_PASSES = 20.0
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 TRAIN_SHARE = 0.8  # of --max-time, for training steps
+DECAY = 0.5  # with --max-time, the learning rate falls to zero over this last part of it
 
 
 def embed_for(hidden: int) -> int:
@@ -123,6 +133,17 @@ def measure_speed(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device
     return x.numel() / max(seconds, 1e-9)
 
 
+def core_params(cfg: ModelConfig) -> int:
+    """Weights of the recurrence, and of the tied projection: what the characters seen must
+    pay for. The embedding and output tables are left out (as in Kaplan et al.'s
+    non-embedding count: a character's row learns from its own occurrences), so a vocabulary
+    of thousands does not shrink the network that reads it."""
+    g, h = GATES[cfg.cell], cfg.hidden
+    first_in = max(cfg.embed, 0)  # a one-hot input's weight is a table too: left out
+    rnn = sum(g * h * ((first_in if i == 0 else h) + h) + 2 * g * h for i in range(cfg.layers))
+    return rnn + (h * cfg.embed + cfg.embed if cfg.tie else 0)
+
+
 def smaller(model_cfg: ModelConfig, hidden: int, embed_given: bool) -> ModelConfig:
     """A one-layer candidate of `hidden` units; the embedding follows the sizing rule's
     hidden / 2 unless the user gave --embed."""
@@ -139,39 +160,51 @@ def fit_to_budget(
     speed: Callable[[ModelConfig], float] | None = None,
 ) -> tuple[ModelConfig, str | None]:
     """The largest candidate, from `model_cfg` down, that makes MIN_PASSES over n_train
-    characters in TRAIN_SHARE of cfg.max_time; the note says what was chosen and why (None
-    when the corpus rule's model already fits)."""
+    characters and sees CHARS_PER_PARAM per core weight (or makes MANY_PASSES) in
+    TRAIN_SHARE of cfg.max_time; the
+    note says what was chosen and why (None when the corpus rule's model already fits)."""
     if not cfg.max_time:
         return model_cfg, None
     speed = speed or (lambda m: measure_speed(m, cfg, device))
-    need = MIN_PASSES * n_train / (TRAIN_SHARE * cfg.max_time)  # chars/s
+
+    def need(m: ModelConfig) -> float:  # chars/s
+        per_weight = min(CHARS_PER_PARAM * core_params(m), MANY_PASSES * n_train)
+        chars = max(MIN_PASSES * n_train, per_weight)
+        return chars / (TRAIN_SHARE * cfg.max_time)
+
     sizes = [model_cfg] + [smaller(model_cfg, h, embed_given) for h in CANDIDATES
                            if h < model_cfg.hidden]  # fmt: skip
     chosen, rate = _largest_fast_enough(sizes, speed, need)
     if chosen is model_cfg:
         return model_cfg, None
-    passes = rate * TRAIN_SHARE * cfg.max_time / max(n_train, 1)
+    seen = rate * TRAIN_SHARE * cfg.max_time
     note = (
         f"model sized to the budget: {chosen.cell} {chosen.layers}x{chosen.hidden} trains "
-        f"{rate:,.0f} chars/s here, {passes:.1f} passes over {n_train:,} characters in "
-        f"--max-time {cfg.max_time:g}; the corpus rule's {model_cfg.layers}x{model_cfg.hidden} "
-        f"would make fewer than {MIN_PASSES:g} (set --hidden / --layers to choose)"
+        f"{rate:,.0f} chars/s here: {seen / max(n_train, 1):.1f} passes over {n_train:,} "
+        f"characters, {seen / core_params(chosen):.0f} characters a weight, in --max-time "
+        f"{cfg.max_time:g}; the corpus rule's {model_cfg.layers}x{model_cfg.hidden} would make "
+        f"fewer than {MIN_PASSES:g} pass, or {CHARS_PER_PARAM:g} characters a weight in fewer "
+        f"than {MANY_PASSES:g} passes (set "
+        "--hidden / --layers to choose)"
     )
     return chosen, note
 
 
 def _largest_fast_enough(
-    sizes: list[ModelConfig], speed: Callable[[ModelConfig], float], need: float
+    sizes: list[ModelConfig],
+    speed: Callable[[ModelConfig], float],
+    need: Callable[[ModelConfig], float],
 ) -> tuple[ModelConfig, float]:
-    """sizes largest first; the largest whose speed is >= need (the smallest when none is),
-    and its speed. The smallest is measured first: on a big corpus it is often the answer."""
+    """sizes largest first; the largest whose speed is >= need(size) (the smallest when none
+    is), and its speed. The smallest is measured first: on a big corpus it is often the answer.
+    Bisection holds because speed falls and need rises with size."""
     lo_rate = speed(sizes[-1])
-    if lo_rate < need or len(sizes) == 1:
+    if lo_rate < need(sizes[-1]) or len(sizes) == 1:
         return sizes[-1], lo_rate
     lo, hi = len(sizes) - 1, -1  # sizes[lo] is fast enough; everything at index <= hi is not
     rates = {lo: lo_rate}
     while lo - hi > 1:
         mid = (lo + hi) // 2
         rates[mid] = speed(sizes[mid])
-        lo, hi = (mid, hi) if rates[mid] >= need else (lo, mid)
+        lo, hi = (mid, hi) if rates[mid] >= need(sizes[mid]) else (lo, mid)
     return sizes[lo], rates[lo]

@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from charlm.config import ModelConfig, TrainConfig
-from charlm.training.sizing import TRAIN_SHARE, fit_to_budget, measure_speed
+from charlm.training.sizing import (
+    CHARS_PER_PARAM,
+    MANY_PASSES,
+    TRAIN_SHARE,
+    core_params,
+    fit_to_budget,
+    measure_speed,
+    smaller,
+)
 
 BIG = ModelConfig(vocab_size=50, cell="lstm", embed=256, hidden=1024, layers=2)
 
@@ -28,22 +36,54 @@ def test_a_model_that_fits_is_kept_without_a_note():
 
 
 def test_steps_down_to_the_largest_that_makes_one_pass():
-    # 1M characters in 0.8 x 100 s need 12,500 chars/s
-    speed, seen = fake_speed({1024: 2_000, 768: 5_000, 512: 12_000, 384: 20_000, 256: 40_000,
-                              192: 50_000, 128: 60_000})  # fmt: skip
-    m, note = fit_to_budget(BIG, TrainConfig(max_time=100), 1_000_000, torch.device("cpu"),
+    # 100M characters in 0.8 x 100 s need 1.25M chars/s (every candidate sees > 10 a weight)
+    speed, seen = fake_speed({1024: 200_000, 768: 500_000, 512: 1_200_000, 384: 2_000_000,
+                              256: 4_000_000, 192: 5_000_000, 128: 6_000_000})  # fmt: skip
+    m, note = fit_to_budget(BIG, TrainConfig(max_time=100), 10**8, torch.device("cpu"),
                             speed=speed)  # fmt: skip
     assert (m.layers, m.hidden, m.embed) == (1, 384, 192) and m.cell == "lstm"
     assert seen == [(1, 128), (1, 512), (1, 256), (1, 384)]  # the smallest, then a bisection
     assert "1x384" in note and "2x1024" in note and "--hidden" in note
-    assert f"{20_000 * TRAIN_SHARE * 100 / 1_000_000:.1f} passes" in note
+    assert f"{2_000_000 * TRAIN_SHARE * 100 / 10**8:.1f} passes" in note
+
+
+def test_steps_down_to_the_largest_that_sees_ten_characters_a_weight():
+    # every candidate makes one pass over 1M characters (8M seen): the rule is now the
+    # characters seen per weight of the recurrence
+    speed, _ = fake_speed(dict.fromkeys((1024, 768, 512, 384, 256, 192, 128), 100_000))
+    m, note = fit_to_budget(BIG, TrainConfig(max_time=100), 1_000_000, torch.device("cpu"),
+                            speed=speed)  # fmt: skip
+    seen = 100_000 * TRAIN_SHARE * 100  # 8M characters
+    assert core_params(m) * CHARS_PER_PARAM <= seen
+    bigger = smaller(BIG, 384, False)  # the next candidate up
+    assert m.hidden == 256 and core_params(bigger) * CHARS_PER_PARAM > seen
+    assert f"{seen / core_params(m):.0f} characters a weight" in note
+    # a text read MANY_PASSES times over is what runs out: the corpus rule's model stays
+    small_text = int(seen / MANY_PASSES)
+    kept, note = fit_to_budget(BIG, TrainConfig(max_time=100), small_text, torch.device("cpu"),
+                               speed=speed)  # fmt: skip
+    assert kept == BIG and note is None
+
+
+def test_core_params_count_the_recurrence_and_projection_not_the_tables():
+    from charlm.models.charrnn import CharRNN
+
+    one_hot = ModelConfig(vocab_size=50, cell="gru", embed=0, hidden=64, layers=2, tie=False)
+    untied = ModelConfig(vocab_size=900, cell="rnn", embed=32, hidden=48, tie=False)
+    for cfg in (BIG, smaller(BIG, 128, False), one_hot, untied):
+        net = CharRNN(cfg)
+        rnn = sum(p.numel() for p in net.rnn.parameters())
+        proj = sum(p.numel() for p in net.proj.parameters()) if cfg.tie else 0
+        table = 3 * 64 * 50 if cfg.embed == 0 else 0  # a one-hot input's weight is a table
+        assert core_params(cfg) == rnn + proj - table
 
 
 @pytest.mark.parametrize("fits", [1024, 768, 512, 384, 256, 192, 128, 0])
 def test_bisection_finds_the_largest_that_fits_in_few_measurements(fits):
-    table = {h: (20_000 if h <= fits else 1_000) for h in (1024, 768, 512, 384, 256, 192, 128)}
+    table = {h: (2_000_000 if h <= fits else 1_000) for h in (1024, 768, 512, 384, 256, 192,
+                                                              128)}  # fmt: skip
     speed, seen = fake_speed(table)
-    m, _ = fit_to_budget(BIG, TrainConfig(max_time=100), 1_000_000, torch.device("cpu"),
+    m, _ = fit_to_budget(BIG, TrainConfig(max_time=100), 10**8, torch.device("cpu"),
                          speed=speed)  # fmt: skip
     assert m.hidden == max(fits, 128)
     assert len(seen) <= 4 if fits else seen == [(1, 128)]  # a big corpus: one measurement

@@ -1,0 +1,99 @@
+"""dynamic.py: the network learns from what it has scored, never from what it scores next."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from charlm.config import ModelConfig
+from charlm.models.charrnn import CharRNN
+from charlm.scoring import dynamic
+from charlm.scoring.dynamic import Dynamic, dynamic_logprobs
+from charlm.scoring.evaluate import target_logprobs
+
+from ..conftest import invoke, train_tiny
+
+
+@pytest.fixture
+def net():
+    torch.manual_seed(0)
+    return CharRNN(ModelConfig(vocab_size=12, cell="gru", embed=8, hidden=16, dropout=0.0))
+
+
+def test_rate_zero_is_the_static_network_and_the_model_is_untouched(net):
+    ids = torch.randint(0, 12, (200,))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    static = target_logprobs(net, ids, streams=1)
+    assert torch.allclose(dynamic_logprobs(net, ids, 0.0), static, atol=1e-5)
+    dynamic_logprobs(net, ids, 0.5)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_a_position_is_scored_before_the_network_learns_from_it(net):
+    ids = torch.randint(0, 12, (130,))
+    a = dynamic_logprobs(net, ids, 0.5)
+    changed = ids.clone()
+    changed[70:] = (changed[70:] + 1) % 12  # the future differs from position 70 on
+    b = dynamic_logprobs(net, changed, 0.5)
+    assert torch.equal(a[:69], b[:69])  # targets 1..69 saw only ids[:70]: the same
+    assert not torch.equal(a[69:], b[69:])
+
+
+def test_learning_as_it_reads_scores_a_repeated_passage_better(net):
+    phrase = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])
+    ids = phrase.repeat(40)
+    static = dynamic_logprobs(net, ids, 0.0)
+    adapted = dynamic_logprobs(net, ids, 0.3)
+    late = slice(len(ids) // 2, None)  # after the network has read the phrase a few times
+    assert adapted[late].mean() > static[late].mean() + 0.5
+    assert torch.isfinite(dynamic_logprobs(net, ids, 50.0)).all()  # a huge rate stays finite
+
+
+def test_the_stored_block_is_checked():
+    ok = Dynamic(0.1, 0.4, {"weights": [0.0, 0.2], "reset_ids": []})
+    assert Dynamic.from_payload(ok.to_payload()) == ok
+    for bad, error in [([1], TypeError), ({"lr": -1, "weight": 0.5}, ValueError),
+                       ({"lr": 0.1, "weight": 2}, ValueError), ({"weight": 0.5}, KeyError),
+                       ({"lr": 0.1, "weight": 0.5, "adapt": [0.1]}, TypeError)]:  # fmt: skip
+        with pytest.raises(error):
+            Dynamic.from_payload(bad)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    ck = tmp_path_factory.mktemp("dyn")
+    return train_tiny(ck, "d", "--cell", "gru", "--embed", "16", "--hidden", "32",
+                      "--dropout", "0", "--batch-size", "8", "--seq-len", "16",
+                      "--eval-every", "30", "--max-steps", "90", "--seed", "3",
+                      "--mix-fraction", "0.2")  # fmt: skip
+
+
+def test_training_fits_it_into_best_pt_and_evaluate_adapt_reports_each_part(trained, runner):
+    payload = torch.load(trained / "d" / "best.pt", weights_only=True)
+    block = Dynamic.from_payload(payload["kn"]["dynamic"])
+    assert block.lr in (0.0, *dynamic.RATES)
+    r = invoke(runner, ["evaluate", "--checkpoint", "d", "--checkpoint-dir", trained,
+                        "--adapt", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    adapted = out["adapted"]
+    assert "cache_only" in adapted
+    if block.lr > 0:
+        assert adapted["dynamic_lr"] == block.lr and "dynamic_only" in adapted
+    else:
+        assert "dynamic_only" not in adapted
+        assert adapted["perplexity"] == pytest.approx(adapted["cache_only"]["perplexity"])
+    assert math.isfinite(adapted["perplexity"])
+
+
+def test_a_damaged_block_is_a_damaged_checkpoint(trained, runner, tmp_path):
+    from charlm.store import checkpoint
+
+    payload = torch.load(trained / "d" / "best.pt", weights_only=True)
+    payload["kn"]["dynamic"] = {"lr": "fast", "weight": 0.5}
+    payload["digest"] = checkpoint.payload_digest(payload)
+    bad = tmp_path / "bad.pt"
+    torch.save(payload, bad)
+    r = invoke(runner, ["evaluate", "--checkpoint", bad, "--adapt"])
+    assert r.exit_code == 4 and "Traceback" not in r.output

@@ -1,0 +1,93 @@
+"""The learning rate's decay to the end of the run (optim.py) and the options that drive it."""
+
+import json
+
+import pytest
+
+from charlm.config import TrainConfig
+from charlm.training import optim
+from charlm.training.members import room_for_member
+from charlm.training.optim import DECAY_FLOOR, RunLength, decay_factor, lr_at
+
+from ..conftest import invoke
+
+
+def test_the_rate_is_constant_then_falls_linearly_to_the_floor():
+    assert [decay_factor(0.5, d) for d in (0.0, 0.3, 0.5)] == [1.0, 1.0, 1.0]
+    assert decay_factor(0.5, 0.75) == pytest.approx(0.5)
+    assert decay_factor(0.5, 0.9) == pytest.approx(0.2)
+    assert decay_factor(0.5, 1.0) == DECAY_FLOOR
+    assert decay_factor(1.0, 0.25) == pytest.approx(0.75)  # the whole run: linear from the start
+    assert decay_factor(0.0, 0.99) == 1.0  # off
+    cfg = TrainConfig(lr=0.01, warmup=0, decay=0.5)
+    assert lr_at(cfg, 10, 1.0, 0.75) == pytest.approx(0.005)
+    assert lr_at(cfg, 10, 0.5, 0.75) == pytest.approx(0.0025)  # times the plateau scale
+
+
+def test_how_far_the_run_is_counts_steps_or_time_whichever_is_further(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(optim.time, "monotonic", lambda: clock[0])
+    by_steps = RunLength(step_limit=200, started=100.0, deadline=None)
+    assert by_steps.done(50, 0.0) == 0.25 and by_steps.done(400, 0.0) == 1.0
+    timed = RunLength(step_limit=10_000, started=100.0, deadline=200.0)
+    clock[0] = 145.0
+    assert timed.done(10, closing_s=10.0) == pytest.approx(0.5)  # 45 s of the 90 left to train
+    assert timed.done(9_000, closing_s=10.0) == pytest.approx(0.9)  # the steps are further
+    clock[0] = 500.0
+    assert timed.done(10, 0.0) == 1.0
+
+
+def test_no_new_network_starts_once_the_decay_has_begun():
+    class Prog:
+        best_step, member_start_step, member, elapsed_s, member_start_s = 40, 0, 0, 10.0, 0.0
+
+    class Members:
+        best = (1,)
+
+    class Dist:
+        def any(self, flag):
+            return flag
+
+    cfg = TrainConfig(max_time=600, members=4, decay=0.5)
+    far = 10**12  # a deadline with room for anything
+    assert room_for_member(cfg, Prog(), Members(), Dist(), far, done=0.3)
+    assert not room_for_member(cfg, Prog(), Members(), Dist(), far, done=0.6)
+    off = TrainConfig(max_time=600, members=4, decay=0.0)
+    assert room_for_member(off, Prog(), Members(), Dist(), far, done=0.9)
+
+
+def test_decay_is_recorded_honoured_on_resume_and_checked(tmp_path, runner, corpus_file):
+    from ..conftest import TINY_TRAIN
+
+    ck = tmp_path / "ck"
+    args = ["train", "--corpus", corpus_file, "--checkpoint-dir", ck, *TINY_TRAIN]
+    r = invoke(runner, [*args, "--run", "a", "--max-steps", "40", "--decay", "1"])
+    assert r.exit_code == 0, r.stderr
+    recs = [json.loads(x) for x in (ck / "a" / "metrics.jsonl").read_text().splitlines()]
+    # warm-up off, lr 3e-3 falling linearly over the 40 steps: at step 20, half
+    assert recs[0]["step"] == 20 and recs[0]["lr"] == pytest.approx(3e-3 * 20 / 40, rel=0.06)
+    r = invoke(runner, ["train", "--run", "a", "--resume", "--checkpoint-dir", ck,
+                        "--max-steps", "60"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    import torch
+
+    payload = torch.load(ck / "a" / "last.pt", weights_only=True)
+    assert payload["train_config"]["decay"] == 1.0  # kept across the resume
+    r = invoke(runner, [*args, "--run", "b", "--max-steps", "4", "--decay", "1.5"])
+    assert r.exit_code == 2 and "--decay must be in [0, 1]" in r.stderr
+    assert not (ck / "b").exists()
+
+
+def test_a_time_budget_decays_by_default_and_explicit_options_win(tmp_path, corpus_file):
+    import torch
+
+    from charlm.training.options import TrainOptions
+    from charlm.training.setup import prepare
+    from charlm.training.sizing import DECAY
+
+    def decay(**kw):
+        opts = TrainOptions(corpus=str(corpus_file), hidden=16, batch_size=4, seq_len=8, **kw)
+        return prepare(opts, tmp_path, torch.device("cpu"), echo=lambda s: None).train_config.decay
+
+    assert decay(max_time=30.0) == DECAY and decay() == 0.0
+    assert decay(max_time=30.0, decay=0.1) == 0.1
