@@ -25,6 +25,7 @@ from charlm.data.ids_cache import encode_text
 from charlm.errors import DataError, UsageError
 from charlm.generation.novelty import TrainingIndex
 from charlm.generation.sampling import DEFAULT_PREFIX, check_prefix, generate
+from charlm.scoring import dynamic
 from charlm.scoring.evaluate import EvalResult
 from charlm.scoring.kneser_ney import KneserNey
 from charlm.scoring.mixture import kn_logprobs, score_text
@@ -148,9 +149,20 @@ class LanguageModel:
         index: TrainingIndex | None = None,
     ) -> Iterator[list[str]]:
         """One text piece per sample at each step: first the prefix (already checked, see
-        prefix_for), then a character each. What the CLI writes to stdout as it comes."""
-        return generate(self.model, self.vocab, prefix, cfg, self.device, self.mixture, adapt,
-                        index)  # fmt: skip
+        prefix_for), then a character each. What the CLI writes to stdout as it comes. With
+        `adapt` and a fitted dynamic evaluation, a prefix of at least one segment is learned
+        first (dynamic.learned)."""
+        return generate(self.network_for(prefix, adapt), self.vocab, prefix, cfg, self.device,
+                        self.mixture, adapt, index)  # fmt: skip
+
+    def network_for(self, prefix: str, adapt: bool) -> torch.nn.Module:
+        """The network that writes after `prefix`: the shipped one, or with `adapt` and a
+        fitted rate, a copy that has read the prefix (at least dynamic.SEGMENT characters)."""
+        dyn = self.mixture.dynamic if self.mixture is not None else None
+        if not adapt or dyn is None or dyn.lr <= 0 or len(prefix) <= dynamic.SEGMENT:
+            return self.model
+        ids = torch.from_numpy(self.vocab.encode(prefix).astype("int64"))  # (N,)
+        return dynamic.learned(self.model, ids, dyn.lr, self.device)
 
     def generate(
         self,

@@ -36,6 +36,9 @@ class ModelConfig:
     hidden: int = 256
     layers: int = 1
     dropout: float = 0.6
+    # DropConnect on the hidden-to-hidden weights while training (AWD-LSTM, Merity et al.
+    # 2017): the recurrence itself is regularised, which dropout on its inputs leaves alone
+    weight_drop: float = 0.0
     tie: bool = True  # output layer shares the embedding table (needs embed > 0)
     impl: str = "torch"  # "scratch": charlm's own cells with a hand-written backward
 
@@ -46,6 +49,11 @@ class ModelConfig:
         _check(1 <= self.hidden <= 65536, "--hidden must be in [1, 65536]")
         _check(1 <= self.layers <= 64, "--layers must be in [1, 64]")
         _check(0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)")
+        _check(0.0 <= self.weight_drop < 1.0, "--weight-drop must be in [0, 1)")
+        _check(
+            self.weight_drop == 0 or self.impl == "torch",
+            "--weight-drop needs --impl torch (the scratch cells keep their weights fused)",
+        )
         _check(not (self.tie and self.embed == 0), "--tie needs an embedding (--embed > 0)")
         _check(
             self.impl in ("torch", "scratch"), f"--impl must be torch or scratch, not {self.impl!r}"

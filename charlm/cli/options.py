@@ -62,11 +62,10 @@ HELP_GROUPS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
                     "val_fraction")),
         ("Run", ("run", "resume", "init_from", "preset", "seed", "checkpoint_dir", "device")),
         ("Budget and stopping", ("max_time", "epochs", "max_steps", "early_stop", "lr_patience")),
-        ("Model", ("cell", "hidden", "layers", "embed", "tie", "dropout", "impl", "members",
-                   "bidirectional")),
+        ("Model", ("cell", "hidden", "layers", "embed", "tie", "dropout", "weight_drop", "impl",
+                   "members", "bidirectional")),
         ("Optimisation", ("optimizer", "lr", "decay", "weight_decay", "warmup", "clip",
-                          "batch_size",
-                          "seq_len", "sampler", "unk_prob", "precision")),
+                          "batch_size", "seq_len", "sampler", "unk_prob", "precision")),
         ("Evaluation and count model", ("eval_every", "eval_epochs", "kn_order", "mix_fraction",
                                         "preview", "tensorboard")),
         OUTPUT,
@@ -169,6 +168,9 @@ InitFrom = _opt(
     metavar="RUN|FILE|zh",
 )
 Dropout = _opt(float, "Dropout.  [default: from the corpus size]")
+WeightDrop = _opt(
+    float, "DropConnect on the recurrent (hidden-to-hidden) weights while training.  [default: 0]"
+)
 NoBidirectional = Annotated[bool, typer.Option("--bidirectional", help="Refused: cannot generate.")]
 Sampler = _opt(str, f"Random windows, or consecutive streams (state carried).{_default(D.sampler)}",
                 choices=("random", "consecutive"))  # fmt: skip

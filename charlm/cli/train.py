@@ -25,6 +25,7 @@ def train(
     hidden: o.Hidden = None,
     layers: o.Layers = None,
     dropout: o.Dropout = None,
+    weight_drop: o.WeightDrop = None,
     tie: o.Tie = None,
     impl: o.Impl = None,
     bidirectional: o.NoBidirectional = False,

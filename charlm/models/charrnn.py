@@ -81,11 +81,25 @@ class CharRNN(nn.Module):
         if self.cfg.impl == "scratch":
             return self.rnn(inp, state)  # ScratchRNN takes and returns the tuple form
         bare = self.cfg.cell != "lstm"
-        out, new = self.rnn(inp, state[0] if bare and state is not None else state)
+        hx = state[0] if bare and state is not None else state
+        if self.training and self.cfg.weight_drop > 0:
+            # one mask per forward (per batch), the same at every time step; the module's own
+            # parameters stay as they are (functional_call swaps them for this call only)
+            dropped = {
+                f"weight_hh_l{i}": F.dropout(
+                    getattr(self.rnn, f"weight_hh_l{i}"), self.cfg.weight_drop
+                )
+                for i in range(self.cfg.layers)
+            }
+            out, new = torch.func.functional_call(self.rnn, dropped, (inp, hx))
+        else:
+            out, new = self.rnn(inp, hx)
         return out, ((new,) if bare else tuple(new))
 
     def _gathered_recurrence(self, x: torch.Tensor, state: State | None):
         w_ih, w_hh, b_ih, b_hh = layer_weights(self, 0)
+        if self.training and self.cfg.weight_drop > 0:
+            w_hh = F.dropout(w_hh, self.cfg.weight_drop)  # (G*H, H), as _recurrence does
         zx = F.embedding(x, w_ih.t()) + b_ih  # (B, T, G*H) == one_hot(x) @ w_ih.T + b_ih
         if state is None:
             state = zero_state(self.cfg.cell, 1, x.shape[0], self.cfg.hidden, zx)

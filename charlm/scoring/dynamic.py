@@ -75,6 +75,26 @@ def dynamic_logprobs(
 ) -> torch.Tensor:
     """ln p(ids[i] | ids[:i]) for i = 1..N-1, (N-1,) float64, the network learning as it reads
     (on a copy: `model` is untouched). lr 0 scores the static network the same way."""
+    return _read(model, ids, lr, device, stop)[0]
+
+
+def learned(
+    model: torch.nn.Module, ids: torch.Tensor, lr: float, device: torch.device | str = "cpu"
+) -> torch.nn.Module:
+    """A copy of `model` that has read ids (N,) as dynamic evaluation reads them: what
+    `generate --adapt` writes from after a prefix of whole segments (the user's text; never
+    its own output, which it would only learn to repeat)."""
+    return _read(model, ids, lr, device, None)[1].requires_grad_(False)
+
+
+def _read(
+    model: torch.nn.Module,
+    ids: torch.Tensor,
+    lr: float,
+    device: torch.device | str,
+    stop: Callable[[], bool] | None,
+) -> tuple[torch.Tensor, torch.nn.Module]:
+    """The log-probs of ids[1:] (N-1,) and the network after the last update."""
     net = copy.deepcopy(model).to(device)
     net.eval().requires_grad_(True)  # no dropout: the updates follow the text, not noise
     params = [p for p in net.parameters() if p.requires_grad]
@@ -94,14 +114,19 @@ def dynamic_logprobs(
             if lr > 0:
                 grads = torch.autograd.grad(-lp.mean(), params, allow_unused=True)
         if lr > 0:
-            with torch.no_grad():
-                found = [g for g in grads if g is not None]
-                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
-                                                             for g in found]))  # fmt: skip
-                scale = lr * min(1.0, CLIP / max(float(norm), 1e-12))
-                for p, g, p0 in zip(params, grads, shipped, strict=True):
-                    if g is not None and math.isfinite(float(norm)):
-                        p.sub_(scale * g)
-                    p.add_(PULL * (p0 - p))
+            _update(params, grads, shipped, lr)
         state = detach_state(new_state)
-    return out
+    return out, net
+
+
+def _update(params: list, grads: tuple, shipped: list, lr: float) -> None:
+    """One step: theta -= lr * grad (its norm clipped to CLIP), then PULL of the way back."""
+    with torch.no_grad():
+        found = [g for g in grads if g is not None]
+        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
+                                                           for g in found])))  # fmt: skip
+        scale = lr * min(1.0, CLIP / max(norm, 1e-12))
+        for p, g, p0 in zip(params, grads, shipped, strict=True):
+            if g is not None and math.isfinite(norm):
+                p.sub_(scale * g)
+            p.add_(PULL * (p0 - p))

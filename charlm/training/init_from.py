@@ -22,7 +22,7 @@ from charlm.data.vocab import Vocab
 from charlm.errors import CheckpointError, UsageError
 from charlm.models.charrnn import CharRNN
 from charlm.store import checkpoint
-from charlm.training.options import MODEL_FIELDS, TrainOptions
+from charlm.training.options import MODEL_FIELDS, REGULARISERS, TrainOptions
 
 # Fine-tuning defaults (options given always win). The rate stays the usual 3e-3: on Jay Chou
 # from the shipped base, 120 s, it beat 1e-3 (157.5 against 164.5 held-out) and dropout stays
@@ -76,10 +76,10 @@ def union_vocab(base: Vocab, own: Vocab) -> Vocab:
 
 def check_architecture(opts: TrainOptions, base: ModelConfig, spec: str) -> None:
     """The architecture is the base's: a size option that differs is refused, naming both.
-    Dropout is regularisation, not architecture: it may change."""
+    Dropout and weight drop are regularisation, not architecture: they may change."""
     for k in MODEL_FIELDS:
         value = getattr(opts, k)
-        if k != "dropout" and value is not None and value != getattr(base, k):
+        if k not in REGULARISERS and value is not None and value != getattr(base, k):
             raise UsageError(
                 f"--init-from {spec}: --{k} {value} differs from the base's {k} "
                 f"{getattr(base, k)}; the architecture is the base's: drop --{k}"
@@ -88,8 +88,9 @@ def check_architecture(opts: TrainOptions, base: ModelConfig, spec: str) -> None
 
 def model_config_for(base: BaseNetwork, vocab: Vocab, opts: TrainOptions) -> ModelConfig:
     cfg = {**base.model_config.__dict__, "vocab_size": len(vocab)}
-    if opts.dropout is not None:
-        cfg["dropout"] = opts.dropout
+    for k in REGULARISERS:
+        if getattr(opts, k) is not None:
+            cfg[k] = getattr(opts, k)
     return ModelConfig(**cfg)
 
 

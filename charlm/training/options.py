@@ -10,7 +10,8 @@ from typing import Any
 from charlm.config import BIDIRECTIONAL_REASON, ModelConfig, TrainConfig
 from charlm.errors import UsageError
 
-MODEL_FIELDS = ("cell", "embed", "hidden", "layers", "dropout", "tie", "impl")
+MODEL_FIELDS = ("cell", "embed", "hidden", "layers", "dropout", "weight_drop", "tie", "impl")
+REGULARISERS = ("dropout", "weight_drop")  # model fields that are not architecture
 
 
 # Option sets a flag away. Explicit options win over a preset.
@@ -45,6 +46,7 @@ class TrainOptions:
     hidden: int | None = None
     layers: int | None = None
     dropout: float | None = None
+    weight_drop: float | None = None
     tie: bool | None = None
     impl: str | None = None
     bidirectional: bool = False

@@ -119,3 +119,36 @@ def test_one_hot_gather_equals_dense_one_hot_matmul(cell):
     g_dense = torch.autograd.grad(dense.square().sum(), list(m.parameters()))
     for a, b in zip(g_fast, g_dense, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("embed,layers", [(8, 2), (0, 1)])  # torch's module; the gathered path
+def test_weight_drop_masks_the_recurrent_weights_in_training_only(embed, layers):
+    from charlm.config import ModelConfig
+    from charlm.models.charrnn import CharRNN
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=11, cell="lstm", embed=embed, hidden=16, layers=layers,
+                      dropout=0.0, tie=False, weight_drop=0.5)  # fmt: skip
+    net = CharRNN(cfg)
+    plain = CharRNN(ModelConfig(**{**cfg.__dict__, "weight_drop": 0.0}))
+    plain.load_state_dict(net.state_dict())
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.randint(0, 11, (3, 7))
+    net.train()
+    a, _ = net(x)
+    b, _ = net(x)
+    assert not torch.allclose(a, b)  # a fresh mask each forward
+    a.sum().backward()
+    assert net.rnn.weight_hh_l0.grad is not None and net.rnn.weight_hh_l0.grad.abs().sum() > 0
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # untouched
+    net.eval()
+    plain.eval()
+    assert torch.allclose(net(x)[0], plain(x)[0], atol=1e-6)  # no mask when scoring
+
+
+def test_weight_drop_is_refused_with_the_scratch_cells():
+    from charlm.config import ModelConfig
+    from charlm.errors import UsageError
+
+    with pytest.raises(UsageError, match="--weight-drop needs --impl torch"):
+        ModelConfig(vocab_size=5, impl="scratch", weight_drop=0.2)

@@ -97,3 +97,22 @@ def test_a_damaged_block_is_a_damaged_checkpoint(trained, runner, tmp_path):
     torch.save(payload, bad)
     r = invoke(runner, ["evaluate", "--checkpoint", bad, "--adapt"])
     assert r.exit_code == 4 and "Traceback" not in r.output
+
+
+def test_generate_learns_a_long_prefix_and_only_with_adapt(trained):
+    from dataclasses import replace
+
+    import charlm
+
+    from ..conftest import tiny_text
+
+    lm = charlm.load("d", checkpoint_dir=trained)
+    lm.mixture = replace(lm.mixture, dynamic=Dynamic(0.3, lm.mixture.weight, None))
+    prefix = tiny_text()[:40]
+    assert lm.network_for(prefix, adapt=False) is lm.model
+    assert lm.network_for(prefix[:10], adapt=True) is lm.model  # shorter than a segment
+    net = lm.network_for(prefix, adapt=True)
+    pairs = zip(net.state_dict().values(), lm.model.state_dict().values(), strict=True)
+    moved = [not torch.equal(a, b) for a, b in pairs]
+    assert net is not lm.model and any(moved)
+    assert lm.generate_text(prefix, seed=1, length=20, adapt=True).startswith(prefix)
