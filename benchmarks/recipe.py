@@ -80,7 +80,8 @@ def train(tree: Path, corpus: Path, ck: Path, run: str, seconds: float, extra: l
     r = json.loads(ev.stdout)
     a = r.get("adapted") or {}
     return {"ppl": r["perplexity"], "net": r.get("network", r)["perplexity"], "wall": wall,
-            "steps": summary["steps"], "adapted": a.get("perplexity"),
+            "steps": summary["steps"], "stopped": summary["stopped"],
+            "adapted": a.get("perplexity"),
             "cache": (a.get("cache_only") or {}).get("perplexity"),
             "dynamic": (a.get("dynamic_only") or {}).get("perplexity")}  # fmt: skip
 
@@ -133,7 +134,7 @@ def main() -> None:
                 if "kn" in rows:
                     ppl = count_model(corpus)
                     print(f"| {name} | - | KN-8 alone | {ppl:.2f} | {math.log(ppl):.4f} | - | - "
-                          "| - | - | - | - |", flush=True)  # fmt: skip
+                          "| - | - | - | - | - |", flush=True)  # fmt: skip
                 for seconds in budgets:
                     runs = [("new" + (f" {args.extra}" if extra else ""), ROOT, extra, "new"),
                             ("previous", old, [], "previous"),
@@ -143,11 +144,12 @@ def main() -> None:
                             continue
                         run = f"{name}-{key}-{seconds:.0f}"
                         r = train(tree, corpus, tmp / "ck", run, seconds, opts)
-                        fig = {k: "-" if v is None else f"{v:.2f}" for k, v in r.items()}
+                        fig = {k: "-" if v is None else f"{v:.2f}" for k, v in r.items()
+                               if not isinstance(v, str)}  # fmt: skip
                         print(f"| {name} | {seconds:.0f} s | {label} | {r['ppl']:.2f} | "
                               f"{math.log(r['ppl']):.4f} | {fig['net']} | {fig['adapted']} | "
                               f"{fig['cache']} | {fig['dynamic']} | {r['steps']} | "
-                              f"{r['wall']:.0f} s |", flush=True)  # fmt: skip
+                              f"{r['stopped']} | {r['wall']:.0f} s |", flush=True)  # fmt: skip
         finally:
             if old is not None:
                 subprocess.run(["git", "worktree", "remove", "-f", str(old)], cwd=ROOT,

@@ -45,6 +45,7 @@ from charlm.training.resume import (
     resume_batch_size,
 )
 from charlm.training.sizing import (
+    BUDGET_EPOCHS,
     DECAY,
     auto_sizes,
     fit_batches,
@@ -181,7 +182,8 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
     corpus_opts = corpus_options(opts)
     corpus = _read(source, corpus_opts, echo)
     opts = opts.fill({"seed": new_seed(), "val_fraction": TrainConfig().val_fraction,
-                      "decay": DECAY if opts.max_time else 0.0})  # fmt: skip
+                      "decay": DECAY if opts.max_time else 0.0,
+                      "epochs": BUDGET_EPOCHS if opts.max_time else None})  # fmt: skip
     check_val_fraction(opts.val_fraction)
     n_train = n_train_chars(len(corpus.text), opts.val_fraction)
     # sizes follow the time budget too, unless given (or the base's: sizing is skipped)

@@ -55,8 +55,9 @@ def test_steps_down_to_the_largest_that_sees_ten_characters_a_weight():
                             speed=speed)  # fmt: skip
     seen = 100_000 * TRAIN_SHARE * 100  # 8M characters
     assert core_params(m) * CHARS_PER_PARAM <= seen
-    bigger = smaller(BIG, 384, False)  # the next candidate up
-    assert m.hidden == 256 and core_params(bigger) * CHARS_PER_PARAM > seen
+    sizes = (1024, 768, 512, 384, 256, 192, 128)
+    bigger = smaller(BIG, sizes[sizes.index(m.hidden) - 1], False)  # the next candidate up
+    assert m != BIG and core_params(bigger) * CHARS_PER_PARAM > seen
     assert f"{seen / core_params(m):.0f} characters a weight" in note
     # a text read MANY_PASSES times over is what runs out: the corpus rule's model stays
     small_text = int(seen / MANY_PASSES)
