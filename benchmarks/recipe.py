@@ -122,9 +122,9 @@ def main() -> None:
     extra = shlex.split(args.extra)
     print(
         "| corpus | budget | recipe | held-out ppl | nats/char | network alone | adapted "
-        "(cache + dynamic) | cache alone | dynamic alone | steps | wall |"
+        "(cache + dynamic) | cache alone | dynamic alone | steps | stopped | wall |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         old = previous_tree(args.previous, tmp) if args.previous and "previous" in rows else None

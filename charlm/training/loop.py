@@ -97,7 +97,9 @@ class Trainer:
         started, elapsed0, reason, last = time.perf_counter(), prog.elapsed_s, None, None
         # --max-time counts from the command's start (preparation included) when known
         deadline = self.deadline = (self.started_at or time.monotonic()) + cfg.max_time
-        length = RunLength(self._step_limit(), time.monotonic(), deadline if cfg.max_time else None)
+        # the learning rate's schedule runs from here (or a new network's start) to the deadline
+        self.length = RunLength(self._step_limit(), time.monotonic(),
+                                deadline if cfg.max_time else None)  # fmt: skip
         with self._session(deadline if cfg.max_time else None):
             for x, y in self._batches():
                 # 1. one optimizer step (the state is carried only by the consecutive sampler)
@@ -109,7 +111,7 @@ class Trainer:
                 )  # fmt: skip
                 # 2. under torchrun: the loss over all processes' rows, a signal on any of them,
                 # how far the run is (the learning rate's decay)
-                done = length.done(prog.step + 1, self.closing_s + self.reserve_s)
+                done = self.length.done(prog.step + 1, self.closing_s + self.reserve_s)
                 loss, self.signum, self.done = self.dist.agree(r.loss, self._guard.signum, done)
                 self._account(replace(r, loss=loss), window, x.numel() * self.dist.world, t0)
                 prog.elapsed_s = elapsed0 + time.perf_counter() - started
@@ -129,7 +131,10 @@ class Trainer:
                     last = self._keep(rec)  # best.pt if it improved, metrics, report
                     self._save_last()  # last.pt
                     self.closing_s = time.monotonic() - closing
-                    if Plateau(**prog.plateau).should_stop(cfg):
+                    # in the decay the schedule takes the rate down and the deadline ends the
+                    # run: a plateau there is the rate settling (it stopped a KJV run at 470 s
+                    # of 600), and best.pt keeps the best whatever comes after
+                    if Plateau(**prog.plateau).should_stop(cfg) and not self._decaying():
                         if room_for_member(
                             cfg, prog, state.members, self.dist, deadline, self.done
                         ):
@@ -199,6 +204,11 @@ class Trainer:
             t = t.pin_memory()
         return t.to(self.device, non_blocking=True)
 
+    def _decaying(self) -> bool:
+        """Whether a --max-time run's rate is in its decay (optim.decay_factor below 1)."""
+        cfg = self.train_config
+        return cfg.max_time > 0 and cfg.decay > 0 and self.done >= 1 - cfg.decay
+
     def _lr(self) -> float:
         step = self.prog.step - self.prog.member_start_step  # each member warms up anew
         return lr_at(self.train_config, step, Plateau(**self.prog.plateau).lr_scale, self.done)
@@ -261,6 +271,10 @@ class Trainer:
     def _start_member(self) -> None:
         took = self.prog.elapsed_s - self.prog.member_start_s
         self.state.start_member()
+        # a new network trains at the full rate, and its decay is over the last part of the
+        # time left to it: the network training at the deadline is the one that settles
+        self.length = replace(self.length, started=time.monotonic())
+        self.done = 0.0
         self.report.echo(f"member {self.prog.member + 1}: the last network stopped improving "
                          f"after {took:.0f} s; a new one trains beside it "
                          f"({self.train_config.members} at most)")  # fmt: skip

@@ -82,7 +82,8 @@ class RunLength:
     """How far through the run training is: the larger of the time used of the budget (from
     the loop's start to the deadline, less what the final evaluation and save will take) and
     the steps taken of the step limit. Steps count from the run's start, so a resumed run
-    decays where a straight one would; time counts within this invocation's --max-time."""
+    decays where a straight one would; time counts within this invocation's --max-time, from
+    the start of the network in training (a new averaged network gets a decay of its own)."""
 
     step_limit: int
     started: float  # time.monotonic() when the loop started

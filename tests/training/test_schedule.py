@@ -94,3 +94,17 @@ def test_a_time_budget_decays_by_default_and_explicit_options_win(tmp_path, corp
     # the budget ends the run, not the 100-epoch cap (which would also start the decay early)
     assert config(max_time=30.0).epochs == BUDGET_EPOCHS and config().epochs == 100
     assert config(max_time=30.0, epochs=7).epochs == 7
+
+
+def test_a_plateau_in_the_decay_does_not_end_a_budgeted_run():
+    from types import SimpleNamespace
+
+    from charlm.training.loop import Trainer
+
+    def decaying(done, **kw):
+        cfg = TrainConfig(**{"max_time": 600, "decay": 0.5, **kw})
+        return Trainer._decaying(SimpleNamespace(train_config=cfg, done=done))
+
+    assert decaying(0.6) and not decaying(0.4)
+    assert not decaying(0.9, decay=0.0)  # no decay: the plateau rule stops as before
+    assert not decaying(0.9, max_time=0)  # a run bounded by steps keeps early stopping
