@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 
+from charlm.scoring.adapt import Adaptation
 from charlm.scoring.dynamic import Dynamic
 from charlm.scoring.mixture import MixtureFit
 from charlm.store import checkpoint
@@ -39,7 +40,9 @@ def fit_into_best(
     model, _, _ = checkpoint.restore_model(payload, str(folder.best), device)
     stop = (lambda: time.monotonic() >= deadline) if deadline else None
     t0 = time.perf_counter()
-    dyn = mix_fit.fit_dynamic(model, device, stop)
+    adapt = payload["kn"].get("adapt")
+    adaptation = Adaptation.from_payload(adapt) if adapt else None
+    dyn = mix_fit.fit_dynamic(model, adaptation, device, stop)
     if dyn is None:
         echo("dynamic evaluation for --adapt: not fitted (--max-time left no time for it)")
         return None
