@@ -245,7 +245,7 @@ class LanguageModel:
         result["network"] = scores.network.as_dict()
         if scores.adapted is not None:
             dyn = self.mixture.dynamic if scores.dynamic_only is not None else None
-            cache = dyn.adapt if dyn and dyn.adapt else self.mixture.adaptation.to_payload()
+            cache = self.mixture.adaptation.to_payload()
             result["adapted"] = {**scores.adapted.as_dict(), **cache,
                                  "cache_only": scores.cache_only.as_dict()}  # fmt: skip
             if dyn is not None:

@@ -42,28 +42,25 @@ FIT_CHARS = 8_000  # tune characters each candidate rate scores: the fit is a ba
 
 @dataclass(frozen=True)
 class Dynamic:
-    """A fitted dynamic evaluation: the rate, and the mixture weight and song cache weights
-    fitted over the network as it adapts (they differ from the static ones: an adapted network
-    deserves more of the mixture)."""
+    """A fitted dynamic evaluation: the rate, and the mixture weight fitted over the network
+    as it adapts (an adapted network deserves more of the mixture than the static one). The
+    song cache on top keeps the shipped weights."""
 
     lr: float
     weight: float
-    adapt: dict[str, Any] | None  # the song cache's weights over the adapted mixture
 
     def to_payload(self) -> dict[str, Any]:
-        return {"lr": self.lr, "weight": self.weight, "adapt": self.adapt}
+        return {"lr": self.lr, "weight": self.weight}
 
     @classmethod
     def from_payload(cls, d: Any) -> Dynamic:
         """The block a checkpoint stores; ValueError/TypeError/KeyError when it is malformed."""
         if not isinstance(d, dict):
             raise TypeError("kn.dynamic is not a mapping")
-        lr, weight, adapt = float(d["lr"]), float(d["weight"]), d.get("adapt")
+        lr, weight = float(d["lr"]), float(d["weight"])
         if not (0.0 <= lr < 10.0 and 0.0 <= weight <= 1.0):
             raise ValueError("kn.dynamic.lr or kn.dynamic.weight out of range")
-        if adapt is not None and not isinstance(adapt, dict):
-            raise TypeError("kn.dynamic.adapt is not a mapping")
-        return cls(lr, weight, adapt)
+        return cls(lr, weight)
 
 
 def dynamic_logprobs(

@@ -93,9 +93,7 @@ def score_text(
         return Scores(shipped, network, mixture.weight, cache, cache)
     dyn_net = dynamic.dynamic_logprobs(model, ids, dyn.lr, device, stop)  # (N-1,)
     dyn_mixed = mix_logprobs(dyn_net, kn_logp, dyn.weight)
-    # the shipped cache weights, unless the block carries its own (the first format did)
-    cache_weights = Adaptation.from_payload(dyn.adapt) if dyn.adapt else mixture.adaptation
-    both = cache_weights.mix(dyn_mixed, ids)
+    both = mixture.adaptation.mix(dyn_mixed, ids)
     dyn_only = EvalResult.from_logprobs(dyn_mixed, ids[1:])
     return Scores(shipped, network, mixture.weight, EvalResult.from_logprobs(both, ids[1:]),
                   cache, dyn_only)  # fmt: skip
@@ -139,21 +137,14 @@ class MixtureFit:
 
     def _fit_adaptation(self, static_logp: torch.Tensor) -> Adaptation | None:
         """Weights per match length; resetting at blank lines or not, whichever the tune
-        slice likes better (a corpus of separate poems resets, one of run-on lyrics need not).
-        `static_logp` scores the first len(static_logp) + 1 ids of the tune slice."""
-        return self._adapted(static_logp)[0]
-
-    def _adapted(self, static_logp: torch.Tensor) -> tuple[Adaptation | None, float]:
-        """The song cache fitted over `static_logp`, and the tune log-likelihood it gives."""
-        n = len(static_logp)
-        ids = self.tune_ids[: n + 1]
+        slice likes better (a corpus of separate poems resets, one of run-on lyrics need not)."""
         best, best_ll = None, -math.inf
         for reset, (p_cache, match) in self.caches.items():
-            a = Adaptation(fit_weights(static_logp, p_cache[:n], match[:n], CACHE_ORDER), reset)
-            ll = float(a.mix(static_logp, ids).sum()) if n else 0.0
+            a = Adaptation(fit_weights(static_logp, p_cache, match, CACHE_ORDER), reset)
+            ll = float(a.mix(static_logp, self.tune_ids).sum()) if len(static_logp) else 0.0
             if ll > best_ll:
                 best, best_ll = a, ll
-        return best, best_ll
+        return best
 
     def fit_dynamic(
         self,
@@ -180,7 +171,7 @@ class MixtureFit:
             mixed = mix_logprobs(net, kn, weight)
             ll = float((adaptation.mix(mixed, ids) if adaptation else mixed).sum())
             if ll > best_ll:
-                best, best_ll = Dynamic(lr, weight, None), ll
+                best, best_ll = Dynamic(lr, weight), ll
         return best
 
     def payload(self, weight: float, adaptation: Adaptation | None) -> dict[str, Any]:
@@ -265,6 +256,4 @@ def from_payload(block: dict[str, Any] | None, vocab_size: int) -> Mixture | Non
     adaptation = Adaptation.from_payload(adapt) if adapt else None
     dyn = block.get("dynamic")
     dyn = Dynamic.from_payload(dyn) if dyn is not None else None
-    if dyn is not None and dyn.adapt is not None:
-        Adaptation.from_payload(dyn.adapt)  # checked now, not in the middle of an evaluation
     return Mixture(KneserNey.from_tables(block), weight, adaptation, dyn)
