@@ -41,9 +41,11 @@ class EventLog:
         from torch.utils.tensorboard import SummaryWriter
 
         # On resume, points past the resumed step belong to a future that did not happen
-        # (metrics.jsonl drops them too): purge_step hides them.
+        # (metrics.jsonl drops them too): purge_step hides them. It hides steps >= itself,
+        # and the resumed step's own point is real: it is the step after.
         self.writer = SummaryWriter(
-            log_dir=str(Path(run_dir) / "tensorboard"), purge_step=resume_step or None
+            log_dir=str(Path(run_dir) / "tensorboard"),
+            purge_step=resume_step + 1 if resume_step else None,
         )
 
     def write(self, record: dict[str, Any]) -> None:

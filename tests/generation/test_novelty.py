@@ -135,3 +135,21 @@ def test_max_copy_never_writes_unknown_when_every_character_would_copy(tmp_path,
                         "0", "--max-copy", "2", "--length", "40"])  # fmt: skip
     assert r.exit_code == 0, r.stderr
     assert "<unk>" not in r.stdout and set(r.stdout) <= set("春夏秋\n")
+
+
+def test_the_copy_guard_counts_the_prefix_as_part_of_the_copy():
+    """A prefix taken from the training text starts a copy: with --max-copy 3 after the
+    prefix 分开不, the 了 that would make 分开不了 (4 training characters) is forbidden at
+    the very first step, and nothing else is."""
+    import torch
+
+    from charlm.data.vocab import Vocab
+    from charlm.generation.constraints import CopyGuard, Draft
+
+    vocab = Vocab.build("分开不了\n我爱你")
+    train = [int(i) for i in vocab.encode("分开不了\n")]
+    guard = CopyGuard(TrainingIndex(train, len(vocab)), 3)
+    start = [int(i) for i in vocab.encode("分开不")]
+    draft = Draft.start("分开不", start, n=1, max_lines=0, keep=guard.looks_back)
+    out = guard(torch.zeros(1, len(vocab)), draft)[0]
+    assert torch.isinf(out).nonzero().flatten().tolist() == [vocab.id_of("了")]

@@ -72,6 +72,9 @@ def test_an_ensemble_checkpoint_round_trips_and_its_members_are_covered(tmp_path
         checkpoint.restore_model(odd, "e.pt")
 
 
+NETWORK_ONLY = ("--kn-order", "0", "--lr", "0.01")  # the network alone, converging fast
+
+
 def _train(runner, ck, corpus, *extra):
     r = invoke(runner, ["train", "--corpus", corpus, "--run", "m", "--checkpoint-dir", ck,
                         *TINY_TRAIN, "--eval-every", "5", "--early-stop", "1",
@@ -86,22 +89,38 @@ def _records(ck):
     return [json.loads(x) for x in (ck / "m" / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.slow
-def test_a_run_with_time_left_trains_a_second_member_and_resumes_exactly(
+def test_a_run_with_time_left_trains_a_second_member_from_the_first_ones_best(
     runner, corpus_file, tmp_path
 ):
+    # the network alone is judged (this text's count model is near perfect: evaluations
+    # would tie), so the first network stops after an evaluation that got worse
     straight = tmp_path / "straight"
-    r = _train(runner, straight, corpus_file, "--max-steps", "400")
+    r = _train(runner, straight, corpus_file, *NETWORK_ONLY, "--max-steps", "200")
     assert "member 2: the last network stopped improving" in r.stderr
     switch = next(rec["step"] for rec in _records(straight) if rec["member"] == 1) - 5
     summary = json.loads(r.stdout)
     best, _, _ = checkpoint.restore_model(checkpoint.load(straight / "m" / "best.pt"), "b")
-    assert len(networks(best)) == summary["networks"]  # what the summary says ships
+    assert len(networks(best)) == summary["networks"] == 2  # what the summary says ships
     info = invoke(runner, ["info", "--checkpoint-dir", straight, "--checkpoint", "m", "--json"])
     assert json.loads(info.stdout)["networks"] == summary["networks"]
     gen = invoke(runner, ["generate", "--checkpoint-dir", straight, "--length", "20",
                           "--seed", "1"])  # fmt: skip
     assert gen.exit_code == 0 and len(gen.stdout) > 10
+    # the frozen first network is its best weights, not its last: a run stopped where the
+    # first network stopped ships exactly those as its best
+    first = tmp_path / "first"
+    _train(runner, first, corpus_file, *NETWORK_ONLY, "--max-steps", str(switch))
+    assert checkpoint.load(first / "m" / "last.pt")["progress"]["best_step"] < switch
+    frozen = checkpoint.load(straight / "m" / "last.pt")["model_state"]  # the first network
+    for key, value in checkpoint.load(first / "m" / "best.pt")["model_state"].items():
+        assert torch.equal(frozen[key], value), key
+
+
+@pytest.mark.slow
+def test_a_second_member_resumes_exactly(runner, corpus_file, tmp_path):
+    straight = tmp_path / "straight"
+    _train(runner, straight, corpus_file, "--max-steps", "400")
+    switch = next(rec["step"] for rec in _records(straight) if rec["member"] == 1) - 5
     # stop 5 steps into member 2, resume 10 steps more == 15 steps more straight
     a, b = tmp_path / "a", tmp_path / "b"
     _train(runner, a, corpus_file, "--max-steps", str(switch + 5))
@@ -116,7 +135,9 @@ def test_a_run_with_time_left_trains_a_second_member_and_resumes_exactly(
     assert math.isclose(pa["progress"]["best_val_ppl"], pb["progress"]["best_val_ppl"])
 
 
-def test_one_member_or_no_budget_trains_one_network(runner, corpus_file, tmp_path):
-    r = _train(runner, tmp_path, corpus_file, "--max-steps", "400", "--members", "1")
+@pytest.mark.parametrize("limit", [["--members", "1"], ["--max-time", "0"]])
+def test_one_member_or_no_budget_trains_one_network(runner, corpus_file, tmp_path, limit):
+    r = _train(runner, tmp_path, corpus_file, "--max-steps", "400", *limit)
     assert "member 2" not in r.stderr and json.loads(r.stdout)["networks"] == 1
     assert {rec["member"] for rec in _records(tmp_path)} == {0}
+    assert len(checkpoint.load(tmp_path / "m" / "last.pt").get("members") or []) == 0

@@ -12,6 +12,7 @@ from charlm.scoring.adapt import (
     Adaptation,
     LineGuard,
     StreamCache,
+    adapt_logprobs,
     cache_probs,
     fit_weights,
 )
@@ -99,6 +100,7 @@ def test_weights_default_to_the_shared_fit_on_sparse_match_lengths():
     w = fit_weights(static, p, match, 4)
     assert w[0] == 0.0 and w[1] > 0.5  # length 0 has 30 positions: its own weight
     assert w[2] == w[3] == w[4]  # lengths 1-3 never matched: the shared weight
+    assert w[2] == pytest.approx(w[1])  # ... fitted over every matched position, not zero
 
 
 def feed(guard, text):
@@ -150,6 +152,44 @@ def test_line_guard_caps_a_line_within_sixteen():
     assert not any(feed(LineGuard(1, 0), "1|2|1|3|1|" + "4|5|6|7|8|9|2|3|4|5|6|7|" + "1|"))
     # blank lines may come as often as stanzas do
     assert not any(feed(LineGuard(1, 0), "1||2||3||4||5||"))
+
+
+def test_line_guard_window_is_sixteen_lines_exactly():
+    # "1" three times, the third 10 lines back; the fourth may not end as line 16 of the
+    # window (the current line and 15 before it), and may as line 17 (the first has left)
+    fill = [a + b for a in "234" for b in "23456789"]  # distinct lines, no "0" (the break)
+    lines = ["1", *fill[:4], "1", *fill[4:8], "1", *fill[8:12]]  # ones at 0, 5 and 10
+    assert feed(LineGuard(1, 0), "|".join([*lines, "1"]) + "|")[-1]  # as line 15
+    assert not feed(LineGuard(1, 0), "|".join([*lines, fill[12], "1"]) + "|")[-1]  # as 16
+
+
+def test_line_guard_blocks_of_up_to_eight_lines():
+    # a block of 4 or 8 lines may come twice, not a third time; one of 9 is past the limit
+    assert feed(LineGuard(1, 0), "|".join("2345" * 3) + "|") == [False] * 11 + [True]
+    eight = [str(n) for n in range(11, 19)]
+    assert feed(LineGuard(1, 0), "|".join(eight * 3) + "|") == [False] * 23 + [True]
+    nine = [str(n) for n in range(11, 20)]
+    assert not any(feed(LineGuard(1, 0), "|".join(nine * 3) + "|"))
+
+
+def test_line_guard_units_of_up_to_six_characters():
+    guard = LineGuard(1, 0)
+    feed(guard, "234567" * 2)  # a six-character unit twice fills 12: a third may not start
+    assert guard.mask(torch.zeros(1, 10))[0, 2] == float("-inf")
+    guard = LineGuard(1, 0)
+    feed(guard, "2345678" + "23456")  # a seven-character unit is past the rule
+    assert not torch.isinf(guard.mask(torch.zeros(1, 10))[0]).any()
+
+
+def test_generation_mixes_the_cache_at_eight_tenths_of_its_weight():
+    # "12" was written, then "1": the cache says "2" for sure; the fitted weight at match
+    # length 1 is 0.5, generation uses 0.8 of it (0.4) against a uniform network
+    cache = StreamCache(3, 10)
+    for i in (1, 2, 1):
+        cache.add(i)
+    static = torch.full((1, 10), math.log(0.1))
+    out = adapt_logprobs(static, [cache], Adaptation((0.0, 0.5, 0.5, 0.5)))[0].exp()
+    assert out[2] == pytest.approx(0.6 * 0.1 + 0.4) and out[3] == pytest.approx(0.6 * 0.1)
 
 
 def test_payload_round_trip_and_validation():

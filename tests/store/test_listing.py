@@ -37,12 +37,15 @@ def test_runs_lists_every_run_with_its_numbers(two_runs, runner):
         json.loads(x) for x in (two_runs / "longer" / "metrics.jsonl").read_text().splitlines()
     ]
     assert rows["longer"]["best_ppl"] == min(m["val_ppl"] for m in metrics)
+    assert rows["longer"]["best_ppl"] < rows["short"]["best_ppl"]  # what --sort best_ppl reads
     on_disk = sum(p.stat().st_size for p in (two_runs / "longer").iterdir()) / 1e6
     assert rows["longer"]["size_mb"] == pytest.approx(on_disk)
     assert "2 run(s)" in r.stderr and "lyrics.txt" in r.stderr  # the table, on stderr
 
 
-@pytest.mark.parametrize(("key", "first"), [("name", "longer"), ("steps", "longer")])
+@pytest.mark.parametrize(
+    ("key", "first"), [("name", "longer"), ("steps", "longer"), ("best_ppl", "longer")]
+)
 def test_runs_sort_and_names_on_stdout(two_runs, runner, key, first):
     r = runner.invoke(app(), ["runs", "--checkpoint-dir", str(two_runs), "--sort", key])
     assert r.exit_code == 0 and r.stdout.split()[0] == first and len(r.stdout.split()) == 2

@@ -218,3 +218,43 @@ def test_each_process_takes_its_own_rows_and_dropout_stream():
     assert not torch.equal(fresh, Dist(rank=1, world=2).dropout_rng(rng, seed=5, step=10))
     same = {**rng, "torch_ranks": [torch.zeros(1), torch.full((1,), 7)]}
     assert torch.equal(second.dropout_rng(same, seed=5, step=9), same["torch_ranks"][1])
+
+
+def test_ranks_without_saved_streams_draw_different_dropout_masks():
+    """Resumed on more processes than saved: every new rank gets a stream of its own (two
+    ranks with one stream would drop the same units of their different rows)."""
+    from charlm.system.distributed import Dist
+
+    rng = {"torch": torch.zeros(3, dtype=torch.uint8)}
+    streams = [Dist(rank=r, world=3).dropout_rng(rng, seed=5, step=9) for r in (1, 2)]
+    assert not torch.equal(*streams)
+
+
+def test_the_agreed_signal_prefers_sigterm(monkeypatch):
+    """The launcher's SIGTERM beats a user's SIGINT on another process: the exit code and
+    what is saved must be the launcher's, on every process alike."""
+    from charlm.system.distributed import Dist
+
+    d = Dist(rank=0, world=2)
+    monkeypatch.setattr(Dist, "sum", lambda self, v: [v[0] * 2, 1.0, 1.0, v[3] * 2])
+    assert d.agree(1.5, signal.SIGINT, 0.25) == (1.5, signal.SIGTERM, 0.25)
+    monkeypatch.setattr(Dist, "sum", lambda self, v: [v[0] * 2, 1.0, 0.0, v[3] * 2])
+    assert d.agree(1.5, None, 0.25)[1] == signal.SIGINT
+    monkeypatch.setattr(Dist, "sum", lambda self, v: [v[0] * 2, 0.0, 0.0, v[3] * 2])
+    assert d.agree(1.5, None, 0.25)[1] is None
+
+
+def test_a_follower_that_reads_another_corpus_is_refused(tmp_path):
+    """README: "a different file at the same path on another node is refused"."""
+    from charlm.errors import DataError
+    from charlm.training.options import TrainOptions
+    from charlm.training.setup import follow, plan_of, prepare
+
+    corpus = tmp_path / "lyrics.txt"
+    corpus.write_text("分开不了\n我爱你\n" * 200, encoding="utf-8")
+    opts = TrainOptions(corpus=str(corpus), hidden=16, batch_size=4, seq_len=8, run="r")
+    plan = plan_of(prepare(opts, tmp_path / "ck", torch.device("cpu"), echo=lambda s: None))
+    assert list(follow(plan, opts, tmp_path / "ck").data.vocab.tokens) == plan["vocab"]
+    corpus.write_text("分开不了\n我爱他\n" * 200, encoding="utf-8")  # another node's file
+    with pytest.raises(DataError, match="different corpus from process 0's"):
+        follow(plan, opts, tmp_path / "ck")

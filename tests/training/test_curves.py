@@ -57,3 +57,34 @@ def test_missing_runs_and_missing_extra_exit_2(two_runs, runner, monkeypatch, tm
     monkeypatch.setitem(sys.modules, "plotext", None)
     r = runner.invoke(app(), ["plot", "a", "--checkpoint-dir", str(two_runs), "--terminal"])
     assert r.exit_code == 2 and "plotext" in r.stderr
+
+
+def test_each_curve_is_drawn_against_steps_and_minutes_in_its_style(
+    two_runs, runner, monkeypatch, tmp_path
+):
+    """What the PNG holds, read from the plot calls: the left panel against steps, the right
+    against minutes trained (elapsed_s / 60), held-out solid, the network alone dotted, train
+    dashed (the title's legend)."""
+    import json
+
+    import matplotlib.axes
+
+    drawn = []
+    real = matplotlib.axes.Axes.plot
+
+    def plot(ax, xs, ys, **kw):
+        drawn.append((ax.get_xlabel() or "pending", list(xs), kw["linestyle"], kw["label"]))
+        return real(ax, xs, ys, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", plot)
+    r = runner.invoke(app(), ["plot", "a", "--checkpoint-dir", str(two_runs), "--out",
+                              str(tmp_path / "a.png")])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    rows = [json.loads(x) for x in (two_runs / "a" / "metrics.jsonl").read_text().splitlines()]
+    steps = [float(r["step"]) for r in rows]
+    minutes = [r["elapsed_s"] / 60 for r in rows]
+    styles = {label.removeprefix("a "): style for _, _, style, label in drawn}
+    assert styles == {"held-out (mixture)": "-", "held-out (network)": ":",
+                      "train (network)": "--"}  # fmt: skip
+    held_out = [xs for _, xs, _, label in drawn if label == "a held-out (mixture)"]
+    assert held_out == [steps, pytest.approx(minutes)]  # the step panel, then the minutes one

@@ -123,6 +123,32 @@ def test_explicit_sizes_skip_the_budget_rule(monkeypatch, tmp_path, corpus_file,
     assert calls == []
 
 
+def test_a_time_budget_sizes_the_default_model_down_and_says_so(monkeypatch, tmp_path):
+    """The --max-time path of `prepare`: on a machine too slow for the corpus rule's model,
+    the run trains the largest that fits (here the smallest: every size is slow), and says
+    why; without a budget the corpus rule's model stands."""
+    import random
+
+    import charlm.training.sizing
+    from charlm.training.options import TrainOptions
+    from charlm.training.setup import prepare
+
+    rnd = random.Random(0)  # 44k characters: the corpus rule asks 1x192
+    corpus_file = tmp_path / "lyrics.txt"
+    corpus_file.write_text("\n".join("".join(rnd.choices("春夏秋冬风花雪月山水", k=10))
+                                      for _ in range(4000)), encoding="utf-8")  # fmt: skip
+    monkeypatch.setattr(charlm.training.sizing, "measure_speed", lambda *a: 1.0)  # chars/s
+
+    def setup(**kw):
+        opts = TrainOptions(corpus=str(corpus_file), batch_size=4, seq_len=8, **kw)
+        return prepare(opts, tmp_path, torch.device("cpu"), echo=lambda s: None)
+
+    rule, sized = setup(), setup(max_time=5.0)
+    assert sized.model_config.hidden < rule.model_config.hidden == 192
+    assert any("model sized to the budget" in n for n in sized.notes)
+    assert not any("model sized" in n for n in rule.notes)
+
+
 def test_a_small_text_trains_with_a_batch_and_window_that_fit(tmp_path, runner):
     """A 40-line song was refused ("needs 2,112 characters"): the window, then the batch,
     shrink (the sizes the user left out) and the header says so; sizes given are kept."""

@@ -34,3 +34,25 @@ def test_without_the_package_it_says_how_to_install_and_makes_nothing(tmp_path, 
     assert r.exit_code == 2
     assert "pip install 'charlm-lyrics[tensorboard]'" in r.stderr
     assert not (tmp_path / "ck").exists()
+
+
+def test_resume_hides_the_future_that_did_not_happen_and_keeps_the_resumed_step(tmp_path):
+    """Bug: purge_step was the resumed step itself, and TensorBoard hides steps >= it, so
+    the last evaluation before the resume vanished from the curves."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from charlm.training.tensorboard import EventLog
+
+    log = EventLog(tmp_path)
+    for step, ppl in ((10, 5.0), (20, 4.0), (30, 3.0)):  # 30: written, then the run died
+        log.write({"step": step, "val_ppl": ppl})
+    log.close()
+    log = EventLog(tmp_path, resume_step=20)  # last.pt was at step 20
+    for step, ppl in ((30, 2.5), (40, 2.0)):
+        log.write({"step": step, "val_ppl": ppl})
+    log.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    points = [(e.step, e.value) for e in events.Scalars("perplexity/held-out")]
+    assert points == [(10, 5.0), (20, 4.0), (30, 2.5), (40, 2.0)]
