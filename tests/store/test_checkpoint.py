@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -224,6 +227,42 @@ def test_format_1_checkpoints_still_load(saved):
     payload["digest"] = checkpoint.tensor_digest(payload["model_state"])
     torch.save(payload, path)
     assert checkpoint.load(path)["format_version"] == 1
+
+
+FORMAT_1 = Path(__file__).parent / "data" / "format1"  # written by charlm at b355175^
+
+
+def test_a_real_format_1_run_generates_evaluates_and_refuses_what_it_cannot(tmp_path):
+    """A run written by the charlm of format 1 (tests/store/data/format1, trained on
+    tiny_text() for 20 steps): it generates, evaluates and is listed; --adapt is refused
+    with 2 and --resume with 4, as README says, and nothing in it changes."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from ..conftest import invoke, tiny_text
+
+    ck = tmp_path / "ck"
+    shutil.copytree(FORMAT_1, ck / "f1")
+    before = {p.name: p.read_bytes() for p in (ck / "f1").iterdir()}
+    corpus = tmp_path / "lyrics.txt"
+    corpus.write_text(tiny_text(), encoding="utf-8")
+    runner = CliRunner()
+    base = ["--checkpoint-dir", ck]
+    gen = invoke(runner, ["generate", *base, "--checkpoint", "f1", "--prefix", "我",
+                          "--length", "30", "--seed", "1"])  # fmt: skip
+    assert gen.exit_code == 0, gen.stderr
+    assert gen.stdout.startswith("我") and set(gen.stdout) <= set(tiny_text())
+    ev = invoke(runner, ["evaluate", *base, "--checkpoint", "f1", "--corpus", corpus, "--json"])
+    assert ev.exit_code == 0, ev.stderr
+    assert checkpoint.load(ck / "f1" / "best.pt")["format_version"] == 1
+    adapt = invoke(runner, ["generate", *base, "--checkpoint", "f1", "--adapt"])
+    assert adapt.exit_code == 2 and "--adapt" in adapt.stderr
+    resume = invoke(runner, ["train", *base, "--run", "f1", "--resume", "--corpus", corpus])
+    assert resume.exit_code == 4 and "format 1" in resume.stderr
+    listed = invoke(runner, ["runs", *base, "--json"])
+    assert [json.loads(x)["steps"] for x in listed.stdout.splitlines()] == [20]
+    assert {p.name: p.read_bytes() for p in (ck / "f1").iterdir()} == before
 
 
 def _as_saved_on_cuda(src, dst) -> None:
