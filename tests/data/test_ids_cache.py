@@ -162,3 +162,12 @@ def ids_cache_app():
     from charlm.cli import app
 
     return app
+
+
+def test_a_text_of_a_million_characters_is_cached_and_one_less_is_not(tmp_path, monkeypatch):
+    """README: "A text of 1M characters or more is" cached (the threshold as shipped)."""
+    monkeypatch.undo()  # the shipped threshold, not this file's small one
+    text = ("分开不了我爱你\n" * 125_000)[:1_000_000]
+    assert encode_text(text, fingerprint(text), 0.1, tmp_path).cache.startswith("written")
+    shorter = text[:-1]
+    assert encode_text(shorter, fingerprint(shorter), 0.1, tmp_path).cache is None

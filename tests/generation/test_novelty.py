@@ -153,3 +153,10 @@ def test_the_copy_guard_counts_the_prefix_as_part_of_the_copy():
     draft = Draft.start("分开不", start, n=1, max_lines=0, keep=guard.looks_back)
     out = guard(torch.zeros(1, len(vocab)), draft)[0]
     assert torch.isinf(out).nonzero().flatten().tolist() == [vocab.id_of("了")]
+
+
+def test_extensions_of_nothing_are_the_characters_the_training_text_has():
+    index = TrainingIndex([0, 2, 2, 3], vocab_size=5)
+    assert index.extensions([], 0).tolist() == [True, False, True, True, False]
+    assert index.extensions([2], 1).tolist() == [False, False, True, True, False]  # 22, 23
+    assert not index.extensions([3], 2).any()  # shorter than asked: nothing would copy

@@ -62,6 +62,28 @@ def test_a_damaged_checkpoint_is_listed_not_fatal(tmp_path, two_runs, runner):
     (ck / "short" / "last.pt").unlink()
     r = runner.invoke(app(), ["runs", "--checkpoint-dir", str(ck), "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["model"] == "?"
+    # with its metrics gone too, it is a run of nothing yet, listed after every scored run
+    (ck / "short" / "metrics.jsonl").unlink()
+    shutil.copytree(two_runs / "longer", ck / "longer")
+    r = runner.invoke(app(), ["runs", "--checkpoint-dir", str(ck), "--json", "--sort",
+                              "best_ppl"])  # fmt: skip
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [d["name"] for d in rows] == ["longer", "short"]
+    assert (rows[1]["steps"], rows[1]["best_ppl"], rows[1]["trained_s"]) == (0, None, 0.0)
+
+
+def test_durations_read_as_hours_minutes_and_seconds():
+    from charlm.store.listing import _duration
+
+    assert [_duration(s) for s in (0, 59.6, 65, 3599, 3725)] == [
+        "0m00s", "1m00s", "1m05s", "59m59s", "1h02m"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", ".", "", ".cache"])
+def test_runs_rm_refuses_what_is_not_a_run_name(tmp_path, two_runs, runner, name):
+    r = runner.invoke(app(), ["runs", "rm", name, "--yes", "--checkpoint-dir", str(two_runs)])
+    assert r.exit_code == 2 and "not a run name" in r.stderr
+    assert (two_runs / "short" / "best.pt").is_file()
 
 
 def test_runs_rm_asks_refuses_and_deletes(tmp_path, two_runs, runner):

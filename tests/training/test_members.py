@@ -31,9 +31,42 @@ def test_only_a_budgeted_run_within_members_after_a_network_that_helped_may_grow
 
 @pytest.mark.parametrize(("left", "room"), [(130.0, True), (110.0, False)])
 def test_a_new_member_needs_a_fifth_more_time_than_the_last_took(left, room):
-    """The last network took 100 s: another needs 120 s left (1.2 times as long)."""
+    """The last network trained from 50 s to 150 s: another needs 120 s left (1.2 times as
+    long)."""
     deadline = time.monotonic() + left
-    assert room_for_member(BUDGET, prog(), SimpleNamespace(best={}), Dist(), deadline) == room
+    last = prog(elapsed_s=150.0, member_start_s=50.0)
+    assert room_for_member(BUDGET, last, SimpleNamespace(best={}), Dist(), deadline) == room
+
+
+def test_the_average_scores_each_frozen_member_once_and_the_training_network_each_time():
+    import math
+
+    import torch
+
+    from charlm.config import ModelConfig
+    from charlm.training.members import Members
+
+    members = Members(ModelConfig(vocab_size=5, embed=4, hidden=8), "cpu")
+    current = torch.log(torch.full((3,), 0.5))
+    assert members.average("held-out", torch.zeros(4), current, None) is current  # none yet
+    calls = []
+
+    def score(net, ids):
+        calls.append(net)
+        return torch.log(torch.full((3,), 0.1))
+
+    members.add({k: v.clone() for k, v in members_state().items()})
+    for _ in range(2):
+        mean = members.average("held-out", torch.zeros(4), current, score)
+        assert torch.allclose(mean, torch.full((3,), math.log(0.3)))  # (0.1 + 0.5) / 2
+    assert len(calls) == 1  # frozen: scored once, then kept
+
+
+def members_state():
+    from charlm.config import ModelConfig
+    from charlm.models.charrnn import CharRNN
+
+    return CharRNN(ModelConfig(vocab_size=5, embed=4, hidden=8), "cpu").state_dict()
 
 
 def test_no_new_member_inside_the_decay():
@@ -41,3 +74,13 @@ def test_no_new_member_inside_the_decay():
     members = SimpleNamespace(best={})
     assert room_for_member(BUDGET, prog(), members, Dist(), deadline, done=0.4)
     assert not room_for_member(BUDGET, prog(), members, Dist(), deadline, done=0.5)
+
+
+def test_each_member_has_a_seed_of_its_own_within_the_seed_range():
+    from charlm.training.members import new_member_seed
+
+    seeds = {new_member_seed(5, k) for k in range(1, 16)}
+    assert len(seeds) == 15 and 5 not in seeds
+    top = 2**63 - 1  # the largest --seed: member seeds wrap, staying valid seeds
+    assert all(0 <= new_member_seed(top, k) < 2**63 for k in range(1, 16))
+    assert new_member_seed(top, 1) == 7918

@@ -32,6 +32,12 @@ def test_auto_sizes_rule_scales_with_corpus():
     assert with_auto_sizes(TrainOptions(), 60_000).hidden == 256
     assert with_auto_sizes(TrainOptions(optimizer="sgd"), 60_000).weight_decay == 0.0
     assert with_auto_sizes(TrainOptions(embed=0), 60_000).embed == 0  # one-hot stays one-hot
+    # the rule's documented points: 0.3 and 0.25 at 16x the text (~1M), capped and floored
+    mid = auto_sizes(960_000)
+    assert (mid["dropout"], mid["weight_decay"]) == (0.3, 0.25)
+    tiny, huge = auto_sizes(6_000), auto_sizes(10**9)
+    assert (tiny["dropout"], tiny["weight_decay"]) == (0.6, 1.0)
+    assert (huge["dropout"], huge["weight_decay"]) == (0.1, 0.01)
 
 
 def test_every_option_is_a_field_and_presets_name_only_options():

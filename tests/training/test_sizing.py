@@ -90,6 +90,13 @@ def test_bisection_finds_the_largest_that_fits_in_few_measurements(fits):
     assert len(seen) <= 4 if fits else seen == [(1, 128)]  # a big corpus: one measurement
 
 
+def test_a_smaller_candidate_keeps_a_one_hot_input_one_hot():
+    one_hot = ModelConfig(vocab_size=50, embed=0, hidden=512, tie=False)
+    assert smaller(one_hot, 256, embed_given=False).embed == 0
+    assert smaller(BIG, 256, embed_given=False).embed == 128  # hidden / 2
+    assert smaller(BIG, 256, embed_given=True).embed == 256  # the user's
+
+
 def test_no_budget_or_given_embedding():
     m, note = fit_to_budget(BIG, TrainConfig(max_time=0), 10**9, torch.device("cpu"),
                             speed=lambda m: 1.0)  # fmt: skip
