@@ -316,8 +316,8 @@ def apply(work: Path, m: Mutant) -> str:
     return original
 
 
-def run_tests(work: Path, tests: tuple[str, ...], timeout: float) -> tuple[bool, float]:
-    """(the tests passed, seconds)."""
+def run_tests(work: Path, tests: tuple[str, ...], timeout: float) -> tuple[bool, float, str]:
+    """(the tests passed, seconds, the test that failed)."""
     env = {**os.environ, "PYTHONPATH": str(work), "PYTHONDONTWRITEBYTECODE": "1"}
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
            "-m", "slow or not slow", *tests]  # fmt: skip
@@ -325,8 +325,9 @@ def run_tests(work: Path, tests: tuple[str, ...], timeout: float) -> tuple[bool,
     try:
         r = subprocess.run(cmd, cwd=work, env=env, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return False, time.perf_counter() - t0
-    return r.returncode == 0, time.perf_counter() - t0
+        return False, time.perf_counter() - t0, f"timed out ({timeout:g} s)"
+    failed = [x for x in r.stdout.decode(errors="replace").splitlines() if x.startswith("FAILED")]
+    return r.returncode == 0, time.perf_counter() - t0, (failed[0][7:] if failed else "")
 
 
 def copy_tree(dest: Path) -> Path:
@@ -376,14 +377,15 @@ def main() -> None:
                 continue
             original = apply(work, m)
             try:
-                passed, took = run_tests(work, m.tests, args.timeout)
+                passed, took, by = run_tests(work, m.tests, args.timeout)
             finally:
                 (work / m.path).write_text(original, encoding="utf-8")
             verdict = "SURVIVED" if passed else "killed"
             if passed and m.name in EQUIVALENT:
                 verdict = "equivalent"
             rows.append((m, verdict, took))
-            print(f"[{k}/{len(mutants)}] {verdict:10s} {m.name} ({took:.0f} s)", file=sys.stderr)
+            print(f"[{k}/{len(mutants)}] {verdict:10s} {m.name} ({took:.0f} s) {by[:90]}",
+                  file=sys.stderr)  # fmt: skip
 
     print("| mutant | file | verdict | tests | s |\n|---|---|---|---|---|")
     for m, verdict, took in rows:

@@ -241,7 +241,11 @@ class LineGuard:
     characters may repeat past MAX_RUN_CHARS characters in a line. When ending the line being
     written would break a line rule, its line break is forbidden, so the line has to become a
     different one (blank lines are exempt from the window rule: they separate stanzas); the
-    character that would stretch a run is forbidden likewise."""
+    character that would stretch a run is forbidden likewise. And one character earlier, the
+    character that would complete a forbidden line is forbidden: a line heading for a repeat
+    turns at its last character (我爱你 -> 我爱他), where the break can still come. Forbidding
+    only the break let the model, which wanted the break there, go on with a tail it had no
+    plan for (40 % of such lines ran past twice the corpus's median line)."""
 
     def __init__(
         self, n: int, newline_id: int, k: int = MAX_REPEATS, max_block: int = MAX_BLOCK_LINES
@@ -258,8 +262,9 @@ class LineGuard:
         else:
             self.current[b].append(i)
 
-    def _would_repeat(self, b: int) -> bool:
-        line = tuple(self.current[b])
+    def _would_repeat(self, b: int, line: tuple[int, ...] | None = None) -> bool:
+        """Whether ending `line` (the current one by default) here breaks a line rule."""
+        line = tuple(self.current[b]) if line is None else line
         window = self.previous[b][-(WINDOW_LINES - 1) :]
         if line and sum(p == line for p in window) >= MAX_IN_WINDOW:
             return True
@@ -285,12 +290,22 @@ class LineGuard:
             if all(tail[i] == tail[i - m] for i in range(m, MAX_RUN_CHARS))
         }
 
+    def _repeat_completers(self, b: int) -> set[int]:
+        """Characters that would make the current line a whole earlier line whose ending
+        would break a line rule (the lines kept are few: this is cheap)."""
+        cur = tuple(self.current[b])
+        n = len(cur) + 1
+        ends = {p[-1] for p in set(self.previous[b]) if len(p) == n and p[:-1] == cur}
+        return {i for i in ends if self._would_repeat(b, (*cur, i))}
+
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, V) -> (B, V), at -inf: the line break where it would complete a repeat too many,
-        and any character that would stretch a repeated unit too far."""
+        the character that would make the line such a repeat, and any character that would
+        stretch a repeated unit too far. A row is never left with nothing to write."""
         for b in range(len(self.current)):
             if self._would_repeat(b):
                 logits[b, self.nl] = float("-inf")
-            for i in self._run_breakers(b):
-                logits[b, i] = float("-inf")
+            bad = self._run_breakers(b) | self._repeat_completers(b)
+            if bad and torch.isfinite(logits[b]).sum() > len(bad):
+                logits[b, list(bad)] = float("-inf")
         return logits

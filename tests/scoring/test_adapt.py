@@ -123,6 +123,23 @@ def test_line_guard_allows_two_and_never_three():
     assert feed(guard, "2|") == [True]  # a third "12" cannot end
 
 
+def test_line_guard_turns_a_line_at_the_character_that_would_complete_a_repeat():
+    """After 123|123| the line 12 may not take 3 (a third 123 could not end, and a model that
+    wanted the break there would write a tail); any other character may come, and 12 may end."""
+    guard = LineGuard(1, 0, k=2)
+    feed(guard, "123|123|12")
+    row = guard.mask(torch.zeros(1, 10))[0]
+    assert torch.isinf(row).nonzero().flatten().tolist() == [3]
+    guard = LineGuard(1, 0, k=2)
+    feed(guard, "123|456|12")  # 123 came once: it may come again
+    assert not torch.isinf(guard.mask(torch.zeros(1, 10))[0]).any()
+    guard = LineGuard(1, 0, k=2)
+    feed(guard, "123|123|12")
+    only = torch.full((1, 10), float("-inf"))
+    only[0, 3] = 0.0  # nothing else to write: the row is left as it is
+    assert guard.mask(only)[0, 3] == 0
+
+
 def test_line_guard_stops_a_cycle_of_two_lines():
     # A B A B is allowed (a chorus of two lines, twice); the third B cannot end
     assert feed(LineGuard(1, 0, k=2), "1|2|1|2|1|2|") == [False] * 5 + [True]
