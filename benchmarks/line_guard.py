@@ -8,8 +8,8 @@ well, or run on with a tail? Old code against new, the same checkpoint and seeds
 For each checkpoint, `charlm generate --adapt` (`--samples` songs of 40 lines a seed) with
 this tree's code and with the code of `--previous` (a git revision, checked out in a temporary
 worktree), and per version:
-  extends earlier  share of lines that are a whole earlier line of the same song plus more
-                   (the signature of a forbidden break: 我爱你 -> 我爱你的一个人天)
+  extends earlier  share of lines that are a whole line the song already has twice, plus
+                   more (the signature of a forbidden break: 我爱你 -> 我爱你的一个人天)
   long lines       share of lines longer than twice the median line of the checkpoint's
                    own held-out text
   repeats          share of lines equal to one of the 15 before them (benchmarks/adapt.py)
@@ -54,7 +54,8 @@ def figures(texts: list[str], median: float) -> dict[str, float]:
                 continue
             total += 1
             before = [p for p in lines[:i] if p.strip()]
-            extends += any(len(line) > len(p) and line.startswith(p) for p in before)
+            extends += any(len(line) > len(p) and line.startswith(p) and before.count(p) >= 2
+                           for p in set(before))  # fmt: skip
             long += len(line) > 2 * median
             repeats += line in lines[max(0, i - 15) : i]
     return {"extends": extends / total, "long": long / total, "repeats": repeats / total,
@@ -80,7 +81,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=16)
     args = ap.parse_args()
     print(
-        "| corpus | code | extends an earlier line | longer than 2x median | "
+        "| corpus | code | extends a line written twice | longer than 2x median | "
         "repeats one of 15 before | lines | wall |\n|---|---|---|---|---|---|---|"
     )
     with tempfile.TemporaryDirectory() as tmp:

@@ -245,7 +245,8 @@ class LineGuard:
     character that would complete a forbidden line is forbidden: a line heading for a repeat
     turns at its last character (我爱你 -> 我爱他), where the break can still come. Forbidding
     only the break let the model, which wanted the break there, go on with a tail it had no
-    plan for (40 % of such lines ran past twice the corpus's median line)."""
+    plan for: 6.8 % of generated Jay Chou lines were a line the song already had twice plus a
+    tail, 2.4 % now (benchmarks/line_guard.py)."""
 
     def __init__(
         self, n: int, newline_id: int, k: int = MAX_REPEATS, max_block: int = MAX_BLOCK_LINES

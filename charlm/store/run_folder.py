@@ -43,7 +43,8 @@ def check_checkpoint_dir(path: Path) -> Path:
 
 def _record(line: bytes) -> dict[str, Any] | None:
     """One metrics line, or None when it is not a record charlm wrote: undecodable (a
-    flipped bit), not JSON, not an object, or a figure that is not a number."""
+    flipped bit), not JSON, not an object, without its step, or a figure that is not a
+    number."""
     try:
         rec = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -54,7 +55,8 @@ def _record(line: bytes) -> dict[str, Any] | None:
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if key in NUMERIC_FIELDS and value is not None and not number:
             return None
-    if not isinstance(rec.get("step", 0), int):
+    step = rec.get("step")
+    if not isinstance(step, int) or isinstance(step, bool):  # every record charlm writes has one
         return None
     return rec
 
@@ -100,7 +102,7 @@ class RunFolder:
     def truncate_metrics(self, step: int) -> None:
         """Drop records after `step`: on resume they belong to a future that did not happen."""
         records = self.read_metrics()
-        keep = [r for r in records if r.get("step", 0) <= step]
+        keep = [r for r in records if r["step"] <= step]
         if len(keep) != len(records):
             tmp = self.metrics.with_suffix(".jsonl.tmp")
             tmp.write_text(

@@ -22,7 +22,7 @@ def load_series(run_dirs: list[Path]) -> dict[str, list[dict[str, Any]]]:
     """Run name -> its metrics records; refuses a run without any."""
     series = {}
     for d in run_dirs:
-        rows = [r for r in RunFolder(d).read_metrics() if "step" in r]
+        rows = RunFolder(d).read_metrics()
         if not rows:
             raise UsageError(f"{d}: no metrics.jsonl records to plot (see charlm runs)")
         series[d.name] = rows

@@ -329,11 +329,11 @@ def test_every_command_help_has_a_runnable_example(runner):
 
 
 def test_the_copy_guard_is_on_by_default_and_off_with_max_copy_0(trained, runner):
-    args = ["generate", "--checkpoint-dir", trained, "--length", "200", "--temperature", "0",
-            "--report-novelty", "--json"]  # fmt: skip
+    args = ["generate", "--checkpoint-dir", trained, "--length", "200", "--temperature", "0.5",
+            "--seed", "1", "--report-novelty", "--json"]  # fmt: skip
     guarded = json.loads(invoke(runner, args).stdout)["novelty"]
     free = json.loads(invoke(runner, [*args, "--max-copy", "0"]).stdout)["novelty"]
-    assert guarded["longest_copy"] <= 16 < free["longest_copy"]  # greedy copies whole lines
+    assert guarded["longest_copy"] <= 16 < free["longest_copy"]  # a cold draw copies lines
 
 
 def test_without_its_training_text_generate_goes_on_without_the_guard(runner, tmp_path):

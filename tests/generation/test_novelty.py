@@ -79,10 +79,10 @@ def test_max_copy_never_copies_more_than_n(copy_run, runner, n, temperature):
         assert len(text) > 100
         assert not any(text[i : i + n + 1] in train for i in range(2, len(text) - n))
     assert runner.invoke(app(), args).stdout == r.stdout  # seeded
-    if temperature == "0":  # greedy decoding without the guard does copy longer spans
+    if temperature == "0.8":  # without the guard the same draws do copy longer spans
         free = runner.invoke(app(), [a if a != str(n) else "0" for a in args]).stdout
         longest = [json.loads(x)["text"] for x in free.splitlines()]
-        assert any(any(t[i : i + n + 1] in train for i in range(len(t) - n)) for t in longest)
+        assert any(any(t[i : i + n + 1] in train for i in range(2, len(t) - n)) for t in longest)
 
 
 def test_report_novelty_goes_to_stderr_or_into_json(copy_run, runner):

@@ -32,7 +32,10 @@ def test_nothing_to_drop_leaves_the_file_untouched(tmp_path):
 def test_damaged_lines_are_skipped_and_the_score_is_the_held_out_one(tmp_path):
     run = folder_with(tmp_path, [10])
     with open(run.metrics, "ab") as fh:
-        fh.write(b'{"step": 20, "val_ppl": "x"}\n\xff\xfe\n[1]\n{"step": 2.5}\n')
+        fh.write(
+            b'{"step": 20, "val_ppl": "x"}\n\xff\xfe\n[1]\n{"step": 2.5}\n'
+            b'{"val_ppl": 3.0}\n{"step": true}\n'
+        )
     assert [r["step"] for r in run.read_metrics()] == [10]
     assert record_score({"val_ppl": 3.0, "train_ppl": 9.0}) == 3.0
     assert record_score({"val_ppl": None, "train_ppl": 9.0}) == 9.0

@@ -41,10 +41,14 @@ def test_png_has_the_size_and_the_curves(two_runs, runner, tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))
 
 
-def test_terminal_chart_names_the_runs(two_runs, runner):
+def test_terminal_chart_names_the_runs(two_runs, runner, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # room for the chart's own 100 x 25
+    monkeypatch.setenv("LINES", "60")
     r = runner.invoke(app(), ["plot", "a", "b", "--checkpoint-dir", str(two_runs), "--terminal"])
     assert r.exit_code == 0 and r.stdout == ""
     assert "a held-out" in r.stderr and "b held-out" in r.stderr and "\x1b[" not in r.stderr
+    chart = [line for line in r.stderr.splitlines() if line]
+    assert max(map(len, chart)) == 100 and len(chart) == 25
 
 
 def test_missing_runs_and_missing_extra_exit_2(two_runs, runner, monkeypatch, tmp_path):
