@@ -210,7 +210,9 @@ EQUIVALENT: dict[str, str] = {
     "constraints:227:75 True->False": "zip(strict=) over the draft's lines and line lengths, "
     "which always have one entry a sample",
     "curves:66:24 10->11": "matplotlib's colour 'C10' wraps to 'C0'",
+    "curves:67:61 True->False": "zip(strict=) over two panels and two axes names",
     "curves:72:68 True->False": "zip(strict=) over two tuples of two",
+    "curves:76:16 True->False": "cosmetic: the panels' grid",
     "curves:77:28 8->9": "cosmetic: the legend's font size",
     "curves:77:9 0->1": "cosmetic: which panel holds the legend",
 }

@@ -170,6 +170,28 @@ def test_acrostic_with_a_form(lm):
         assert [ln[0] for ln in lines] == list("春夜花白") and [len(x) for x in lines] == [7] * 4
 
 
+def test_acrostic_without_a_form_heads_every_line():
+    """The draft counts each line from its break: at the start of line k only head k may be
+    written, and right after it the line may not end."""
+    from charlm.generation.constraints import AcrosticHeads, Draft
+
+    vocab = Vocab.build("春夜花白风\n")
+    ids = {c: vocab.id_of(c) for c in "春夜花白风\n"}
+    heads = AcrosticHeads([ids[c] for c in "春夜花"], ids["\n"])
+    draft = Draft.start("", [], n=1, max_lines=0, keep=1)
+
+    def allowed() -> set[str]:
+        row = heads(torch.zeros(1, len(vocab)), draft)[0]
+        return {c for c, i in ids.items() if row[i] == 0}
+
+    for text, head in (("", "春"), ("春风风\n", "夜"), ("夜风\n", "花")):
+        for ch in text:
+            draft.add([ids[ch]], vocab)
+        assert allowed() == {head}
+        draft.add([ids[head]], vocab)
+        assert "\n" not in allowed() and "风" in allowed()
+
+
 def test_same_seed_same_song(lm):
     a = lm.generate_text(form="7,7,7,7", rhyme="AABB", seed=11)
     assert a == lm.generate_text(form="7,7,7,7", rhyme="AABB", seed=11)

@@ -81,8 +81,10 @@ def test_samples_follow_the_distribution_within_top_k_and_top_p():
 
 def test_lines_stop(mv):
     m, v = mv
-    (t,) = text_of(m, v, "分开", SampleConfig(length=2000, temperature=3.0, lines=2, seed=0))
-    assert t.count("\n") == 2 and t.endswith("\n")
+    for lines in (1, 2):
+        cfg = SampleConfig(length=2000, temperature=3.0, lines=lines, seed=0)
+        (t,) = text_of(m, v, "分开", cfg)
+        assert t.count("\n") == lines and t.endswith("\n")
 
 
 def test_empty_prefix_works(mv):

@@ -212,9 +212,11 @@ def test_generation_mixes_the_cache_at_eight_tenths_of_its_weight():
 def test_payload_round_trip_and_validation():
     a = Adaptation((0.0, 0.2, 0.9), (5,))
     assert Adaptation.from_payload(json.loads(json.dumps(a.to_payload()))) == a
-    for bad in ({"weights": [0.0, 1.5]}, {"weights": [0.1]}, {}):
+    for bad in ({"weights": [0.0, 1.5]}, {"weights": [0.1]}, {}, {"weights": [0.5] * 34}):
         with pytest.raises((ValueError, KeyError)):
             Adaptation.from_payload(bad)
+    # the largest cache a checkpoint may carry: 33 weights (match lengths -1 to 31)
+    assert Adaptation.from_payload({"weights": [0.5] * 33}).order == 32
 
 
 # ---- through the trainer and the CLI ----------------------------------------------------------

@@ -92,3 +92,14 @@ def test_each_curve_is_drawn_against_steps_and_minutes_in_its_style(
                       "train (network)": "--"}  # fmt: skip
     held_out = [xs for _, xs, _, label in drawn if label == "a held-out (mixture)"]
     assert held_out == [steps, pytest.approx(minutes)]  # the step panel, then the minutes one
+
+
+def test_a_record_without_a_figure_leaves_a_gap_not_a_point():
+    from charlm.training.curves import _curves
+
+    rows = [{"step": 1, "elapsed_s": 6.0, "val_ppl": None, "train_ppl": 5.0},
+            {"step": 2, "elapsed_s": 12.0, "val_ppl": 4.0, "train_ppl": 3.0},
+            {"step": 3, "val_ppl": 3.5, "train_ppl": 2.0}]  # fmt: skip
+    assert _curves(rows, "step") == {"held-out": ([2, 3], [4.0, 3.5]),
+                                     "train (network)": ([1, 2, 3], [5.0, 3.0, 2.0])}  # fmt: skip
+    assert _curves(rows, "elapsed_s")["held-out"] == ([12.0], [4.0])
