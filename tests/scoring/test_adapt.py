@@ -53,6 +53,11 @@ def test_cache_probs_equal_the_definition(reset):
         assert np.array_equal(m, bm) and np.allclose(p, bp)
 
 
+def test_a_text_of_one_character_has_nothing_to_score():
+    p, m = cache_probs(np.array([5]), 4)
+    assert p.shape == m.shape == (0,)
+
+
 def test_generation_cache_equals_the_scoring_cache():
     rng = np.random.default_rng(1)
     seq = rng.integers(0, 5, size=300)

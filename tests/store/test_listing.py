@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -148,3 +149,20 @@ def test_runs_on_a_terminal_prints_the_table_only(two_runs, runner, monkeypatch)
     assert r.exit_code == 0 and r.stdout == "" and "longer" in r.stderr
     r = runner.invoke(app(), ["runs", "--checkpoint-dir", str(two_runs), "--json"])
     assert len(r.stdout.splitlines()) == 2  # --json is data: always on stdout
+
+
+def test_the_table_names_what_a_run_started_from():
+    import io
+
+    from rich.console import Console
+
+    from charlm.store.listing import RunRow, render
+
+    def row(name, base):
+        return RunRow(name=name, corpus="c.txt", model="lstm 1x16", steps=1, best_ppl=None,
+                      trained_s=0.0, updated=0.0, size_mb=0.1, base=base)  # fmt: skip
+
+    out = io.StringIO()
+    render(Console(file=out, width=200), [row("tuned", "zh"), row("fresh", "")], Path("ck"))
+    lines = {ln.split()[1]: ln.split()[-2] for ln in out.getvalue().splitlines() if "1x16" in ln}
+    assert lines == {"tuned": "zh", "fresh": "-"}

@@ -56,6 +56,7 @@ def test_the_average_scores_each_frozen_member_once_and_the_training_network_eac
         return torch.log(torch.full((3,), 0.1))
 
     members.add({k: v.clone() for k, v in members_state().items()})
+    assert not any(p.requires_grad for p in members.frozen[0].parameters())  # no grads kept
     for _ in range(2):
         mean = members.average("held-out", torch.zeros(4), current, score)
         assert torch.allclose(mean, torch.full((3,), math.log(0.3)))  # (0.1 + 0.5) / 2

@@ -90,6 +90,14 @@ def test_bisection_finds_the_largest_that_fits_in_few_measurements(fits):
     assert len(seen) <= 4 if fits else seen == [(1, 128)]  # a big corpus: one measurement
 
 
+def test_the_embedding_is_half_the_hidden_size_within_64_to_256():
+    from charlm.training.sizing import auto_sizes, embed_for
+
+    assert [embed_for(h) for h in (64, 128, 384, 512, 600, 1024)] == [64, 64, 192, 256, 256, 256]
+    # a second layer from 1M training characters
+    assert (auto_sizes(999_999)["layers"], auto_sizes(1_000_000)["layers"]) == (1, 2)
+
+
 def test_a_smaller_candidate_keeps_a_one_hot_input_one_hot():
     one_hot = ModelConfig(vocab_size=50, embed=0, hidden=512, tie=False)
     assert smaller(one_hot, 256, embed_given=False).embed == 0
@@ -171,6 +179,12 @@ def test_a_small_text_trains_with_a_batch_and_window_that_fit(tmp_path, runner):
     assert kept.batch_size == 32 and kept.seq_len == 8
     same, none = fit_batches(TrainConfig(), 200_000, False, False)
     assert same == TrainConfig() and none is None
+    # exactly MIN_BATCHES batches of 32 x 64 is enough; one character fewer is not
+    assert fit_batches(TrainConfig(), 8256, False, False)[1] is None
+    assert fit_batches(TrainConfig(), 8255, False, False)[0].seq_len == 32
+    # past the first floors (4 windows of 16) the window goes on to 8
+    tiny, _ = fit_batches(TrainConfig(), 150, False, False)
+    assert (tiny.batch_size, tiny.seq_len) == (4, 8)
     from ..conftest import invoke
 
     song = tmp_path / "song.txt"
