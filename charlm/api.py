@@ -200,8 +200,16 @@ class LanguageModel:
         from charlm.generation.form.scan import scan
 
         book = RhymeBook(cfg.rhyme_table)
-        layout = layout_for(cfg.form, cfg.rhyme, cfg.template, book, cfg.repeat_chorus)
         read = scan(text, book)
+        if cfg.free_lines:  # --rhyme alone: the lines are as long as the model made them
+            return {
+                "name": None,
+                "lines": [ln["length"] for ln in read["lines"]],
+                "rhyme": cfg.rhyme.upper(),
+                "rhyme_table": read["rhyme_table"],
+                "line_rhymes": [ln["rhyme"] for ln in read["lines"]],
+            }
+        layout = layout_for(cfg.form, cfg.rhyme, cfg.template, book, cfg.repeat_chorus)
         return {
             "name": layout.name or None,
             "lines": layout.lengths,

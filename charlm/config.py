@@ -184,16 +184,21 @@ class SampleConfig:
             self.rhyme_table in ("十三辙", "中华新韵"), "--rhyme-table must be 十三辙 or 中华新韵"
         )
         _check(not (self.form and self.template), "--form and --template: choose one")
-        _check(not self.rhyme or bool(self.form), "--rhyme needs --form (the lines it rhymes)")
+        _check(not (self.rhyme and self.template), "--rhyme and --template: the template rhymes")
         _check(
-            not self.rhyme_with or bool(self.form or self.template),
-            "--rhyme-with needs --form and --rhyme, or --template",
+            not self.rhyme_with or bool(self.rhyme or self.template),
+            "--rhyme-with needs --rhyme (or --template)",
         )
         _check(not self.repeat_chorus or bool(self.template), "--repeat-chorus needs --template")
 
     @property
     def has_form(self) -> bool:
         return bool(self.form or self.template)
+
+    @property
+    def free_lines(self) -> bool:
+        """--rhyme alone: lines of the model's own length, rhymed (generation/form/free_lines)."""
+        return bool(self.rhyme) and not self.has_form
 
 
 def _from_dict(cls, d: dict, what: str):

@@ -97,12 +97,17 @@ def generate(
     rhyme: Annotated[
         str,
         typer.Option(
-            help="With --form: a scheme letter per line (AABB; X = free); lines with "
-            "the same letter end in the same rhyme group."
+            help="A scheme letter per line (AABB; X = free; / between stanzas); lines with "
+            "the same letter end in the same rhyme group. With --form, on its lines; alone, "
+            "lines of the model's own length, ending on a rhyming word (English too)."
         ),
     ] = "",
     rhyme_with: Annotated[
-        str, typer.Option(help="The first rhyme's sound: a group name (江阳) or a character (光).")
+        str,
+        typer.Option(
+            help="The first rhyme's sound: a group name (江阳), a character (光), "
+            "or an English word (night)."
+        ),
     ] = "",
     rhyme_table: o.RhymeTable = "十三辙",
     template: Annotated[
@@ -151,6 +156,7 @@ def generate(
       charlm generate --acrostic 春夏秋冬 --seed 2
       charlm generate --max-copy 8 --report-novelty
       charlm generate --form 7,7,7,7 --rhyme AABB --rhyme-with 光 --seed 3
+      charlm generate --checkpoint songs_en --rhyme ABAB/CCDD --prefix "When "
       charlm generate --form 七言绝句 --acrostic 春夏秋冬
       charlm generate --template my_song.txt --repeat-chorus
     """
@@ -214,7 +220,8 @@ def _report(out, lm, cfg, prefix: str, texts: list[str], index, json_out: bool) 
     """After the text: a note if --length cut it short, then the JSON lines (with novelty and
     form when asked), or the novelty reports on stderr."""
     reports = [index.report(lm.vocab.encode(t)) for t in texts] if index is not None else []
-    short = sum(t.count("\n") < cfg.lines for t in texts) if cfg.lines and not cfg.has_form else 0
+    shaped = cfg.has_form or cfg.free_lines  # they decide the line count themselves
+    short = sum(t.count("\n") < cfg.lines for t in texts) if cfg.lines and not shaped else 0
     if short:
         out.print(f"[yellow]note:[/] {short} sample(s) reached --length {cfg.length} before "
                   f"{cfg.lines} lines; raise --length", highlight=False)  # fmt: skip
@@ -224,7 +231,7 @@ def _report(out, lm, cfg, prefix: str, texts: list[str], index, json_out: bool) 
                    "checkpoint": str(lm.path)}  # fmt: skip
             if reports:
                 rec["novelty"] = reports[b]
-            if cfg.has_form:
+            if cfg.has_form or cfg.free_lines:
                 rec["form"] = lm.form_report(cfg, text)
             sys.stdout.write(json.dumps(rec, ensure_ascii=False) + "\n")
             sys.stdout.flush()

@@ -12,6 +12,8 @@ entry in `build`; `sampling.generate` does not change.
     CopyGuard       --max-copy: no run of more than N training characters in a row
     FormConstraint  --form / --rhyme / --template: line lengths, rhyme slots, tonal patterns,
                     symbols and repeats (generation/form/constraint.py)
+    RhymeLines      --rhyme alone: lines of the model's own length, ending on rhyming words
+                    (English) or characters (generation/form/free_lines.py)
     AcrosticHeads   --acrostic: line k starts with the k-th head character
 """
 
@@ -27,6 +29,7 @@ from charlm.config import SampleConfig
 from charlm.data.vocab import UNK_ID, Vocab
 from charlm.errors import UsageError
 from charlm.generation.form.constraint import FormConstraint, check_groups, vocab_rhymes
+from charlm.generation.form.free_lines import MAX_LINE, RhymeLines, lexicon_for
 from charlm.generation.form.layout import layout_for
 from charlm.generation.form.rhyme import RhymeBook
 from charlm.generation.novelty import TrainingIndex
@@ -52,6 +55,9 @@ class Draft:
     # (B, K) candidate ids -> (B, K, V) log-probs of the character after each: a look one
     # step ahead from the current state, set by `generate` before each step's rules
     peek: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # (row, W id sequences) -> (W,) log-probs of each sequence after its first id, from that
+    # row's state: how a rule weighs whole words (sampling.Lookahead.sequences)
+    score: Callable[[int, list[list[int]]], torch.Tensor] | None = None
     spell: str | None = None  # how to write an <unk> a rule forced at this step (a symbol)
 
     @classmethod
@@ -261,6 +267,11 @@ def build(
         out.append(CopyGuard(copy_index, cfg.max_copy))
     if cfg.has_form:
         out.append(form_constraint(vocab, cfg, prefix, rows))
+    elif cfg.free_lines:
+        book = RhymeBook(cfg.rhyme_table)
+        counts = mixture.kn if mixture else None  # which words the corpus had
+        out.append(RhymeLines(cfg.rhyme, vocab, lexicon_for(vocab, book, counts), rows, prefix,
+                              cfg.rhyme_with or None, cfg.lookahead))  # fmt: skip
     if cfg.acrostic:
         heads = [int(i) for i in vocab.encode(cfg.acrostic)]
         out.append(AcrosticHeads(heads, vocab.id_of("\n")))
@@ -288,7 +299,12 @@ def form_constraint(
 
 
 def fit_to_form(cfg: SampleConfig, rules: list[Constraint], prefix: str) -> SampleConfig:
-    """With a form, the song's length and line count are the form's."""
+    """With a form, the song's length and line count are the form's; with --rhyme alone, its
+    line count (and room for each line to reach MAX_LINE and finish its word)."""
+    free = next((r for r in rules if isinstance(r, RhymeLines)), None)
+    if free is not None:
+        room = free.breaks * (MAX_LINE + 32)
+        return replace(cfg, length=room, lines=prefix.count("\n") + free.breaks)
     form = next((r for r in rules if isinstance(r, FormConstraint)), None)
     if form is None:
         return cfg

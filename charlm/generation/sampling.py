@@ -25,6 +25,7 @@ from charlm.system.runtime import make_generator
 # text, N = 2 at 0.82x for 1.9x its wall time, N = 4 at 0.55x for 3.2x.
 LINE_CANDIDATES = 2
 MAX_ROWS = 16_384  # samples x candidate lines in one batch
+SEQ_CHUNK = 2048  # sequences a rule scores in one batch (Lookahead.sequences)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_PREFIX = "分开"  # the textbook's prefix: generate's default
 PREVIEW_PREFIXES = (DEFAULT_PREFIX, "不分开")  # sampled at each training evaluation
@@ -130,6 +131,7 @@ def generate(
     look = Lookahead(stepper)
     for _ in range(cfg.length):
         draft.peek = lambda cands, state=state: look(cands, state)
+        draft.score = lambda row, seqs, state=state: look.sequences(row, seqs, state)
         shipped = last if choice.k > 1 else None  # what a candidate line is scored by
         for rule in rules:
             last = rule(last, draft)  # (R, V) -> (R, V)
@@ -178,3 +180,22 @@ class Lookahead:
         wide = [tuple(t.repeat_interleave(k, dim=0) for t in s) for s in state]  # (B*K, H)
         logits, _ = self.stepper.step(cands.reshape(-1), wide)  # (B*K, V)
         return torch.log_softmax(logits.float(), dim=-1).view(b, k, -1)
+
+    def sequences(self, row: int, seqs: list[list[int]], state: list) -> torch.Tensor:
+        """(W,) log-probs of each id sequence's second id onwards, from row `row`'s state with
+        its first id written (the caller has the first one's probability). How a rule weighs
+        whole words: a rhyme, and the line break after it. In chunks of SEQ_CHUNK rows."""
+        out = []
+        for at in range(0, len(seqs), SEQ_CHUNK):
+            chunk = seqs[at : at + SEQ_CHUNK]
+            width = max(len(q) for q in chunk)
+            ids = torch.tensor([q + [-1] * (width - len(q)) for q in chunk])  # (W, L), -1 pad
+            st = [tuple(t[row : row + 1].expand(len(chunk), -1) for t in s) for s in state]
+            total = torch.zeros(len(chunk), dtype=torch.float64)
+            for j in range(width - 1):
+                logits, st = self.stepper.step(ids[:, j].clamp_min(0), st)  # (W, V)
+                nxt = ids[:, j + 1]  # (W,)
+                lp = torch.log_softmax(logits.float(), dim=-1).gather(1, nxt.clamp_min(0)[:, None])
+                total += torch.where(nxt >= 0, lp.squeeze(1).double(), 0.0)
+            out.append(total)
+        return torch.cat(out)

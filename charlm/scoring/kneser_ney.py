@@ -191,6 +191,17 @@ class KneserNey:
 
     # ---- scoring and distributions ------------------------------------------------------------
 
+    def seen(self, grams: np.ndarray) -> np.ndarray:
+        """(B, L) ids, 1 <= L <= order -> (B,) bool: each L-gram occurred in the counted text
+        (generation asks it which dictionary words the corpus had)."""
+        grams = np.asarray(grams, dtype=np.int64)
+        gid = np.zeros(len(grams), dtype=np.int64)
+        for m in range(1, grams.shape[1] + 1):
+            ok = gid >= 0
+            query = np.where(ok, gid, 0) * self.vocab_size + grams[:, m - 1]
+            gid = np.where(ok, _find(self.keys[m], query), -1)
+        return gid >= 0
+
     def distributions(self, contexts: Sequence[Sequence[int]]) -> np.ndarray:
         """(B, V) probabilities of the next id after each context (its last order-1 ids)."""
         width = self.order - 1

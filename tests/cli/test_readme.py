@@ -72,6 +72,14 @@ def make_corpora(root: Path) -> None:
     # the form section's template: two stanzas, a repeated line, a space
     song = f"{LINES[0]}\n{LINES[2]}\n\n{LINES[1]} 唱歌\n{LINES[0]}\n"
     (root / "my_song.txt").write_text(song, encoding="utf-8")
+    # the English block's corpus: verse that rhymes (Jane Taylor, 1806, and lines of ours)
+    english = (
+        "Twinkle, twinkle, little star,\nHow I wonder what you are!\n"
+        "Up above the world so high,\nLike a diamond in the sky.\n\n"
+        "When the night is cold and the light is gone\nI sing my song until the dawn\n"
+        "You were true to me, my love\nLike the stars that shine above\n\n"
+    )
+    (root / "my_english_lyrics.txt").write_text(english * 60, encoding="utf-8")
     with zipfile.ZipFile(root / "my_lyrics.zip", "w") as z:
         z.writestr("songs/one.txt", text[:half])
         z.writestr("songs/two.txt", text[half:])

@@ -192,6 +192,15 @@ def test_acrostic_without_a_form_heads_every_line():
         assert "\n" not in allowed() and "风" in allowed()
 
 
+def test_rhyme_alone_ends_chinese_lines_of_any_length_on_the_group(lm):
+    for text in songs(lm, n_seeds=4, rhyme="AAXA"):
+        lines = [ln for ln in text.split("\n") if ln]
+        assert len(lines) == 4, text
+        groups = [BOOK.strict_group(ln[-1]) for ln in lines]
+        assert groups[0] is not None and groups[0] == groups[1] == groups[3], text
+        assert len({lines[0][-1], lines[1][-1], lines[3][-1]}) == 3, text  # no repeats
+
+
 def test_same_seed_same_song(lm):
     a = lm.generate_text(form="7,7,7,7", rhyme="AABB", seed=11)
     assert a == lm.generate_text(form="7,7,7,7", rhyme="AABB", seed=11)
@@ -199,10 +208,12 @@ def test_same_seed_same_song(lm):
 
 def test_refusals_write_nothing(lm, runner, tmp_path):
     ck = lm.path.parent.parent
+    (tmp_path / "t.txt").write_text("床前明月光\n疑是地上霜\n", encoding="utf-8")
     cases = [
         (["--form", "5,5", "--prefix", "床前明月光疑"], "does not fit"),
         (["--form", "5,5", "--rhyme", "AAB"], "one letter per line"),
-        (["--rhyme", "AA"], "--rhyme needs --form"),
+        (["--rhyme", "A1"], "letters A-Z"),
+        (["--rhyme", "AA", "--template", str(tmp_path / "t.txt")], "the template rhymes"),
         (["--form", "5,5", "--rhyme", "AA", "--rhyme-with", "xyz"], "not a 十三辙 group"),
         (["--form", "5,5", "--template", str(tmp_path / "none.txt")], "choose one"),
         (["--template", str(tmp_path / "none.txt")], "no such template"),

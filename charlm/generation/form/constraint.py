@@ -73,8 +73,9 @@ class FormConstraint:
         self.pauses = [i for i in pauses if i is not None]
         if not self.chinese.any():
             raise DataError(
-                "the model knows no Chinese character: --form and --template write Chinese "
-                "lines (English forms are not supported yet)"
+                "the model knows no Chinese character: --form and --template count the "
+                "characters of Chinese lines; for English lyrics give --rhyme alone "
+                "(e.g. --rhyme AABB: lines of the model's own length, rhymed)"
             )
         self.level = torch.from_numpy(rhymes.level)
         self.oblique = torch.from_numpy(rhymes.oblique)
@@ -129,7 +130,7 @@ class FormConstraint:
         nxt = self._next_allowed(p + 1, len(logits), logits.device)  # (B, V) or None
         if nxt is not None and self.lookahead and draft.peek is not None:
             logits = _weigh_by_next(logits.masked_fill(~allowed, float("-inf")), nxt, draft.peek)
-        return _mask(logits, allowed)
+        return mask(logits, allowed)
 
     def _next_allowed(self, p: int, n: int, device) -> torch.Tensor | None:
         """(n, V) bool: what position p will allow, when that is a restriction worth planning
@@ -248,7 +249,7 @@ def _only(logits: torch.Tensor, ids: list[int]) -> torch.Tensor:
     return out
 
 
-def _mask(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+def mask(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """(B, V) with what is not allowed at -inf. A row whose allowed characters all stand at
     -inf already (another rule forbade them) keeps the layout: uniform over what it allows."""
     out = logits.masked_fill(~allowed, float("-inf"))

@@ -1,6 +1,7 @@
 """The form of a lyric as a reader sees it: per line its length, last character, rhyme group
-(the last Chinese character's final, read in context) and scheme letter; per song the scheme
-and how often adjacent lines rhyme. `charlm scan` prints it; tests and benchmarks use it on
+(the last Chinese character's final, read in context; for an English line, its last word's
+rhyme by the CMU dictionary, "AY T" for night) and scheme letter; per song the scheme and
+how often adjacent lines rhyme. `charlm scan` prints it; tests and benchmarks use it on
 generated text."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from charlm.generation.form import english
 from charlm.generation.form.layout import scheme_letters
 from charlm.generation.form.rhyme import RhymeBook
 
@@ -24,10 +26,10 @@ def scan(text: str, book: RhymeBook) -> dict[str, Any]:
             stanzas.append([])
     stanzas = [s for s in stanzas if s]
     flat = [ln for s in stanzas for ln in s]
-    groups = book.line_end_groups(flat)
+    groups = line_end_rhymes(flat, book)
     letters = scheme_letters(groups)
     lines = [
-        {"text": ln, "length": len(ln), "last": ln[-1], "rhyme": g, "letter": c}
+        {"text": ln, "length": len(ln), "last": _last(ln), "rhyme": g, "letter": c}
         for ln, g, c in zip(flat, groups, letters, strict=True)
     ]
     pairs = rhyming = 0
@@ -43,18 +45,47 @@ def scan(text: str, book: RhymeBook) -> dict[str, Any]:
         "lines": lines,
         "scheme": "/".join(scheme),
         "stanzas": len(stanzas),
-        "rhyme_table": book.table,
+        "rhyme_table": _tables(flat, book),
         "rhyming_pairs": rhyming,
         "adjacent_pairs": pairs,
         "rhyme_rate": rhyming / pairs if pairs else 0.0,
     }
 
 
+def line_end_rhymes(lines: list[str], book: RhymeBook) -> list[str | None]:
+    """Each line's rhyme: its last word's for an English line, else its last Chinese
+    character's group."""
+    out: list[str | None] = [None] * len(lines)
+    chinese = [k for k, ln in enumerate(lines) if not english.is_english_line(ln)]
+    for k, g in zip(chinese, book.line_end_groups([lines[k] for k in chinese]), strict=True):
+        out[k] = g
+    for k, ln in enumerate(lines):
+        if english.is_english_line(ln):
+            word = english.last_word(ln)
+            out[k] = english.read_rhyme(word) if word else None
+    return out
+
+
+def _tables(lines: list[str], book: RhymeBook) -> str:
+    """What the rhymes were read by: the Chinese table, the CMU dictionary, or both."""
+    en = [english.is_english_line(ln) for ln in lines]
+    used = ([book.table] if not all(en) else []) + (["CMU"] if any(en) else [])
+    return "+".join(used) or book.table
+
+
+def _last(line: str) -> str:
+    """The line's last character, or its last word when the line is English."""
+    word = english.last_word(line) if english.is_english_line(line) else None
+    return word or line[-1]
+
+
 def render(result: dict[str, Any]) -> str:
     """scan's result as a table: one row a line, then the summary."""
-    rows = [f"{'len':>4}  {'last':<4} {'rhyme':<6} {'':1}  line"]
+    wide = max([4] + [len(ln["last"]) for ln in result["lines"]])
+    rhyme = max([6] + [len(ln["rhyme"] or "") for ln in result["lines"]])
+    rows = [f"{'len':>4}  {'last':<{wide}} {'rhyme':<{rhyme}} {'':1}  line"]
     for ln in result["lines"]:
-        rows.append(f"{ln['length']:>4}  {ln['last']:<4} {ln['rhyme'] or '-':<6} "
+        rows.append(f"{ln['length']:>4}  {ln['last']:<{wide}} {ln['rhyme'] or '-':<{rhyme}} "
                     f"{ln['letter']:1}  {ln['text']}")  # fmt: skip
     rows.append(
         f"scheme {result['scheme']} ({result['rhyme_table']}); adjacent lines rhyming: "

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Rhymed lines of the model's own length (`--rhyme` alone; English lyrics): is every rhyme
+honoured, and what does it cost in fluency, line length and time?
+
+    .venv/bin/python benchmarks/rhyme_lines.py --checkpoint /tmp/en/ck/son/best.pt \\
+        --corpus sonnets.txt --rhyme ABAB/CDCD
+
+For the same seeds and `--samples` songs a seed, it races: unconstrained text (as many lines);
+and the rule of generation/form/free_lines.py at settings of when a line that wants to end on a
+word that does not rhyme is made to (the next word spelled from the rhymes): `at 0.1` (once
+the chance the model would have ended it passes one in ten; near plain masking of the line's
+end), `at 0.25` (charlm's choice, END_CHANCE), `at 0.5` and `wait` (the model writes on until
+it ends on a rhyming word, or MAX_LINE); all with the one-step look ahead (each of the
+likeliest 8 characters weighed by the chance the line may go on after it), and
+`at 0.25, no look` without it (every character, no look: the baseline).
+
+  rhyme      share of rhymed lines (a letter's second or later line) whose last word has the
+             rhyme of the letter's first line (CMU dictionary, every pronunciation), and a
+             different word
+  len        mean characters a line (and the unconstrained text's, for comparison)
+  ppl model  perplexity of the generated characters under the checkpoint (mixture)
+  ppl counts and under its count model alone
+  wall       seconds for all of it
+Then the rhyme rate (as `charlm scan` reads it: adjacent lines, and lines two apart) of the
+held-out text, of unconstrained text and of the rule's text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from form import generate, perplexities  # noqa: E402
+
+import charlm  # noqa: E402
+from charlm.generation.form import english, free_lines  # noqa: E402
+from charlm.generation.form.free_lines import parse_scheme  # noqa: E402
+from charlm.generation.form.rhyme import RhymeBook  # noqa: E402
+from charlm.generation.form.scan import line_end_rhymes  # noqa: E402
+
+SETTINGS = {"at 0.1": (0.1, True), "at 0.25": (0.25, True), "at 0.5": (0.5, True),
+            "at 0.25, no look": (0.25, False), "wait": (2.0, True)}  # fmt: skip
+DEFAULT = "at 0.25"
+
+
+def lines_of(text: str) -> list[str]:
+    return [ln for ln in text.split("\n") if ln.strip()]
+
+
+def rhyme_accuracy(texts: list[str], scheme: str) -> tuple[int, int]:
+    """(honoured, rhymed lines): see the docstring."""
+    letters = [c for c, _ in parse_scheme(scheme)]
+    ok = total = 0
+    for text in texts:
+        first: dict[str, tuple[str | None, set[str]]] = {}
+        for letter, line in zip(letters, lines_of(text), strict=False):
+            word = (english.last_word(line) or "").lower()
+            if letter == "X":
+                continue
+            if letter not in first:
+                first[letter] = (english.strict_rhyme(word), {word})
+                continue
+            total += 1
+            rhyme, words = first[letter]
+            ok += rhyme is not None and english.strict_rhyme(word) == rhyme and word not in words
+            words.add(word)
+    return ok, total
+
+
+def rhyme_rates(texts: list[str], book: RhymeBook) -> tuple[float, float]:
+    """Share of adjacent line pairs, and of pairs two apart, that rhyme (scan's reading)."""
+    near = far = n_near = n_far = 0
+    for text in texts:
+        rhymes = line_end_rhymes(lines_of(text), book)
+        for a, b in itertools.pairwise(rhymes):
+            n_near += 1
+            near += a is not None and a == b
+        for a, b in zip(rhymes, rhymes[2:], strict=False):
+            n_far += 1
+            far += a is not None and a == b
+    return near / max(n_near, 1), far / max(n_far, 1)
+
+
+def held_out(lm, corpus: str | None, size: int) -> list[str]:
+    split = lm.corpus_split(corpus, "val")
+    lines = lines_of("".join(lm.vocab.tokens[i] for i in split.ids.tolist()))
+    return ["\n".join(lines[i : i + size]) for i in range(0, len(lines) - size + 1, size)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--corpus", help="the training text (default: the one the run records)")
+    ap.add_argument("--rhyme", default="ABAB/CDCD")
+    ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--prefix", default="")
+    args = ap.parse_args()
+    lm = charlm.load(args.checkpoint)
+    book = RhymeBook()
+    seeds = range(1, args.seeds + 1)
+    n_lines = len(parse_scheme(args.rhyme))
+    rows = []
+    free, wall = generate(lm, seeds, args.samples, lines=n_lines, length=n_lines * 200)
+    free = [args.prefix + t for t in free]
+    rows.append(("unconstrained", free, wall))
+    for name, (half, look) in SETTINGS.items():
+        free_lines.END_CHANCE, free_lines.LOOKAHEAD = half, look
+        texts, wall = generate(lm, seeds, args.samples, rhyme=args.rhyme)
+        rows.append((name, [args.prefix + t for t in texts], wall))
+    free_lines.END_CHANCE, free_lines.LOOKAHEAD = SETTINGS[DEFAULT]
+    base_wall = rows[0][2]
+    print(f"{Path(args.checkpoint).parent.name}: --rhyme {args.rhyme}, {args.seeds} seeds x "
+          f"{args.samples} songs", file=sys.stderr)  # fmt: skip
+    head = f"{'method':<14} {'rhyme':>12} {'len':>6} {'ppl model':>10} {'ppl counts':>10} "
+    print(head + f"{'wall':>12}  {'rate adj/2 apart':>16}")
+    for name, texts, wall in rows:
+        ok, total = rhyme_accuracy(texts, args.rhyme)
+        lens = [len(ln) for t in texts for ln in lines_of(t)]
+        model, counts = perplexities(lm, texts)
+        near, far = rhyme_rates(texts, book)
+        rhyme = f"{ok}/{total}" if name != "unconstrained" else f"({ok}/{total})"
+        print(f"{name:<14} {rhyme:>12} {sum(lens) / len(lens):>6.1f} {model:>10.2f} "
+              f"{counts or float('nan'):>10.2f} {wall:>6.1f}s {wall / base_wall:>4.1f}x  "
+              f"{near:>7.0%} / {far:.0%}")  # fmt: skip
+    real = held_out(lm, args.corpus, n_lines)
+    near, far = rhyme_rates(real, book)
+    print(f"held-out text ({len(real)} blocks of {n_lines} lines): adjacent lines rhyme "
+          f"{near:.0%}, lines two apart {far:.0%}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""English rhyme (the CMU dictionary, hand-checked words) and --rhyme alone: lines of the
+model's own length that end on rhyming words, for every seed; scan on English lyrics."""
+
+import json
+
+import pytest
+import torch
+
+import charlm
+from charlm.config import ModelConfig, SampleConfig
+from charlm.data.vocab import Vocab
+from charlm.errors import CharlmError, UsageError
+from charlm.generation.form import english
+from charlm.generation.form.free_lines import (
+    MAX_LINE,
+    RUN_ON,
+    corpus_words,
+    lexicon_for,
+    parse_scheme,
+)
+from charlm.generation.form.rhyme import RhymeBook
+from charlm.generation.form.scan import scan
+from charlm.models.charrnn import CharRNN
+from charlm.scoring.kneser_ney import KneserNey
+from charlm.store import checkpoint
+
+from ..conftest import invoke
+
+# Twinkle, Twinkle, Little Star (Jane Taylor, 1806: public domain)
+TWINKLE = (
+    "Twinkle, twinkle, little star,\nHow I wonder what you are!\n"
+    "Up above the world so high,\nLike a diamond in the sky.\n"
+)
+TEXT = (
+    TWINKLE
+    + (
+        "The night is long and the light is gone\nI sing my song until the dawn\n"
+        "You were true to me, my love\nLike the stars that shine above\n"
+    )
+    * 4
+)
+
+
+@pytest.mark.parametrize(
+    ("word", "rhymes", "strict"),
+    [
+        ("night", ("AY T",), "AY T"), ("delight", ("AY T",), "AY T"),
+        ("Tonight", ("AY T",), "AY T"),
+        ("love", ("AH V",), "AH V"), ("above", ("AH V",), "AH V"), ("I", ("AY",), "AY"),
+        ("you", ("UW",), "UW"), ("true", ("UW",), "UW"), ("heart", ("AA R T",), "AA R T"),
+        # several pronunciations: heard either way, they fill no rhyme slot
+        ("read", ("EH D", "IY D"), None), ("the", ("AH", "IY"), None),
+        ("lovin'", ("AH V IH NG",), "AH V IH NG"),  # sung: loving, not the name Lovin
+        ("xqzt", (), None),
+    ],
+)  # fmt: skip
+def test_english_rhymes_by_hand(word, rhymes, strict):
+    assert set(english.rhymes_of(word)) == set(rhymes)
+    assert english.strict_rhyme(word) == strict
+
+
+def test_last_words_and_named_rhymes():
+    assert english.last_word("And I will always love you!") == "you"
+    assert english.last_word("'cause I'm leavin' ...") == "leavin"
+    assert english.last_word("...") is None
+    assert english.rhyme_named("night") == english.rhyme_named("ay  t") == "AY T"
+    assert english.rhyme_named("read") is None and english.rhyme_named("ZZ Q") is None
+
+
+def test_scan_reads_english_lyrics():
+    result = scan(TWINKLE, RhymeBook())
+    assert [ln["last"] for ln in result["lines"]] == ["star", "are", "high", "sky"]
+    assert [ln["rhyme"] for ln in result["lines"]] == ["AA R", "AA R", "AY", "AY"]
+    assert result["scheme"] == "AABB" and result["rhyme_table"] == "CMU"
+    assert result["rhyming_pairs"] == 2 and result["adjacent_pairs"] == 3
+    mixed = scan("床前明月光\n疑是地上霜\nOh my love\nfrom above\n", RhymeBook())
+    assert mixed["scheme"] == "AABB" and mixed["rhyme_table"] == "十三辙+CMU"
+
+
+def test_schemes_parse_and_refuse():
+    assert parse_scheme("abab/cdcd") == [
+        ("A", False),
+        ("B", False),
+        ("A", False),
+        ("B", True),
+        ("C", False),
+        ("D", False),
+        ("C", False),
+        ("D", False),
+    ]
+    for bad in ("AB1", "AB/", "/AB", "A//B", ""):
+        with pytest.raises(UsageError, match="letters A-Z"):
+            parse_scheme(bad)
+
+
+def test_the_count_model_tells_the_words_its_corpus_had():
+    vocab = Vocab.build(TEXT + "qxz")
+    kn = KneserNey(vocab.encode(TEXT), len(vocab), order=5)
+    words = ["night", "light", "star", "sky", "might", "fight", "ni", "lig", "above", "dove"]
+    seen = corpus_words(words, vocab, kn)
+    assert dict(zip(words, seen, strict=True)) == {
+        "night": True, "light": True, "star": True, "sky": True, "might": False,
+        "fight": False, "ni": False, "lig": False, "above": True, "dove": False,
+    }  # fmt: skip
+    assert kn.seen(vocab.encode(" star").reshape(1, -1)).tolist() == [True]
+    lex = lexicon_for(vocab, RhymeBook(), kn)
+    assert lex.language == "en" and lex.groups["AY T"] == ["light", "night"]
+
+
+@pytest.fixture(scope="module")
+def en(tmp_path_factory):
+    """An untrained English model: the rule must hold whatever it says."""
+    tmp = tmp_path_factory.mktemp("en")
+    vocab = Vocab.build(TEXT)
+    cfg = ModelConfig(vocab_size=len(vocab), cell="gru", embed=8, hidden=16, dropout=0.0)
+    torch.manual_seed(0)
+    (tmp / "ck" / "e").mkdir(parents=True)
+    payload = checkpoint.build_payload(CharRNN(cfg), cfg, vocab, {"corpus": {}, "kn": None})
+    checkpoint.save(payload, tmp / "ck" / "e" / "best.pt")
+    return charlm.load("e", checkpoint_dir=tmp / "ck", device="cpu")
+
+
+def songs(lm, n_seeds=6, samples=4, prefix="", **kw):
+    out = []
+    for seed in range(n_seeds):
+        cfg = SampleConfig(seed=seed, num_samples=samples, **kw)
+        texts = [""] * samples
+        for pieces in lm.stream(prefix, cfg):
+            texts = [t + p for t, p in zip(texts, pieces, strict=True)]
+        out += texts
+    return out
+
+
+def last_words(stanza: str) -> list[str]:
+    return [english.last_word(ln).lower() for ln in stanza.split("\n") if ln]
+
+
+def test_every_rhymed_line_ends_on_a_rhyming_word_for_every_seed(en):
+    for text in songs(en, n_seeds=3, rhyme="ABAB/CCXC"):
+        stanzas = text.strip("\n").split("\n\n")
+        assert len(stanzas) == 2, text
+        first, second = (last_words(s) for s in stanzas)
+        assert len(first) == len(second) == 4, text
+        for a, b in ((first[0], first[2]), (first[1], first[3]), (second[0], second[1]),
+                     (second[1], second[3])):  # fmt: skip
+            assert english.strict_rhyme(a) is not None, text
+            assert english.strict_rhyme(a) == english.strict_rhyme(b) and a != b, text
+        assert all(len(ln) <= MAX_LINE + RUN_ON + 24 for ln in text.split("\n")), text
+
+
+def test_rhyme_with_sets_the_sound_and_the_prefix_starts_line_one(en):
+    for text in songs(en, n_seeds=3, prefix="You ", rhyme="AA", rhyme_with="night"):
+        assert text.startswith("You ")
+        assert [english.strict_rhyme(w) for w in last_words(text)] == ["AY T", "AY T"], text
+
+
+def test_the_same_seed_writes_the_same_song(en):
+    a = en.generate_text("", rhyme="AABB", seed=5)
+    assert a == en.generate_text("", rhyme="AABB", seed=5) and a.count("\n") >= 3
+
+
+def test_cli_rhyme_alone_json_and_refusals(en, runner):
+    ck = en.path.parent.parent
+    base = ["generate", "--checkpoint", "e", "--checkpoint-dir", ck, "--prefix", ""]
+    r = invoke(runner, [*base, "--rhyme", "AABB", "--seed", "2", "--json"])
+    assert r.exit_code == 0, r.stderr
+    rec = json.loads(r.stdout)
+    form = rec["form"]
+    assert form["rhyme"] == "AABB" and form["rhyme_table"] == "CMU"
+    rhymes = form["line_rhymes"]
+    assert rhymes[0] == rhymes[1] and rhymes[2] == rhymes[3] and None not in rhymes
+    assert form["lines"] == [len(ln) for ln in rec["text"].split("\n") if ln]
+    cases = [
+        (["--form", "5,5"], "for English lyrics give --rhyme alone"),
+        (["--rhyme", "AA", "--rhyme-with", "read"], "no word the model can write"),
+        (["--rhyme", "AB/"], "letters A-Z"),
+    ]
+    for args, message in cases:
+        r = invoke(runner, [*base, *args])
+        assert r.exit_code in (2, 3) and r.stdout == "" and message in r.stderr, (args, r.stderr)
+
+
+def test_a_model_without_line_breaks_is_refused(tmp_path):
+    vocab = Vocab.build("the night is long and the light is gone")
+    cfg = ModelConfig(vocab_size=len(vocab), cell="gru", embed=8, hidden=16, dropout=0.0)
+    (tmp_path / "n").mkdir()
+    payload = checkpoint.build_payload(CharRNN(cfg), cfg, vocab, {"corpus": {}, "kn": None})
+    checkpoint.save(payload, tmp_path / "n" / "best.pt")
+    lm = charlm.load("n", checkpoint_dir=tmp_path, device="cpu")
+    with pytest.raises(CharlmError, match="never saw a line break"):
+        lm.generate_text("", rhyme="AA", seed=1)
