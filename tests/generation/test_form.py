@@ -6,17 +6,14 @@ import json
 import pytest
 import torch
 
-import charlm
-from charlm.config import ModelConfig, SampleConfig
 from charlm.data.vocab import Vocab
 from charlm.errors import CharlmError, UsageError
 from charlm.generation.form.layout import FORMS, from_template, named_form, parse_form
 from charlm.generation.form.rhyme import XINYUN, RhymeBook
 from charlm.generation.form.scan import scan
-from charlm.models.charrnn import CharRNN
-from charlm.store import checkpoint
 
 from ..conftest import invoke
+from .models import songs, untrained
 
 BOOK, XIN = RhymeBook(), RhymeBook(XINYUN)
 SONG = (
@@ -95,27 +92,10 @@ def test_scan_reads_a_lyric():
 def lm(tmp_path_factory):
     """An untrained model over TEXT's characters: the constraints must hold whatever it says."""
     tmp = tmp_path_factory.mktemp("form")
-    vocab = Vocab.build(TEXT)
-    cfg = ModelConfig(vocab_size=len(vocab), cell="gru", embed=8, hidden=16, dropout=0.0)
-    torch.manual_seed(0)
     corpus = tmp / "poems.txt"
     corpus.write_text(TEXT, encoding="utf-8")
     extra = {"corpus": {"source": str(corpus), "options": {}, "val_fraction": 0.1}, "kn": None}
-    (tmp / "ck" / "p").mkdir(parents=True)
-    payload = checkpoint.build_payload(CharRNN(cfg), cfg, vocab, extra)
-    checkpoint.save(payload, tmp / "ck" / "p" / "best.pt")
-    return charlm.load("p", checkpoint_dir=tmp / "ck", device="cpu")
-
-
-def songs(lm, n_seeds=6, samples=4, prefix="", **form):
-    out = []
-    for seed in range(n_seeds):
-        cfg = SampleConfig(seed=seed, num_samples=samples, **form)
-        texts = [""] * samples
-        for pieces in lm.stream(prefix, cfg):
-            texts = [t + p for t, p in zip(texts, pieces, strict=True)]
-        out += texts
-    return out
+    return untrained(tmp / "ck", "p", TEXT, extra)
 
 
 def stanzas_of(text):
@@ -243,12 +223,7 @@ def test_cli_json_carries_the_form_and_scan_reads_it(lm, runner, tmp_path):
 
 
 def test_a_form_on_a_model_without_chinese_is_refused(tmp_path):
-    vocab = Vocab.build("hello world\nthe sky is blue\n")
-    cfg = ModelConfig(vocab_size=len(vocab), cell="gru", embed=8, hidden=16, dropout=0.0)
-    (tmp_path / "e").mkdir()
-    payload = checkpoint.build_payload(CharRNN(cfg), cfg, vocab, {"corpus": {}, "kn": None})
-    checkpoint.save(payload, tmp_path / "e" / "best.pt")
-    en = charlm.load("e", checkpoint_dir=tmp_path, device="cpu")
+    en = untrained(tmp_path, "e", "hello world\nthe sky is blue\n")
     with pytest.raises(CharlmError, match="no Chinese character"):
         en.generate_text("", form="5,5", seed=1)
 

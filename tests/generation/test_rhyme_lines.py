@@ -4,10 +4,7 @@ model's own length that end on rhyming words, for every seed; scan on English ly
 import json
 
 import pytest
-import torch
 
-import charlm
-from charlm.config import ModelConfig, SampleConfig
 from charlm.data.vocab import Vocab
 from charlm.errors import CharlmError, UsageError
 from charlm.generation.form import english
@@ -20,11 +17,10 @@ from charlm.generation.form.free_lines import (
 )
 from charlm.generation.form.rhyme import RhymeBook
 from charlm.generation.form.scan import scan
-from charlm.models.charrnn import CharRNN
 from charlm.scoring.kneser_ney import KneserNey
-from charlm.store import checkpoint
 
 from ..conftest import invoke
+from .models import songs, untrained
 
 # Twinkle, Twinkle, Little Star (Jane Taylor, 1806: public domain)
 TWINKLE = (
@@ -110,25 +106,7 @@ def test_the_count_model_tells_the_words_its_corpus_had():
 @pytest.fixture(scope="module")
 def en(tmp_path_factory):
     """An untrained English model: the rule must hold whatever it says."""
-    tmp = tmp_path_factory.mktemp("en")
-    vocab = Vocab.build(TEXT)
-    cfg = ModelConfig(vocab_size=len(vocab), cell="gru", embed=8, hidden=16, dropout=0.0)
-    torch.manual_seed(0)
-    (tmp / "ck" / "e").mkdir(parents=True)
-    payload = checkpoint.build_payload(CharRNN(cfg), cfg, vocab, {"corpus": {}, "kn": None})
-    checkpoint.save(payload, tmp / "ck" / "e" / "best.pt")
-    return charlm.load("e", checkpoint_dir=tmp / "ck", device="cpu")
-
-
-def songs(lm, n_seeds=6, samples=4, prefix="", **kw):
-    out = []
-    for seed in range(n_seeds):
-        cfg = SampleConfig(seed=seed, num_samples=samples, **kw)
-        texts = [""] * samples
-        for pieces in lm.stream(prefix, cfg):
-            texts = [t + p for t, p in zip(texts, pieces, strict=True)]
-        out += texts
-    return out
+    return untrained(tmp_path_factory.mktemp("en") / "ck", "e", TEXT)
 
 
 def last_words(stanza: str) -> list[str]:
@@ -181,11 +159,6 @@ def test_cli_rhyme_alone_json_and_refusals(en, runner):
 
 
 def test_a_model_without_line_breaks_is_refused(tmp_path):
-    vocab = Vocab.build("the night is long and the light is gone")
-    cfg = ModelConfig(vocab_size=len(vocab), cell="gru", embed=8, hidden=16, dropout=0.0)
-    (tmp_path / "n").mkdir()
-    payload = checkpoint.build_payload(CharRNN(cfg), cfg, vocab, {"corpus": {}, "kn": None})
-    checkpoint.save(payload, tmp_path / "n" / "best.pt")
-    lm = charlm.load("n", checkpoint_dir=tmp_path, device="cpu")
+    lm = untrained(tmp_path, "n", "the night is long and the light is gone")
     with pytest.raises(CharlmError, match="never saw a line break"):
         lm.generate_text("", rhyme="AA", seed=1)
