@@ -29,8 +29,9 @@ from charlm.config import SampleConfig
 from charlm.data.vocab import UNK_ID, Vocab
 from charlm.errors import UsageError
 from charlm.generation.form.constraint import FormConstraint, check_groups, vocab_rhymes
-from charlm.generation.form.free_lines import MAX_LINE, RhymeLines, lexicon_for
+from charlm.generation.form.free_lines import MAX_LINE, RhymeLines
 from charlm.generation.form.layout import layout_for
+from charlm.generation.form.lexicon import lexicon_for
 from charlm.generation.form.rhyme import RhymeBook
 from charlm.generation.novelty import TrainingIndex
 from charlm.scoring.adapt import Adaptation, LineGuard, StreamCache, adapt_logprobs
@@ -55,6 +56,8 @@ class Draft:
     # (B, K) candidate ids -> (B, K, V) log-probs of the character after each: a look one
     # step ahead from the current state, set by `generate` before each step's rules
     peek: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # (P,) rows, (P,) ids -> (P, V) log-probs after writing each id on its row
+    peek_rows: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     # (row, W id sequences) -> (W,) log-probs of each sequence after its first id, from that
     # row's state: how a rule weighs whole words (sampling.Lookahead.sequences)
     score: Callable[[int, list[list[int]]], torch.Tensor] | None = None

@@ -131,6 +131,7 @@ def generate(
     look = Lookahead(stepper)
     for _ in range(cfg.length):
         draft.peek = lambda cands, state=state: look(cands, state)
+        draft.peek_rows = lambda rows, ids, state=state: look.rows(rows, ids, state)
         draft.score = lambda row, seqs, state=state: look.sequences(row, seqs, state)
         shipped = last if choice.k > 1 else None  # what a candidate line is scored by
         for rule in rules:
@@ -180,6 +181,14 @@ class Lookahead:
         wide = [tuple(t.repeat_interleave(k, dim=0) for t in s) for s in state]  # (B*K, H)
         logits, _ = self.stepper.step(cands.reshape(-1), wide)  # (B*K, V)
         return torch.log_softmax(logits.float(), dim=-1).view(b, k, -1)
+
+    def rows(self, rows: torch.Tensor, ids: torch.Tensor, state: list) -> torch.Tensor:
+        """rows (P,) and ids (P,) -> (P, V) log-probs of the next character after writing
+        ids[p] on row rows[p]: a look past only the candidates a rule needs."""
+        at = rows.to(state[0][0].device)
+        picked = [tuple(t[at] for t in s) for s in state]  # (P, H) each
+        logits, _ = self.stepper.step(ids.to(at.device), picked)  # (P, V)
+        return torch.log_softmax(logits.float(), dim=-1)
 
     def sequences(self, row: int, seqs: list[list[int]], state: list) -> torch.Tensor:
         """(W,) log-probs of each id sequence's second id onwards, from row `row`'s state with

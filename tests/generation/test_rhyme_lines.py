@@ -8,13 +8,8 @@ import pytest
 from charlm.data.vocab import Vocab
 from charlm.errors import CharlmError, UsageError
 from charlm.generation.form import english
-from charlm.generation.form.free_lines import (
-    MAX_LINE,
-    RUN_ON,
-    corpus_words,
-    lexicon_for,
-    parse_scheme,
-)
+from charlm.generation.form.free_lines import MAX_LINE, RUN_ON, parse_scheme
+from charlm.generation.form.lexicon import corpus_words, lexicon_for
 from charlm.generation.form.rhyme import RhymeBook
 from charlm.generation.form.scan import scan
 from charlm.scoring.kneser_ney import KneserNey
