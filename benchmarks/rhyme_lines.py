@@ -22,7 +22,9 @@ likeliest 8 characters weighed by the chance the line may go on after it), and
   ppl counts and under its count model alone
   wall       seconds for all of it
 Then the rhyme rate (as `charlm scan` reads it: adjacent lines, and lines two apart) of the
-held-out text, of unconstrained text and of the rule's text.
+held-out text, of unconstrained text and of the rule's text; and for an English model,
+`--templates` held-out blocks given as `--template`: the share of their rhyming line pairs
+that rhyme in the output, and how far the lines' lengths are from the template's.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +44,7 @@ from form import generate, perplexities  # noqa: E402
 import charlm  # noqa: E402
 from charlm.errors import CharlmError  # noqa: E402
 from charlm.generation.form import free_lines  # noqa: E402
-from charlm.generation.form.free_lines import parse_scheme  # noqa: E402
+from charlm.generation.form.free_lines import Shape, parse_scheme  # noqa: E402
 from charlm.generation.form.lexicon import lexicon_for  # noqa: E402
 from charlm.generation.form.rhyme import RhymeBook  # noqa: E402
 from charlm.generation.form.scan import line_end_rhymes  # noqa: E402
@@ -104,6 +107,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--prefix", default="")
+    ap.add_argument("--templates", type=int, default=8, help="held-out blocks as --template")
     args = ap.parse_args()
     lm = charlm.load(args.checkpoint)
     book = RhymeBook()
@@ -141,6 +145,31 @@ def main() -> None:
     near, far = rhyme_rates(real, book)
     print(f"held-out text ({len(real)} blocks of {n_lines} lines): adjacent lines rhyme "
           f"{near:.0%}, lines two apart {far:.0%}")  # fmt: skip
+    if lex.language == "en" and args.templates:
+        templates(lm, lex, book, real[: args.templates])
+
+
+def templates(lm, lex, book: RhymeBook, blocks: list[str]) -> None:
+    """Each held-out block as a --template: how many of its rhyming line pairs rhyme in the
+    output (a pair rhymes: both last words have the same strict rhyme, and differ), and how
+    far each line's length is from the template's."""
+    kept = pairs = 0
+    gaps, t0 = [], time.perf_counter()
+    for seed, block in enumerate(blocks):
+        shape = Shape.of_template(block, book)
+        out = lines_of(lm.generate_text("", template=block, seed=seed))
+        units = [lex.last_unit(ln) for ln in out]
+        for i, j in itertools.combinations(range(len(shape.lines)), 2):
+            if shape.lines[i][0] != "X" and shape.lines[i][0] == shape.lines[j][0]:
+                pairs += 1
+                a, b = (lex.strict(units[k]) if units[k] else None for k in (i, j))
+                kept += a is not None and a == b and units[i] != units[j]
+        gaps += [abs(len(o) - t) / t for o, t in zip(out, shape.targets, strict=True)]
+    wall = time.perf_counter() - t0
+    print(
+        f"templates ({len(blocks)} held-out blocks): rhyming pairs kept {kept}/{pairs}, line "
+        f"length off the template's by {sum(gaps) / len(gaps):.0%} on average, {wall:.1f}s"
+    )
 
 
 if __name__ == "__main__":

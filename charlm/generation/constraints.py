@@ -29,9 +29,9 @@ from charlm.config import SampleConfig
 from charlm.data.vocab import UNK_ID, Vocab
 from charlm.errors import UsageError
 from charlm.generation.form.constraint import FormConstraint, check_groups, vocab_rhymes
-from charlm.generation.form.free_lines import MAX_LINE, RhymeLines
+from charlm.generation.form.free_lines import RUN_ON, RhymeLines, Shape
 from charlm.generation.form.layout import layout_for
-from charlm.generation.form.lexicon import lexicon_for
+from charlm.generation.form.lexicon import language_of, lexicon_for
 from charlm.generation.form.rhyme import RhymeBook
 from charlm.generation.novelty import TrainingIndex
 from charlm.scoring.adapt import Adaptation, LineGuard, StreamCache, adapt_logprobs
@@ -268,17 +268,28 @@ def build(
         out.append(RepeatGuard(vocab))
     if copy_index is not None and cfg.max_copy > 0:
         out.append(CopyGuard(copy_index, cfg.max_copy))
-    if cfg.has_form:
-        out.append(form_constraint(vocab, cfg, prefix, rows))
-    elif cfg.free_lines:
+    shape = free_shape(vocab, cfg)
+    if shape is not None:
         book = RhymeBook(cfg.rhyme_table)
         counts = mixture.kn if mixture else None  # which words the corpus had
-        out.append(RhymeLines(cfg.rhyme, vocab, lexicon_for(vocab, book, counts), rows, prefix,
+        out.append(RhymeLines(shape, vocab, lexicon_for(vocab, book, counts), rows, prefix,
                               cfg.rhyme_with or None, cfg.lookahead))  # fmt: skip
+    elif cfg.has_form:
+        out.append(form_constraint(vocab, cfg, prefix, rows))
     if cfg.acrostic:
         heads = [int(i) for i in vocab.encode(cfg.acrostic)]
         out.append(AcrosticHeads(heads, vocab.id_of("\n")))
     return out
+
+
+def free_shape(vocab: Vocab, cfg: SampleConfig) -> Shape | None:
+    """The lines RhymeLines writes, or None: --rhyme alone, or a template on an English model
+    (its lines as long as the template's, its rhymes by pronunciation)."""
+    if cfg.free_lines:
+        return Shape.of_scheme(cfg.rhyme)
+    if cfg.template and language_of(vocab) == "en":
+        return Shape.of_template(cfg.template, RhymeBook(cfg.rhyme_table), cfg.repeat_chorus)
+    return None
 
 
 def form_constraint(
@@ -306,7 +317,7 @@ def fit_to_form(cfg: SampleConfig, rules: list[Constraint], prefix: str) -> Samp
     line count (and room for each line to reach MAX_LINE and finish its word)."""
     free = next((r for r in rules if isinstance(r, RhymeLines)), None)
     if free is not None:
-        room = free.breaks * (MAX_LINE + 32)
+        room = sum(free.shape.cap(i) + RUN_ON + 32 for i in range(len(free.lines))) + free.breaks
         return replace(cfg, length=room, lines=prefix.count("\n") + free.breaks)
     form = next((r for r in rules if isinstance(r, FormConstraint)), None)
     if form is None:

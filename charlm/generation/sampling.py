@@ -115,7 +115,7 @@ def generate(
     """
     model.eval()
     g = make_generator(cfg.seed)
-    choice = LineChoice(cfg.num_samples, line_candidates(cfg))
+    choice = LineChoice(cfg.num_samples, line_candidates(cfg, vocab))
     start = start_ids(vocab, prefix)  # each candidate line is a row of the batch (R rows)
     rules = constraints.build(vocab, cfg, start, mixture, adapt, copy_index, prefix, choice.rows)
     cfg = constraints.fit_to_form(cfg, rules, prefix)  # a form decides the song's length
@@ -148,10 +148,11 @@ def generate(
             last, state = follow(index, last, state, [draft, *rules])
 
 
-def line_candidates(cfg: SampleConfig) -> int:
+def line_candidates(cfg: SampleConfig, vocab: Vocab | None = None) -> int:
     """Candidate lines a sample draws (best of N): cfg.line_candidates, else LINE_CANDIDATES
-    with a form (whose rows advance in step) and 1 without."""
-    if not cfg.has_form:
+    with a form (whose rows advance in step) and 1 without (nor with a template on an
+    English model, whose lines end where the model makes them)."""
+    if not cfg.has_form or (vocab is not None and constraints.free_shape(vocab, cfg)):
         return 1
     k = cfg.line_candidates or LINE_CANDIDATES
     if k * cfg.num_samples > MAX_ROWS:

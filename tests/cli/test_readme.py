@@ -80,6 +80,7 @@ def make_corpora(root: Path) -> None:
         "You were true to me, my love\nLike the stars that shine above\n\n"
     )
     (root / "my_english_lyrics.txt").write_text(english * 60, encoding="utf-8")
+    (root / "my_english_song.txt").write_text(english.split("\n\n")[0] + "\n", encoding="utf-8")
     with zipfile.ZipFile(root / "my_lyrics.zip", "w") as z:
         z.writestr("songs/one.txt", text[:half])
         z.writestr("songs/two.txt", text[half:])

@@ -157,3 +157,27 @@ def test_a_model_without_line_breaks_is_refused(tmp_path):
     lm = untrained(tmp_path, "n", "the night is long and the light is gone")
     with pytest.raises(CharlmError, match="never saw a line break"):
         lm.generate_text("", rhyme="AA", seed=1)
+
+
+def test_an_english_template_gives_its_shape_rhymes_and_chorus(en):
+    template = TWINKLE + "\n" + TWINKLE.split("\n", 2)[0] + "\nOh the night is long\n"
+    for text in songs(en, n_seeds=3, template=template, repeat_chorus=True):
+        stanzas = text.strip("\n").split("\n\n")
+        assert [len(s.split("\n")) for s in stanzas] == [4, 2], text
+        lines = [ln for s in stanzas for ln in s.split("\n")]
+        words = [english.last_word(ln).lower() for ln in lines]
+        for a, b in ((0, 1), (2, 3)):  # star/are, high/sky
+            assert english.strict_rhyme(words[a]) == english.strict_rhyme(words[b]), text
+            assert words[a] != words[b], text
+        assert lines[4] == lines[0], text  # the repeated line comes back
+        for ln, target in zip(lines, [29, 26, 26, 26], strict=False):
+            assert 0.6 * target <= len(ln) <= target + RUN_ON + 24, (ln, text)
+
+
+def test_an_english_template_without_the_chorus_mark_writes_new_lines(en):
+    template = "The night is long\nand the light is gone\n\nThe night is long\n"
+    for text in songs(en, n_seeds=2, template=template):
+        lines = [ln for ln in text.split("\n") if ln]
+        assert len(lines) == 3 and lines[2] != lines[0], text
+        rhymes = [english.strict_rhyme(english.last_word(ln)) for ln in lines]
+        assert rhymes[0] == rhymes[2] and rhymes[0] is not None, text  # long / long: a rhyme

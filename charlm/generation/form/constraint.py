@@ -73,9 +73,9 @@ class FormConstraint:
         self.pauses = [i for i in pauses if i is not None]
         if not self.chinese.any():
             raise DataError(
-                "the model knows no Chinese character: --form and --template count the "
-                "characters of Chinese lines; for English lyrics give --rhyme alone "
-                "(e.g. --rhyme AABB: lines of the model's own length, rhymed)"
+                "the model knows no Chinese character: --form counts the characters of "
+                "Chinese lines; for English lyrics give --rhyme alone (e.g. --rhyme AABB: "
+                "lines of the model's own length, rhymed) or --template"
             )
         self.level = torch.from_numpy(rhymes.level)
         self.oblique = torch.from_numpy(rhymes.oblique)

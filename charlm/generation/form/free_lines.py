@@ -37,6 +37,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -47,6 +48,7 @@ from charlm.generation.form import english
 from charlm.generation.form.constraint import mask
 from charlm.generation.form.layout import is_cjk
 from charlm.generation.form.lexicon import Lexicon
+from charlm.generation.form.rhyme import RhymeBook
 from charlm.generation.form.rhyme_word import Spelling
 
 _WORD_TAIL = re.compile(r"[A-Za-z']*\Z")  # the word a line's text ends in, if any
@@ -58,6 +60,54 @@ WEIGH_MAX = 256  # rhyme words weighed whole (see _few)
 # Past this chance of having ended (one minus the survival), the line's next word is its
 # rhyme; see benchmarks/rhyme_lines.py for the line lengths and perplexities it gives.
 END_CHANCE = 0.25
+MIN_SHARE = 0.6  # a template's line ends no sooner than this share of its length
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The lines to write: a scheme letter each and whether a stanza ends after it; from a
+    template, also each line's length and the earlier line it repeats (a chorus)."""
+
+    lines: tuple[tuple[str, bool], ...]
+    targets: tuple[int, ...] = ()  # a template's line lengths; () = the model's own
+    repeats: tuple[int | None, ...] = ()
+
+    @classmethod
+    def of_scheme(cls, scheme: str) -> Shape:
+        return cls(tuple(parse_scheme(scheme)))
+
+    @classmethod
+    def of_template(cls, text: str, book: RhymeBook, repeat_chorus: bool = False) -> Shape:
+        """An English song's shape: its lines (the blank lines between stanzas), their
+        lengths, which rhyme with which (a line that rhymes with none is free), and with
+        `repeat_chorus` the lines it repeats."""
+        from charlm.generation.form.layout import scheme_letters
+        from charlm.generation.form.scan import line_end_rhymes, stanzas_of
+
+        stanzas = stanzas_of(text)
+        flat = [ln for st in stanzas for ln in st]
+        if not flat:
+            raise UsageError("the template has no line to follow")
+        letters = scheme_letters(line_end_rhymes(flat, book))
+        letters = [c if letters.count(c) > 1 else "X" for c in letters]
+        ends = [i == len(st) - 1 for st in stanzas for i in range(len(st))]
+        ends[-1] = False
+        repeats = [flat.index(ln) if repeat_chorus and flat.index(ln) < i else None
+                   for i, ln in enumerate(flat)]  # fmt: skip
+        return cls(tuple(zip(letters, ends, strict=True)), tuple(len(ln) for ln in flat),
+                   tuple(repeats))  # fmt: skip
+
+    def cap(self, i: int) -> int:
+        """Characters past which line i ends at its next word's end."""
+        return self.targets[i] if self.targets else MAX_LINE
+
+    def too_short(self, i: int, n: int) -> bool:
+        """Whether n characters are too few for line i to end (a template's line: under
+        MIN_SHARE of its length)."""
+        return bool(self.targets) and n < MIN_SHARE * self.targets[i]
+
+    def repeat_of(self, i: int) -> int | None:
+        return self.repeats[i] if self.repeats else None
 
 
 def parse_scheme(scheme: str) -> list[tuple[str, bool]]:
@@ -79,11 +129,12 @@ class RhymeLines:
     """The rule; per-row state is the text of the current line and each letter's rhyme."""
 
     looks_back = 1
-    ROW_STATE = ("text", "line", "blank", "groups", "used", "forcing", "survival", "plan")
+    ROW_STATE = ("text", "line", "blank", "groups", "used", "forcing", "survival", "plan",
+                 "done")  # fmt: skip
 
-    def __init__(self, scheme: str, vocab: Vocab, lexicon: Lexicon, n: int, prefix: str,
+    def __init__(self, shape: Shape, vocab: Vocab, lexicon: Lexicon, n: int, prefix: str,
                  rhyme_with: str | None = None, lookahead: bool = True) -> None:  # fmt: skip
-        self.lines, self.vocab, self.lex = parse_scheme(scheme), vocab, lexicon
+        self.shape, self.lines, self.vocab, self.lex = shape, shape.lines, vocab, lexicon
         self.lookahead = lookahead
         self.newline, self.space = vocab.id_of("\n"), vocab.id_of(" ")
         if self.newline is None:
@@ -116,6 +167,7 @@ class RhymeLines:
         self.forcing: list[str | None] = [None] * n  # the rhyming word written so far
         self.survival = [1.0] * n  # the chance the model would not have ended the line yet
         self.plan: list[np.ndarray | None] = [None] * n  # the rhyme words' log-probs
+        self.done: list[list[str]] = [[] for _ in range(n)]  # the lines written
         self.seen = 0
         self._last_units: dict[int, tuple[str, str | None]] = {}  # row -> (text, its unit)
 
@@ -220,24 +272,31 @@ class RhymeLines:
             return None
         if self.blank[b]:
             return _only(len(self.vocab), [self.newline])
-        letter, text = self.lines[self.line[b]][0], self.text[b]
+        i, text = self.line[b], self.text[b]
+        letter, first = self.lines[i][0], self.shape.repeat_of(i)
+        if first is not None:  # a chorus line: what its first time wrote, then the break
+            again = self.done[b][first]
+            nxt = self.ids[again[len(text)]] if len(text) < len(again) else self.newline
+            return _only(len(self.vocab), [nxt])
         if self.forcing[b] is not None:
             return self.spelling.mask(self._candidates(b, letter), self.forcing[b])
         # an English word starts after a space; a Chinese unit is any character
         at_start = not text or text[-1] == " " if self.lex.language == "en" else True
-        long = len(text) >= MAX_LINE
+        cap = self.shape.cap(i)
+        long = len(text) >= cap
         unit = self.lex.last_unit(text) if letter != "X" else None
-        ends = bool(text.strip()) and (letter == "X" or (
-            unit is not None and self._fits(b, letter, unit)))  # fmt: skip
+        ends = bool(text.strip()) and not self.shape.too_short(i, len(text)) and (
+            letter == "X" or (unit is not None and self._fits(b, letter, unit)))  # fmt: skip
         if ends and not (long and letter == "X" and not at_start):
-            # past MAX_LINE, it ends here
+            # past its cap, it ends here
             return _only(len(self.vocab), [self.newline]) if long else None
-        if len(text) >= MAX_LINE + RUN_ON and not at_start and self.space is not None:
+        if len(text) >= cap + RUN_ON and not at_start and self.space is not None:
             out = _only(len(self.vocab), [self.newline] if letter == "X" else [])
             out[self.space] = True  # a word that runs on past MAX_LINE ends at a space
             return out
         self.survival[b] *= 1.0 - p_break
-        if at_start and text.strip() and (1.0 - self.survival[b] >= END_CHANCE or long):
+        wants = not self.shape.targets and 1.0 - self.survival[b] >= END_CHANCE
+        if at_start and text.strip() and letter != "X" and (wants or long):
             self.forcing[b] = ""
             return self.spelling.mask(self._candidates(b, letter), "")
         return ~_only(len(self.vocab), self.ends)
@@ -284,6 +343,7 @@ class RhymeLines:
             if group is not None:
                 self.groups[b].setdefault(letter, group)
                 self.used[b].setdefault(letter, set()).add(unit)
+        self.done[b].append(self.text[b])
         self.line[b] += 1
         self.blank[b] = stanza_end and self.line[b] < len(self.lines)
         self.text[b], self.forcing[b], self.survival[b], self.plan[b] = "", None, 1.0, None

@@ -63,15 +63,20 @@ def lexicon_for(vocab: Vocab, book: RhymeBook, counts=None) -> Lexicon:
     return known[key]
 
 
+def language_of(vocab: Vocab) -> str:
+    """ "zh" when the vocabulary has more Chinese characters than Latin letters, else "en"."""
+    cjk = sum(len(t) == 1 and is_cjk(t) for t in vocab.tokens)
+    latin = sum(t.isascii() and t.isalpha() for t in vocab.tokens)
+    return "zh" if cjk > latin else "en"
+
+
 def lexicon_of(vocab: Vocab, book: RhymeBook, counts=None) -> Lexicon:
     """Chinese when the vocabulary has more Chinese characters than Latin letters. An English
     model's words are the dictionary's words it can spell; with `counts` (the count model),
     only those its corpus had (else a rhyme is spelled out of the dictionary's 125k names and
     rare words: "truesdell", "donahoo")."""
     tokens = list(vocab.tokens)
-    cjk = sum(len(t) == 1 and is_cjk(t) for t in tokens)
-    latin = sum(t.isascii() and t.isalpha() for t in tokens)
-    if cjk > latin:
+    if language_of(vocab) == "zh":
         rhymes = VocabRhymes.of(tokens, book)
         groups: dict[str, list[str]] = {}
         for t, g, zh in zip(tokens, rhymes.group_ids, rhymes.chinese, strict=True):

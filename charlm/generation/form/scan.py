@@ -18,13 +18,7 @@ def scan(text: str, book: RhymeBook) -> dict[str, Any]:
     """{"lines": [{"text", "length", "last", "rhyme", "letter"}], "scheme", "stanzas",
     "rhyming_pairs", "adjacent_pairs", "rhyme_rate"}. Blank lines separate stanzas (a "/" in
     the scheme); adjacent pairs are counted within a stanza."""
-    stanzas: list[list[str]] = [[]]
-    for line in text.replace("\r\n", "\n").split("\n"):
-        if line.strip():
-            stanzas[-1].append(line.rstrip())
-        elif stanzas[-1]:
-            stanzas.append([])
-    stanzas = [s for s in stanzas if s]
+    stanzas = stanzas_of(text)
     flat = [ln for s in stanzas for ln in s]
     groups = line_end_rhymes(flat, book)
     letters = scheme_letters(groups)
@@ -50,6 +44,17 @@ def scan(text: str, book: RhymeBook) -> dict[str, Any]:
         "adjacent_pairs": pairs,
         "rhyme_rate": rhyming / pairs if pairs else 0.0,
     }
+
+
+def stanzas_of(text: str) -> list[list[str]]:
+    """A lyric's lines (right-stripped), stanza by stanza (blank lines between)."""
+    stanzas: list[list[str]] = [[]]
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if line.strip():
+            stanzas[-1].append(line.rstrip())
+        elif stanzas[-1]:
+            stanzas.append([])
+    return [s for s in stanzas if s]
 
 
 def line_end_rhymes(lines: list[str], book: RhymeBook) -> list[str | None]:
