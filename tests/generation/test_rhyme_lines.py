@@ -3,14 +3,17 @@ model's own length that end on rhyming words, for every seed; scan on English ly
 
 import json
 
+import numpy as np
 import pytest
+import torch
 
 from charlm.data.vocab import Vocab
 from charlm.errors import CharlmError, UsageError
 from charlm.generation.form import english
-from charlm.generation.form.free_lines import MAX_LINE, RUN_ON, parse_scheme
+from charlm.generation.form.free_lines import MAX_LINE, RUN_ON, RhymeLines, Shape, parse_scheme
 from charlm.generation.form.lexicon import corpus_words, lexicon_for
 from charlm.generation.form.rhyme import RhymeBook
+from charlm.generation.form.rhyme_word import Spelling
 from charlm.generation.form.scan import scan
 from charlm.scoring.kneser_ney import KneserNey
 
@@ -181,3 +184,65 @@ def test_an_english_template_without_the_chorus_mark_writes_new_lines(en):
         assert len(lines) == 3 and lines[2] != lines[0], text
         rhymes = [english.strict_rhyme(english.last_word(ln)) for ln in lines]
         assert rhymes[0] == rhymes[2] and rhymes[0] is not None, text  # long / long: a rhyme
+
+
+def rule(text=TEXT, scheme="AA", counts=None, rows=1):
+    vocab = Vocab.build(text)
+    lex = lexicon_for(vocab, RhymeBook(), counts)
+    return vocab, RhymeLines(Shape.of_scheme(scheme), vocab, lex, rows, "")
+
+
+def test_the_look_ahead_weighs_only_where_a_line_could_end_on_no_rhyme():
+    vocab, rl = rule()
+    rl.groups[0]["A"] = "AY T"  # the line must end on -ight
+    rl.text[0] = "I see the nigh"  # "t" completes night (fits); "s" an unknown word
+    looked = []
+
+    def peek_rows(rows, ids):  # the model would end the line after anything
+        looked.extend(vocab.tokens[i] for i in ids.tolist())
+        out = torch.full((len(ids), len(vocab)), -30.0)
+        out[:, vocab.id_of("\n")] = 0.0
+        return out
+
+    logits = torch.full((1, len(vocab)), -50.0)
+    for ch, v in (("t", 0.0), (" ", 0.0), ("s", 0.0), (",", 0.0)):
+        logits[0, vocab.id_of(ch)] = v
+    out = rl._look_ahead(logits, peek_rows)[0]
+    assert looked == [","]  # after "nigh,": a line could end on "nigh", which does not fit
+    at = {ch: float(out[vocab.id_of(ch)]) for ch in "t s,"}
+    assert at["t"] == at[" "] == at["s"] > at[","] + 10  # the comma would end it wrongly
+    rl.blank[0] = True  # a stanza's blank line is no rhyme line: nothing to weigh
+    assert torch.equal(rl._look_ahead(logits, peek_rows), logits)
+
+
+def test_a_unit_past_the_last_word_and_a_new_line_start_fresh():
+    _, rl = rule()
+    assert not rl._fits(0, "A", "zzzz") and rl._fits(0, "A", "night")
+    rl.survival[0], rl.text[0] = 0.3, "the night"
+    rl._wrote(0, "\n")
+    assert rl.survival == [1.0] and rl.text == [""] and rl.done == [["the night"]]
+    assert rl.groups[0]["A"] == "AY T" and rl.used[0]["A"] == {"night"}
+
+
+def test_a_chinese_lexicon_keeps_every_group():
+    lex = lexicon_for(Vocab.build("家花光霜天前" * 3 + "\n"), RhymeBook())
+    assert lex.language == "zh" and lex.groups["发花"] == ["家", "花"]  # group 0 of 十三辙
+    assert lex.groups["江阳"] == ["光", "霜"] and lex.groups["言前"] == ["前", "天"]
+
+
+def test_spelling_a_rhyme_word():
+    vocab = Vocab.build("I light lights zz\n。")
+    ids = {ch: i for i, ch in enumerate(vocab.tokens)}
+    nl, stop = ids["\n"], ids["。"]
+    spell = Spelling(ids, (nl,), len(vocab))
+    assert spell.spelled_as("i") == "I" and spell.spelled_as("light") == "light"
+    assert Spelling({"i": 1}, (0,), 2).spelled_as("i") == "i"  # no capital to write
+    words, scores = ["light", "lights"], np.array([-2.0, -5.0])
+    row = torch.zeros(len(vocab))
+    row[nl] = 3.0  # the model's own chance of the break after the word does not count twice
+    out = spell.logits(words, scores, "light", row)
+    assert float(out[nl]) == pytest.approx(-2.0) and float(out[ids["s"]]) == -5.0
+    assert torch.isinf(out[ids["l"]])
+    both = Spelling(ids, (nl, stop), len(vocab)).logits(["光"], np.array([-1.0]), "光", row)
+    assert float(both[nl] - both[stop]) == pytest.approx(3.0)  # as the model has them
+    assert spell.mask(words, "q").tolist() == [i == nl for i in range(len(vocab))]
