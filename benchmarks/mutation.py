@@ -209,8 +209,6 @@ AUTO_MODULES: dict[str, tuple[str, ...]] = {
 # cosmetic ones (a legend's font size), which no test should pin.
 EQUIVALENT: dict[str, str] = {
     "english:21:19 1->2": "the rhyme table's cache holds the one table; room for two holds it too",
-    "free_lines:250:19 False->True": "a look past a space too: a line almost never ends right "
-    "after a space, so the weights stay as they were; it only costs time",
     "adapt:99:52 1->2": "numpy's reshape(-2) infers the size as reshape(-1) does",
     "adapt:194:21 1->2": "StreamCache.last starts at a sentinel that is never an id: -1 or -2",
     "adapt:170:14 0.5->1.0": "EM's starting weight: the likelihood is concave in it, so 50 "
