@@ -246,3 +246,40 @@ def test_spelling_a_rhyme_word():
     both = Spelling(ids, (nl, stop), len(vocab)).logits(["光"], np.array([-1.0]), "光", row)
     assert float(both[nl] - both[stop]) == pytest.approx(3.0)  # as the model has them
     assert spell.mask(words, "q").tolist() == [i == nl for i in range(len(vocab))]
+
+
+def test_the_rhyme_word_comes_once_the_line_has_a_quarter_chance_of_having_ended():
+    counts = KneserNey(Vocab.build(TEXT).encode(TEXT), len(Vocab.build(TEXT)), order=5)
+    vocab, rl = rule(counts=counts)  # the corpus's -ight words: light, night
+    rl.groups[0]["A"] = "AY T"
+    rl.text[0], rl.survival[0] = "the long way home ", 0.8
+    assert rl._allowed(0, 0.05) is not None and rl.forcing == [None]  # 1 - 0.76 < 0.25
+    assert rl._allowed(0, 0.05)[vocab.id_of("\n")] == 0  # the break stays forbidden
+    mask = rl._allowed(0, 0.05)  # 1 - 0.69: past a quarter, the rhyme word starts
+    assert rl.forcing == [""] and {vocab.tokens[i] for i in np.flatnonzero(mask)} == {"l", "n"}
+
+
+def test_the_look_ahead_is_used_when_asked(en):
+    with_look = en.generate_text("", rhyme="AABB", seed=4)
+    assert with_look != en.generate_text("", rhyme="AABB", seed=4, lookahead=False)
+
+
+def test_a_short_word_must_have_stood_whole():
+    text = "the string rings\nthe string rings\n"
+    vocab = Vocab.build(text)
+    kn = KneserNey(vocab.encode(text), len(vocab), order=6)
+    assert corpus_words(["ring", "string", "rings"], vocab, kn).tolist() == [False, True, True]
+
+
+def test_a_rhyme_word_is_weighed_by_its_first_letter_and_the_rest():
+    ids = {"\n": 0, "a": 1, "b": 2}
+    spell = Spelling(ids, (0,), 3)
+    logp = torch.tensor([-3.0, -1.0, -2.0])
+    seen = []
+
+    def rest(seqs):
+        seen.extend(seqs)
+        return torch.tensor([-0.5, -4.0], dtype=torch.float64)
+
+    assert spell.weigh(["ab", "b"], logp, rest).tolist() == [-1.5, -6.0]
+    assert seen == [[1, 2, 0], [2, 0]]  # each word with the line break after it
