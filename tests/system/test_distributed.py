@@ -103,6 +103,7 @@ def two_and_one(corpus, tmp_path_factory):
     return ck, other, two, one
 
 
+@pytest.mark.slow  # two processes training: the full suite (CI) runs it
 def test_two_processes_follow_one_process_with_the_same_global_batch(two_and_one):
     ck, _, two, one = two_and_one
     assert [rc for rc, _, _ in two + one] == [0, 0, 0], two
@@ -118,6 +119,7 @@ def test_two_processes_follow_one_process_with_the_same_global_batch(two_and_one
     assert (tc["processes"], tc["batch_size"]) == (2, 6)
 
 
+@pytest.mark.slow  # two processes training: the full suite (CI) runs it
 def test_only_rank_0_writes_and_prints(two_and_one):
     ck, other, two, _ = two_and_one
     (_, out0, err0), (_, out1, err1) = two
@@ -155,6 +157,7 @@ def test_resume_on_another_number_of_processes_keeps_the_global_batch(
     assert "divides 12" in refused[0][2]
 
 
+@pytest.mark.slow  # two processes training: the full suite (CI) runs it
 def test_an_error_on_rank_1_stops_both_with_its_exit_code(corpus, tmp_path):
     # rank 1 cannot read its corpus: the data error's code (3) on both, without a hang
     t0 = time.monotonic()
