@@ -345,9 +345,13 @@ def resolve(spec: str | None, checkpoint_dir: Path, which: str = "best") -> Path
         p = Path(spec)
         if p.is_file() or p.suffix == ".pt":
             return p
-        folder = p if p.is_dir() else checkpoint_dir / spec
+        # a folder here that holds no checkpoint (a corpus unzipped to ./kjv) does not hide
+        # the run of that name
+        local = p.is_dir() and any((p / f).is_file() for f in ("best.pt", "last.pt"))
+        under = checkpoint_dir / spec
+        folder = p if local or (p.is_dir() and not under.is_dir()) else under
         run = folder / f"{which}.pt"
-        if run.is_file() or (p.is_dir() and not (folder / "last.pt").is_file()):
+        if run.is_file() or (folder == p and p.is_dir() and not (folder / "last.pt").is_file()):
             return run
         if which == "best" and (folder / "last.pt").is_file():
             raise CheckpointError(_no_best_yet(folder))

@@ -3,6 +3,7 @@ and the names of shipped bases."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -152,3 +153,14 @@ def test_shipped_names_and_a_users_run_of_the_same_name(runner, ck, tmp_path, mo
     monkeypatch.setattr(checkpoint, "ASSETS", tmp_path / "nowhere")
     gone = invoke(runner, ["generate", "--checkpoint", "builtin:zh", "--checkpoint-dir", own])
     assert gone.exit_code == 4 and "missing from this install" in gone.stderr
+
+
+def test_a_folder_here_without_a_checkpoint_does_not_hide_a_run(tmp_path, monkeypatch):
+    own = tmp_path / "checkpoints"
+    (own / "kjv").mkdir(parents=True)
+    (own / "kjv" / "best.pt").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kjv").mkdir()  # a corpus unzipped here
+    assert checkpoint.resolve("kjv", own) == own / "kjv" / "best.pt"
+    (tmp_path / "kjv" / "best.pt").write_bytes(b"y")  # a run folder of its own: it wins
+    assert checkpoint.resolve("kjv", own) == Path("kjv") / "best.pt"
