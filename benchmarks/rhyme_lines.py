@@ -119,10 +119,10 @@ def main() -> None:
     free = [args.prefix + t for t in free]
     rows.append(("unconstrained", free, wall))
     for name, (half, look) in SETTINGS.items():
-        free_lines.END_CHANCE, free_lines.LOOKAHEAD = half, look
-        texts, wall = generate(lm, seeds, args.samples, rhyme=args.rhyme)
+        free_lines.END_CHANCE = half
+        texts, wall = generate(lm, seeds, args.samples, rhyme=args.rhyme, lookahead=look)
         rows.append((name, [args.prefix + t for t in texts], wall))
-    free_lines.END_CHANCE, free_lines.LOOKAHEAD = SETTINGS[DEFAULT]
+    free_lines.END_CHANCE = SETTINGS[DEFAULT][0]
     base_wall = rows[0][2]
     print(f"{Path(args.checkpoint).parent.name}: --rhyme {args.rhyme}, {args.seeds} seeds x "
           f"{args.samples} songs", file=sys.stderr)  # fmt: skip

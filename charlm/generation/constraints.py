@@ -282,14 +282,19 @@ def build(
     return out
 
 
-def free_shape(vocab: Vocab, cfg: SampleConfig) -> Shape | None:
-    """The lines RhymeLines writes, or None: --rhyme alone, or a template on an English model
+def writes_free_lines(vocab: Vocab, cfg: SampleConfig) -> bool:
+    """Whether RhymeLines writes the song: --rhyme alone, or a template on an English model
     (its lines as long as the template's, its rhymes by pronunciation)."""
+    return cfg.free_lines or bool(cfg.template and language_of(vocab) == "en")
+
+
+def free_shape(vocab: Vocab, cfg: SampleConfig) -> Shape | None:
+    """The lines RhymeLines writes (see writes_free_lines), or None."""
+    if not writes_free_lines(vocab, cfg):
+        return None
     if cfg.free_lines:
         return Shape.of_scheme(cfg.rhyme)
-    if cfg.template and language_of(vocab) == "en":
-        return Shape.of_template(cfg.template, RhymeBook(cfg.rhyme_table), cfg.repeat_chorus)
-    return None
+    return Shape.of_template(cfg.template, RhymeBook(cfg.rhyme_table), cfg.repeat_chorus)
 
 
 def form_constraint(

@@ -152,7 +152,7 @@ def line_candidates(cfg: SampleConfig, vocab: Vocab | None = None) -> int:
     """Candidate lines a sample draws (best of N): cfg.line_candidates, else LINE_CANDIDATES
     with a form (whose rows advance in step) and 1 without (nor with a template on an
     English model, whose lines end where the model makes them)."""
-    if not cfg.has_form or (vocab is not None and constraints.free_shape(vocab, cfg)):
+    if not cfg.has_form or (vocab is not None and constraints.writes_free_lines(vocab, cfg)):
         return 1
     k = cfg.line_candidates or LINE_CANDIDATES
     if k * cfg.num_samples > MAX_ROWS:

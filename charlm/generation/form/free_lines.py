@@ -55,7 +55,7 @@ _WORD_TAIL = re.compile(r"[A-Za-z']*\Z")  # the word a line's text ends in, if a
 END_MARKS = "。！？!?…"  # a Chinese line may end on one: before it, the rhyme (see _ends)
 MAX_LINE = 64  # characters: a backstop for a model that seldom ends its lines
 RUN_ON = 16  # past MAX_LINE, a word being written may go on this far before a space ends it
-LOOKAHEAD, LOOKAHEAD_K = True, 8  # see _look_ahead
+LOOKAHEAD_K = 8  # candidates the look ahead weighs (see _look_ahead)
 WEIGH_MAX = 256  # rhyme words weighed whole (see _few)
 # Past this chance of having ended (one minus the survival), the line's next word is its
 # rhyme; see benchmarks/rhyme_lines.py for the line lengths and perplexities it gives.
@@ -191,7 +191,7 @@ class RhymeLines:
             if r is not None:
                 allowed[b] = torch.from_numpy(r).to(logits.device)
         out = mask(logits, allowed)
-        if self.lookahead and LOOKAHEAD and draft.peek_rows is not None:
+        if self.lookahead and draft.peek_rows is not None:
             out = self._look_ahead(out, draft.peek_rows)
         for b in range(len(logits)):
             if self.forcing[b] is not None and draft.score is not None and self._few(b):
