@@ -47,9 +47,11 @@ from charlm.training.resume import (
 from charlm.training.sizing import (
     BUDGET_EPOCHS,
     DECAY,
+    LIGHT,
     auto_sizes,
     fit_batches,
     fit_to_budget,
+    lighten,
     with_auto_sizes,
 )
 
@@ -189,6 +191,7 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
     # sizes follow the time budget too, unless given (or the base's: sizing is skipped)
     fit_size = base is None and opts.hidden is None and opts.layers is None
     embed_given = opts.embed is not None
+    given = {k for k in LIGHT if getattr(opts, k) is not None}  # the user's: kept
     if base is None:
         opts = with_auto_sizes(opts, n_train)  # sizes follow the training text
     else:  # the base's architecture; regularisation still follows the text's length
@@ -198,18 +201,30 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
     text, mcfg, notes = _text_and_model(base, corpus, n_train, cfg, ckdir, opts)
     record = corpus_record(source, corpus.fingerprint, corpus_opts, cfg.val_fraction)
     data = run_data(text, record, cfg)
+    cfg, small = _fit_batches(cfg, data, opts, device)
+    notes += [small, mixture_note(n_train, cfg, data), text.cache and f"ids cache: {text.cache}"]
+    if fit_size:
+        mcfg, note, passes = fit_to_budget(mcfg, cfg, len(data.train_ids), device, embed_given)
+        mcfg, light_cfg, light = lighten(mcfg, cfg, passes, given)
+        if light_cfg.seq_len != cfg.seq_len:  # a longer window: the batches are fitted again
+            light_cfg, _ = _fit_batches(light_cfg, data, opts, device)
+        cfg = light_cfg
+        notes += [note, light]
+    init_state = init_from.fit_state(base, data.vocab, mcfg) if base else None
+    return TrainSetup(run_dir, mcfg, cfg, data, None, tuple(n for n in notes if n),
+                      init_state, base.record if base else None)  # fmt: skip
+
+
+def _fit_batches(
+    cfg: TrainConfig, data: RunData, opts: TrainOptions, device: torch.device
+) -> tuple[TrainConfig, str | None]:
+    """The batch and window fitted to the text (fit_batches), and --eval-epochs in steps."""
     cfg, small = fit_batches(cfg, len(data.train_ids), opts.batch_size is not None,
                              opts.seq_len is not None)  # fmt: skip
     n_batches = _check_trainable(cfg, len(data.train_ids), device)
     if opts.eval_epochs and opts.eval_every is None:  # the textbook reports every N epochs
         cfg = replace(cfg, eval_every=opts.eval_epochs * n_batches)
-    notes += [small, mixture_note(n_train, cfg, data), text.cache and f"ids cache: {text.cache}"]
-    if fit_size:
-        mcfg, note = fit_to_budget(mcfg, cfg, len(data.train_ids), device, embed_given)
-        notes.append(note)
-    init_state = init_from.fit_state(base, data.vocab, mcfg) if base else None
-    return TrainSetup(run_dir, mcfg, cfg, data, None, tuple(n for n in notes if n),
-                      init_state, base.record if base else None)  # fmt: skip
+    return cfg, small
 
 
 def _new_run_dir(opts: TrainOptions, ckdir: Path) -> Path:

@@ -48,6 +48,14 @@ DECAY = 0.5  # with --max-time, the learning rate falls to zero over this last p
 # lyrics that cap ended a 600 s run at 399 s (three averaged networks of 33 epochs each), and
 # counted as the run's length it started the decay at epoch 50. Early stopping still ends it.
 BUDGET_EPOCHS = 100_000
+# A model the budget sized that reads its text fewer than MANY_PASSES times is short of compute,
+# not of text: the corpus rule's regularisation (sized for a model that reads its text over and
+# over) holds it back. It trains as the plain LSTM-512 anchor does, never with more than the
+# corpus rule's: on the first 1.1M characters of the King James Bible at 600 s (LSTM 1x384, 7
+# passes) dropout 0.3, weight decay 0.25 and a 64-character window gave 1.0453 nats/char held
+# out; dropout 0.2, weight decay 0.01 and a 128-character window gave 1.0286
+# (benchmarks/recipe.py). A text read MANY_PASSES times over keeps the corpus rule's.
+LIGHT = {"dropout": 0.2, "weight_decay": 0.01, "seq_len": 128}
 
 
 def embed_for(hidden: int) -> int:
@@ -169,13 +177,13 @@ def fit_to_budget(
     device: torch.device,
     embed_given: bool = False,
     speed: Callable[[ModelConfig], float] | None = None,
-) -> tuple[ModelConfig, str | None]:
+) -> tuple[ModelConfig, str | None, float | None]:
     """The largest candidate, from `model_cfg` down, that makes MIN_PASSES over n_train
     characters and sees CHARS_PER_PARAM per core weight (or makes MANY_PASSES) in
-    TRAIN_SHARE of cfg.max_time; the
-    note says what was chosen and why (None when the corpus rule's model already fits)."""
+    TRAIN_SHARE of cfg.max_time; the note says what was chosen and why (None when the corpus
+    rule's model already fits); and the passes over the text it will make (None: no budget)."""
     if not cfg.max_time:
-        return model_cfg, None
+        return model_cfg, None, None
     speed = speed or (lambda m: measure_speed(m, cfg, device))
 
     def need(m: ModelConfig) -> float:  # chars/s
@@ -186,9 +194,10 @@ def fit_to_budget(
     sizes = [model_cfg] + [smaller(model_cfg, h, embed_given) for h in CANDIDATES
                            if h < model_cfg.hidden]  # fmt: skip
     chosen, rate = _largest_fast_enough(sizes, speed, need)
-    if chosen is model_cfg:
-        return model_cfg, None
     seen = rate * TRAIN_SHARE * cfg.max_time
+    passes = seen / max(n_train, 1)
+    if chosen is model_cfg:
+        return model_cfg, None, passes
     note = (
         f"model sized to the budget: {chosen.cell} {chosen.layers}x{chosen.hidden} trains "
         f"{rate:,.0f} chars/s here: {seen / max(n_train, 1):.1f} passes over {n_train:,} "
@@ -198,7 +207,32 @@ def fit_to_budget(
         f"than {MANY_PASSES:g} passes (set "
         "--hidden / --layers to choose)"
     )
-    return chosen, note
+    return chosen, note, passes
+
+
+def lighten(
+    model_cfg: ModelConfig, cfg: TrainConfig, passes: float | None, given: set[str]
+) -> tuple[ModelConfig, TrainConfig, str | None]:
+    """A model that reads its text fewer than MANY_PASSES times in the budget trains with LIGHT
+    regularisation (never more than the corpus rule's): the options in `given` (the user's)
+    are kept. The note says what changed (None: nothing did)."""
+    if passes is None or passes >= MANY_PASSES:
+        return model_cfg, cfg, None
+    now = {"dropout": model_cfg.dropout, "weight_decay": cfg.weight_decay,
+           "seq_len": cfg.seq_len}  # fmt: skip
+    new = {k: v for k, v in LIGHT.items()
+           if k not in given and (v > now[k] if k == "seq_len" else v < now[k])}  # fmt: skip
+    if not new:
+        return model_cfg, cfg, None
+    shown = ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in new.items())
+    model_cfg = replace(model_cfg, dropout=new.pop("dropout", model_cfg.dropout))
+    cfg = replace(cfg, **new)
+    note = (
+        f"light regularisation ({shown}): the model reads its text {passes:.1f} times in the "
+        f"budget, fewer than {MANY_PASSES:g}: it is short of compute, not of text (set them to "
+        "choose)"
+    )
+    return model_cfg, cfg, note
 
 
 def _largest_fast_enough(

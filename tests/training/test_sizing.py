@@ -29,7 +29,7 @@ def fake_speed(table):
 
 def test_a_model_that_fits_is_kept_without_a_note():
     speed, seen = fake_speed(dict.fromkeys((1024, 768, 512, 384, 256, 192, 128), 1e9))
-    m, note = fit_to_budget(BIG, TrainConfig(max_time=60), 1_000_000, torch.device("cpu"),
+    m, note, _ = fit_to_budget(BIG, TrainConfig(max_time=60), 1_000_000, torch.device("cpu"),
                             speed=speed)  # fmt: skip
     assert m == BIG and note is None
     assert seen == [(1, 128), (1, 512), (2, 1024)]  # the smallest, then a bisection
@@ -39,7 +39,7 @@ def test_steps_down_to_the_largest_that_makes_one_pass():
     # 100M characters in 0.8 x 100 s need 1.25M chars/s (every candidate sees > 10 a weight)
     speed, seen = fake_speed({1024: 200_000, 768: 500_000, 512: 1_200_000, 384: 2_000_000,
                               256: 4_000_000, 192: 5_000_000, 128: 6_000_000})  # fmt: skip
-    m, note = fit_to_budget(BIG, TrainConfig(max_time=100), 10**8, torch.device("cpu"),
+    m, note, _ = fit_to_budget(BIG, TrainConfig(max_time=100), 10**8, torch.device("cpu"),
                             speed=speed)  # fmt: skip
     assert (m.layers, m.hidden, m.embed) == (1, 384, 192) and m.cell == "lstm"
     assert seen == [(1, 128), (1, 512), (1, 256), (1, 384)]  # the smallest, then a bisection
@@ -51,7 +51,7 @@ def test_steps_down_to_the_largest_that_sees_ten_characters_a_weight():
     # every candidate makes one pass over 1M characters (8M seen): the rule is now the
     # characters seen per weight of the recurrence
     speed, _ = fake_speed(dict.fromkeys((1024, 768, 512, 384, 256, 192, 128), 100_000))
-    m, note = fit_to_budget(BIG, TrainConfig(max_time=100), 1_000_000, torch.device("cpu"),
+    m, note, _ = fit_to_budget(BIG, TrainConfig(max_time=100), 1_000_000, torch.device("cpu"),
                             speed=speed)  # fmt: skip
     seen = 100_000 * TRAIN_SHARE * 100  # 8M characters
     assert core_params(m) * CHARS_PER_PARAM <= seen
@@ -61,7 +61,7 @@ def test_steps_down_to_the_largest_that_sees_ten_characters_a_weight():
     assert f"{seen / core_params(m):.0f} characters a weight" in note
     # a text read MANY_PASSES times over is what runs out: the corpus rule's model stays
     small_text = int(seen / MANY_PASSES)
-    kept, note = fit_to_budget(BIG, TrainConfig(max_time=100), small_text, torch.device("cpu"),
+    kept, note, _ = fit_to_budget(BIG, TrainConfig(max_time=100), small_text, torch.device("cpu"),
                                speed=speed)  # fmt: skip
     assert kept == BIG and note is None
 
@@ -84,7 +84,7 @@ def test_bisection_finds_the_largest_that_fits_in_few_measurements(fits):
     table = {h: (2_000_000 if h <= fits else 1_000) for h in (1024, 768, 512, 384, 256, 192,
                                                               128)}  # fmt: skip
     speed, seen = fake_speed(table)
-    m, _ = fit_to_budget(BIG, TrainConfig(max_time=100), 10**8, torch.device("cpu"),
+    m, _, _ = fit_to_budget(BIG, TrainConfig(max_time=100), 10**8, torch.device("cpu"),
                          speed=speed)  # fmt: skip
     assert m.hidden == max(fits, 128)
     assert len(seen) <= 4 if fits else seen == [(1, 128)]  # a big corpus: one measurement
@@ -106,11 +106,11 @@ def test_a_smaller_candidate_keeps_a_one_hot_input_one_hot():
 
 
 def test_no_budget_or_given_embedding():
-    m, note = fit_to_budget(BIG, TrainConfig(max_time=0), 10**9, torch.device("cpu"),
+    m, note, _ = fit_to_budget(BIG, TrainConfig(max_time=0), 10**9, torch.device("cpu"),
                             speed=lambda m: 1.0)  # fmt: skip
     assert m == BIG and note is None
     speed, _ = fake_speed({1024: 1, 768: 1, 512: 1, 384: 1, 256: 1, 192: 1, 128: 1})
-    m, note = fit_to_budget(BIG, TrainConfig(max_time=10), 10**9, torch.device("cpu"),
+    m, note, _ = fit_to_budget(BIG, TrainConfig(max_time=10), 10**9, torch.device("cpu"),
                             embed_given=True, speed=speed)  # fmt: skip
     assert (m.hidden, m.embed) == (128, 256) and "0.0 passes" in note  # the smallest, at worst
 
@@ -162,6 +162,37 @@ def test_a_time_budget_sizes_the_default_model_down_and_says_so(monkeypatch, tmp
     assert sized.model_config.hidden < rule.model_config.hidden == 192
     assert any("model sized to the budget" in n for n in sized.notes)
     assert not any("model sized" in n for n in rule.notes)
+    # it reads its text far fewer than MANY_PASSES times: light regularisation, the window
+    # given (8) kept; without a budget the corpus rule's regularisation stands
+    assert (sized.model_config.dropout, sized.train_config.weight_decay) == (0.2, 0.01)
+    assert sized.train_config.seq_len == 8
+    assert any(n.startswith("light regularisation (--dropout 0.2, --weight-decay 0.01)")
+               for n in sized.notes)  # fmt: skip
+    assert rule.model_config.dropout > 0.5 and rule.train_config.weight_decay > 0.5
+    kept = setup(max_time=5.0, dropout=0.4)  # a dropout given is the user's
+    assert (kept.model_config.dropout, kept.train_config.weight_decay) == (0.4, 0.01)
+
+
+def test_light_regularisation_only_for_a_model_short_of_compute():
+    from charlm.training.sizing import LIGHT, lighten
+
+    m = ModelConfig(vocab_size=50, hidden=384, dropout=0.3)
+    cfg = TrainConfig(weight_decay=0.25, seq_len=64)
+    for passes in (None, MANY_PASSES, 50.0):  # no budget, or a text read over and over
+        assert lighten(m, cfg, passes, set()) == (m, cfg, None)
+    m2, cfg2, note = lighten(m, cfg, MANY_PASSES - 0.1, set())
+    assert (
+        (m2.dropout, cfg2.weight_decay, cfg2.seq_len) == (0.2, 0.01, 128) == tuple(LIGHT.values())
+    )
+    assert m2.hidden == 384 and cfg2.batch_size == cfg.batch_size
+    assert "19.9 times" in note and "--seq-len 128" in note
+    # never more regularisation than the corpus rule's, nor a shorter window; given ones stay
+    low = ModelConfig(vocab_size=50, dropout=0.1)
+    m3, cfg3, note = lighten(low, TrainConfig(weight_decay=0.005, seq_len=256), 2.0, set())
+    assert (m3.dropout, cfg3.weight_decay, cfg3.seq_len, note) == (0.1, 0.005, 256, None)
+    m4, cfg4, note = lighten(m, cfg, 2.0, {"dropout", "seq_len"})
+    assert (m4.dropout, cfg4.weight_decay, cfg4.seq_len) == (0.3, 0.01, 64)
+    assert "--dropout" not in note
 
 
 def test_a_small_text_trains_with_a_batch_and_window_that_fit(tmp_path, runner):
