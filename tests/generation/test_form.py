@@ -282,3 +282,41 @@ def test_a_template_symbol_the_model_never_saw_is_written_as_itself(lm):
         lines = text.rstrip("\n").split("\n")
         assert [len(ln) for ln in lines] == [6, 7] and lines[0][5] == "~" and lines[1][5:] == " ~"
         assert "<unk>" not in text
+
+
+def test_the_look_ahead_to_one_allowed_id_is_the_general_sum():
+    """Before a line break (one id allowed) the weight is that id's log-prob, read directly:
+    the same as the sum over what is allowed, which the other slots compute."""
+    from charlm.generation.form.constraint import _single, _weigh_by_next
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 20, generator=g)
+    after = torch.log_softmax(torch.randn(3, 12, 20, generator=g), dim=-1)
+
+    def peek(cands):  # (B, K) -> (B, K, V): a fixed table per candidate id
+        return after[torch.arange(3)[:, None], cands % 12]
+
+    one = torch.zeros(3, 20, dtype=torch.bool)
+    one[:, 7] = True
+    two = one.clone()
+    two[:, 8] = True
+    assert _single(one) == 7 and _single(two) is None
+    fast = _weigh_by_next(logits, one, peek)
+    top = torch.topk(logits, 12, dim=1)
+    want = torch.log_softmax(top.values, dim=1) + after[torch.arange(3)[:, None],
+                                                        top.indices % 12][..., 7]  # fmt: skip
+    assert torch.allclose(fast.gather(1, top.indices), want)
+    assert torch.isinf(fast).sum() == 3 * 8  # the rest out
+    mixed = one.clone()
+    mixed[1, 7], mixed[1, 9] = False, True  # rows that allow different ids: the general sum
+    assert _single(mixed) is None
+
+
+def test_a_vocabulary_s_rhymes_are_read_once_per_table():
+    from charlm.generation.form.constraint import vocab_rhymes
+
+    vocab = Vocab.build("春风吹又生光明\n")
+    ten, xin = RhymeBook(), RhymeBook(XINYUN)
+    assert vocab_rhymes(vocab, ten) is vocab_rhymes(vocab, RhymeBook())
+    assert vocab_rhymes(vocab, xin) is not vocab_rhymes(vocab, ten)
+    assert vocab_rhymes(vocab, xin).book.table == xin.table
