@@ -181,12 +181,17 @@ class KneserNey:
         seen = (ctx_ids >= 0) & (hi > lo)  # followers are one contiguous slice of the keys
         if not seen.any():
             return p, seen
+        rows = np.nonzero(seen)[0]  # (S,)
+        n = hi[rows] - lo[rows]  # (S,) followers of each seen context, >= 1
+        first = np.cumsum(n) - n  # (S,) where each row's followers start in the flat list
+        # every follower of every seen row at once (F of them): its row, its index in the keys
+        row = np.repeat(rows, n)  # (F,)
+        at = np.arange(int(n.sum())) - np.repeat(first, n) + np.repeat(lo[rows], n)
+        follow = counts[at]
+        total = np.add.reduceat(follow, first)  # (S,)
         p = p.copy()
-        for b in np.nonzero(seen)[0]:
-            follow = counts[lo[b] : hi[b]]
-            total = follow.sum()
-            p[b] *= d * (hi[b] - lo[b]) / total
-            p[b, keys[lo[b] : hi[b]] - c[b] * v] += np.maximum(follow - d, 0.0) / total
+        p[rows] *= (d * n / total)[:, None]
+        p[row, keys[at] - c[row] * v] += np.maximum(follow - d, 0.0) / np.repeat(total, n)
         return p, seen
 
     # ---- scoring and distributions ------------------------------------------------------------
