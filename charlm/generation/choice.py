@@ -58,9 +58,19 @@ def follow(
     rows = index.tolist()
     for part in parts:
         for name in getattr(part, "ROW_STATE", ()):
-            value = getattr(part, name)
-            setattr(part, name, [copy.deepcopy(value[i]) for i in rows])
+            setattr(part, name, _rows_of(getattr(part, name), rows))
         if hasattr(part, "follow_rows"):
             part.follow_rows(rows)
     at = index.to(last.device)
     return last[at], [tuple(t[at] for t in s) for s in state]
+
+
+def _rows_of(value: list, rows: list[int]) -> list:
+    """value[i] for each i in rows: the first row to take an entry takes it as it is (the old
+    list is dropped), the others a deep copy, so that no two rows share a mutable entry."""
+    taken: set[int] = set()
+    out = []
+    for i in rows:
+        out.append(copy.deepcopy(value[i]) if i in taken else value[i])
+        taken.add(i)
+    return out
