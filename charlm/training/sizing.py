@@ -5,10 +5,11 @@ machine then sees a fraction of its text in the time it has. With --max-time and
 --hidden / --layers, charlm measures, on this device, how fast candidates train (one warm-up
 and the fastest of 3 timed steps each; the smallest first, which on a big corpus is often the
 answer, then a bisection up to the corpus rule's model, since speed falls as the model grows:
-at most 4 measurements) and keeps the largest one that makes at
-least one pass over the training text in the budget (80 % of --max-time: the rest goes to reading,
-evaluations and checkpoints). A model that cannot read its corpus once in the time given is
-too big for it: in compute-optimal terms, it buys parameters with tokens it never sees.
+at most 4 measurements) and keeps the largest one that sees CHARS_PER_PARAM characters per
+weight of its recurrence in the budget (80 % of --max-time: the rest goes to reading,
+evaluations and checkpoints), or reads its text MANY_PASSES times. A bigger model buys
+parameters with characters it never sees (compute-optimal sizing); a text bigger than the
+budget can read once does not shrink the model further: what it reads is what counts.
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ from charlm.training.options import TrainOptions
 from charlm.training.step import train_step
 
 CANDIDATES = (1024, 768, 512, 384, 256, 192, 128)  # hidden sizes tried below the corpus rule's
-MIN_PASSES = 1.0  # passes over the training text the chosen model must make in the budget
 # characters the chosen model must see per weight of its recurrence (core_params) in the budget.
-# One pass alone let a 1.1M-character text (the King James Bible's start) pick LSTM 1x1024 for
-# 10 minutes here: 0.2 characters a weight. At 120 s, 1x192 (17 a weight) beat a bigger model
-# (1.4) by 0.003 nats; at 600 s, a plain LSTM-512 (4.9 a weight) beat 1x256 (25) by 0.09 nats
-# for the network alone (benchmarks/recipe.py): the best lies near 5.
+# One pass alone (the rule before) let a 1.1M-character text (the King James Bible's start)
+# pick LSTM 1x1024 for 10 minutes here: 0.2 characters a weight. At 120 s, 1x192 (17 a
+# weight) beat a bigger model (1.4) by 0.003 nats; at 600 s, a plain LSTM-512 (4.9 a weight)
+# beat 1x256 (25) by 0.09 nats for the network alone (benchmarks/recipe.py): the best lies
+# near 5. One pass is not asked besides: on the Tang poems (4M characters, 7k distinct) at
+# 600 s it forced the smallest model, LSTM 1x128, whose network alone scored 549.7 held out,
+# against a plain LSTM-512's 234.9 (it read 0.7 of the text, 2 characters a weight).
 CHARS_PER_PARAM = 4.0
 # ... unless it reads its text this many times over: then the text, not the compute, is what
 # runs out, and the corpus rule's size (with its regularisation) stands. On the Jay Chou lyrics
@@ -178,17 +181,16 @@ def fit_to_budget(
     embed_given: bool = False,
     speed: Callable[[ModelConfig], float] | None = None,
 ) -> tuple[ModelConfig, str | None, float | None]:
-    """The largest candidate, from `model_cfg` down, that makes MIN_PASSES over n_train
-    characters and sees CHARS_PER_PARAM per core weight (or makes MANY_PASSES) in
-    TRAIN_SHARE of cfg.max_time; the note says what was chosen and why (None when the corpus
-    rule's model already fits); and the passes over the text it will make (None: no budget)."""
+    """The largest candidate, from `model_cfg` down, that sees CHARS_PER_PARAM characters per
+    core weight (or makes MANY_PASSES over n_train characters) in TRAIN_SHARE of
+    cfg.max_time; the note says what was chosen and why (None when the corpus rule's model
+    already fits); and the passes over the text it will make (None: no budget)."""
     if not cfg.max_time:
         return model_cfg, None, None
     speed = speed or (lambda m: measure_speed(m, cfg, device))
 
     def need(m: ModelConfig) -> float:  # chars/s
-        per_weight = min(CHARS_PER_PARAM * core_params(m), MANY_PASSES * n_train)
-        chars = max(MIN_PASSES * n_train, per_weight)
+        chars = min(CHARS_PER_PARAM * core_params(m), MANY_PASSES * n_train)
         return chars / (TRAIN_SHARE * cfg.max_time)
 
     sizes = [model_cfg] + [smaller(model_cfg, h, embed_given) for h in CANDIDATES
@@ -202,10 +204,8 @@ def fit_to_budget(
         f"model sized to the budget: {chosen.cell} {chosen.layers}x{chosen.hidden} trains "
         f"{rate:,.0f} chars/s here: {seen / max(n_train, 1):.1f} passes over {n_train:,} "
         f"characters, {seen / core_params(chosen):.0f} characters a weight, in --max-time "
-        f"{cfg.max_time:g}; the corpus rule's {model_cfg.layers}x{model_cfg.hidden} would make "
-        f"fewer than {MIN_PASSES:g} pass, or {CHARS_PER_PARAM:g} characters a weight in fewer "
-        f"than {MANY_PASSES:g} passes (set "
-        "--hidden / --layers to choose)"
+        f"{cfg.max_time:g}; a bigger one would see fewer than {CHARS_PER_PARAM:g} characters a "
+        f"weight in fewer than {MANY_PASSES:g} passes (set --hidden / --layers to choose)"
     )
     return chosen, note, passes
 

@@ -35,16 +35,20 @@ def test_a_model_that_fits_is_kept_without_a_note():
     assert seen == [(1, 128), (1, 512), (2, 1024)]  # the smallest, then a bisection
 
 
-def test_steps_down_to_the_largest_that_makes_one_pass():
-    # 100M characters in 0.8 x 100 s need 1.25M chars/s (every candidate sees > 10 a weight)
+def test_a_text_bigger_than_the_budget_reads_does_not_shrink_the_model_further():
+    # 100M characters in 0.8 x 100 s: no candidate reads them once; the largest that sees 4
+    # characters a weight is kept (the one-pass rule forced the smallest here)
     speed, seen = fake_speed({1024: 200_000, 768: 500_000, 512: 1_200_000, 384: 2_000_000,
                               256: 4_000_000, 192: 5_000_000, 128: 6_000_000})  # fmt: skip
-    m, note, _ = fit_to_budget(BIG, TrainConfig(max_time=100), 10**8, torch.device("cpu"),
-                            speed=speed)  # fmt: skip
-    assert (m.layers, m.hidden, m.embed) == (1, 384, 192) and m.cell == "lstm"
-    assert seen == [(1, 128), (1, 512), (1, 256), (1, 384)]  # the smallest, then a bisection
-    assert "1x384" in note and "2x1024" in note and "--hidden" in note
-    assert f"{2_000_000 * TRAIN_SHARE * 100 / 10**8:.1f} passes" in note
+    m, note, passes = fit_to_budget(BIG, TrainConfig(max_time=100), 10**8, torch.device("cpu"),
+                                    speed=speed)  # fmt: skip
+    assert (m.layers, m.hidden, m.embed) == (1, 768, 256) and m.cell == "lstm"
+    assert CHARS_PER_PARAM * core_params(m) <= 500_000 * TRAIN_SHARE * 100
+    assert CHARS_PER_PARAM * core_params(BIG) > 200_000 * TRAIN_SHARE * 100
+    assert seen == [(1, 128), (1, 512), (2, 1024), (1, 768)]  # the smallest, then a bisection
+    assert "1x768" in note and "--hidden" in note
+    assert passes == pytest.approx(500_000 * TRAIN_SHARE * 100 / 10**8)
+    assert f"{passes:.1f} passes" in note
 
 
 def test_steps_down_to_the_largest_that_sees_ten_characters_a_weight():
