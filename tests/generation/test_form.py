@@ -320,3 +320,37 @@ def test_a_vocabulary_s_rhymes_are_read_once_per_table():
     assert vocab_rhymes(vocab, ten) is vocab_rhymes(vocab, RhymeBook())
     assert vocab_rhymes(vocab, xin) is not vocab_rhymes(vocab, ten)
     assert vocab_rhymes(vocab, xin).book.table == xin.table
+
+
+def test_the_look_ahead_weighs_fewer_candidates_before_a_tone_than_before_a_rhyme():
+    from charlm.generation.form.constraint import (
+        LOOKAHEAD_K,
+        TONE_K,
+        FormConstraint,
+        vocab_rhymes,
+    )
+    from charlm.generation.form.layout import layout_for
+
+    book = RhymeBook()
+    vocab = Vocab.build("春风吹又生光明天山水花落知多少夜来风雨声处处闻啼鸟\n")
+    layout = layout_for("七言绝句", "", "", book)
+    rule = FormConstraint(layout, vocab, vocab_rhymes(vocab, book), 1, "")
+    widths = []
+
+    class Draft:
+        steps, spell = 0, None
+
+        def last_ids(self):
+            return [vocab.id_of("春")]
+
+        def peek(self, cands):  # (B, K) -> (B, K, V)
+            widths.append(cands.shape[1])
+            return torch.log_softmax(torch.zeros(*cands.shape, len(vocab)), dim=-1)
+
+    draft = Draft()
+    for step in range(7):  # the first line: tones at fixed slots, a rhyme at its end
+        draft.steps = step
+        rule(torch.zeros(1, len(vocab)), draft)
+    # slot 5 looks ahead to the rhyme (slot 6, 12 candidates), slot 6 to the line break
+    assert widths[-2:] == [min(LOOKAHEAD_K, len(vocab))] * 2
+    assert TONE_K < LOOKAHEAD_K and TONE_K in widths[:-2]
