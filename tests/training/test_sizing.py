@@ -178,18 +178,24 @@ def test_a_time_budget_sizes_the_default_model_down_and_says_so(monkeypatch, tmp
 
 
 def test_light_regularisation_only_for_a_model_short_of_compute():
-    from charlm.training.sizing import LIGHT, lighten
+    from charlm.training.sizing import LIGHT, LIGHT_PASSES, lighten
 
     m = ModelConfig(vocab_size=50, hidden=384, dropout=0.3)
     cfg = TrainConfig(weight_decay=0.25, seq_len=64)
     for passes in (None, MANY_PASSES, 50.0):  # no budget, or a text read over and over
         assert lighten(m, cfg, passes, set()) == (m, cfg, None)
-    m2, cfg2, note = lighten(m, cfg, MANY_PASSES - 0.1, set())
-    assert (
-        (m2.dropout, cfg2.weight_decay, cfg2.seq_len) == (0.2, 0.01, 128) == tuple(LIGHT.values())
-    )
-    assert m2.hidden == 384 and cfg2.batch_size == cfg.batch_size
-    assert "19.9 times" in note and "--seq-len 128" in note
+    for passes in (0.01, 2.0, LIGHT_PASSES):  # short of compute: LIGHT
+        m2, cfg2, note = lighten(m, cfg, passes, set())
+        assert (m2.dropout, cfg2.weight_decay, cfg2.seq_len) == tuple(LIGHT.values())
+        assert m2.hidden == 384 and cfg2.batch_size == cfg.batch_size
+        assert f"{passes:.1f} times" in note and "--seq-len 128" in note
+    # in between, moving toward the corpus rule's with the passes: no cliff
+    middle = (LIGHT_PASSES * MANY_PASSES) ** 0.5
+    steps = [lighten(m, cfg, p, set()) for p in (middle * 0.99, middle * 1.01, MANY_PASSES - 0.01)]
+    drops = [s[0].dropout for s in steps]
+    assert LIGHT["dropout"] < drops[0] < drops[1] < drops[2] <= 0.3
+    assert drops[0] == pytest.approx(0.25, abs=0.002) and drops[2] == pytest.approx(0.3, abs=0.001)
+    assert [s[1].seq_len for s in steps] == [128, 64, 64]  # the window below the middle
     # never more regularisation than the corpus rule's, nor a shorter window; given ones stay
     low = ModelConfig(vocab_size=50, dropout=0.1)
     m3, cfg3, note = lighten(low, TrainConfig(weight_decay=0.005, seq_len=256), 2.0, set())
