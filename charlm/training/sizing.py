@@ -204,7 +204,7 @@ def fit_to_budget(
         return model_cfg, None, passes
     note = (
         f"model sized to the budget: {chosen.cell} {chosen.layers}x{chosen.hidden} trains "
-        f"{rate:,.0f} chars/s here: {seen / max(n_train, 1):.1f} passes over {n_train:,} "
+        f"{rate:,.0f} chars/s here: {passes:.1f} passes over {n_train:,} "
         f"characters, {seen / core_params(chosen):.0f} characters a weight, in --max-time "
         f"{cfg.max_time:g}; a bigger one would see fewer than {CHARS_PER_PARAM:g} characters a "
         f"weight in fewer than {MANY_PASSES:g} passes (set --hidden / --layers to choose)"
@@ -219,8 +219,8 @@ def lighten(
     regularisation (never more than the corpus rule's); between that and MANY_PASSES its
     dropout and weight decay move from LIGHT's to the corpus rule's (linearly in the log of
     the passes: no cliff where a slower machine reads a little less), and the longer window
-    holds below their geometric middle. The options in `given` (the user's) are kept. The note says
-    what changed (None: nothing did)."""
+    holds below their geometric middle. The options in `given` (the user's) are kept. The note
+    says what changed (None: nothing did)."""
     if passes is None or passes >= MANY_PASSES:
         return model_cfg, cfg, None
     # 0 at LIGHT_PASSES or fewer, 1 at MANY_PASSES
