@@ -284,32 +284,36 @@ def test_a_template_symbol_the_model_never_saw_is_written_as_itself(lm):
         assert "<unk>" not in text
 
 
-def test_the_look_ahead_to_one_allowed_id_is_the_general_sum():
-    """Before a line break (one id allowed) the weight is that id's log-prob, read directly:
-    the same as the sum over what is allowed, which the other slots compute."""
-    from charlm.generation.form.constraint import _single, _weigh_by_next
+def test_the_look_ahead_weighs_each_candidate_by_what_may_follow_it():
+    """A candidate's score is its own log-prob among the top k plus the log of the allowed
+    share of the network's next distribution: computed as one product (Lookahead.mass), it
+    equals the log-sum-exp over the allowed log-probs, rows allowing different ids included."""
+    from charlm.generation.form.constraint import _weigh_by_next
+    from charlm.generation.sampling import Lookahead
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 20, generator=g)
-    after = torch.log_softmax(torch.randn(3, 12, 20, generator=g), dim=-1)
+    table = torch.randn(20, 20, generator=g) * 4  # the next logits after each id
 
-    def peek(cands):  # (B, K) -> (B, K, V): a fixed table per candidate id
-        return after[torch.arange(3)[:, None], cands % 12]
+    class Stepper:  # one step: the candidate's row of the table, whatever the state
+        def step(self, ids, state):
+            return table[ids], state
 
-    one = torch.zeros(3, 20, dtype=torch.bool)
-    one[:, 7] = True
-    two = one.clone()
-    two[:, 8] = True
-    assert _single(one) == 7 and _single(two) is None
-    fast = _weigh_by_next(logits, one, peek)
+    state = [(torch.zeros(3, 2),)]
+    look = Lookahead(Stepper())
+    allowed = torch.zeros(3, 20, dtype=torch.bool)
+    allowed[:, 7] = True
+    allowed[1, 9] = True  # rows that allow different ids
+    out = _weigh_by_next(logits, allowed, lambda c, a: look.mass(c, a, state), k=12)
     top = torch.topk(logits, 12, dim=1)
-    want = torch.log_softmax(top.values, dim=1) + after[torch.arange(3)[:, None],
-                                                        top.indices % 12][..., 7]  # fmt: skip
-    assert torch.allclose(fast.gather(1, top.indices), want)
-    assert torch.isinf(fast).sum() == 3 * 8  # the rest out
-    mixed = one.clone()
-    mixed[1, 7], mixed[1, 9] = False, True  # rows that allow different ids: the general sum
-    assert _single(mixed) is None
+    nxt = torch.log_softmax(table[top.indices], dim=-1)  # (3, 12, 20)
+    mass = torch.logsumexp(nxt.masked_fill(~allowed[:, None, :], float("-inf")), dim=2)
+    want = torch.log_softmax(top.values, dim=1) + mass
+    assert torch.allclose(out.gather(1, top.indices), want, atol=1e-5)
+    assert torch.isinf(out).sum() == 3 * 8  # the rest out
+    nothing = torch.zeros(3, 20, dtype=torch.bool)  # no candidate can go on: logits kept
+    assert torch.equal(_weigh_by_next(logits, nothing, lambda c, a: look.mass(c, a, state)),
+                       logits)  # fmt: skip
 
 
 def test_a_vocabulary_s_rhymes_are_read_once_per_table():
@@ -343,9 +347,9 @@ def test_the_look_ahead_weighs_fewer_candidates_before_a_tone_than_before_a_rhym
         def last_ids(self):
             return [vocab.id_of("春")]
 
-        def peek(self, cands):  # (B, K) -> (B, K, V)
+        def peek(self, cands, allowed):  # (B, K), (B, V) -> (B, K)
             widths.append(cands.shape[1])
-            return torch.log_softmax(torch.zeros(*cands.shape, len(vocab)), dim=-1)
+            return torch.zeros(cands.shape)
 
     draft = Draft()
     for step in range(7):  # the first line: tones at fixed slots, a rhyme at its end

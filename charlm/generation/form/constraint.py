@@ -42,7 +42,9 @@ LOOKAHEAD_K = 12  # candidates weighed at the slot before a rhyme
 TONE_K = 6
 NEWLINE, BLANK, CHAR, LITERAL = "nl", "blank", "char", "lit"
 
-Peek = Callable[[torch.Tensor], torch.Tensor]  # (B, K) ids -> (B, K, V) next log-probs
+# (B, K) candidate ids, (B, V) allowed -> (B, K) log-probability that the character after
+# each candidate is one the row allows (sampling.Lookahead.mass)
+Peek = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class FormConstraint:
@@ -275,17 +277,12 @@ def mask(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
 def _weigh_by_next(
     logits: torch.Tensor, nxt_allowed: torch.Tensor, peek: Peek, k: int = LOOKAHEAD_K
 ) -> torch.Tensor:
-    """(B, V) -> (B, V): the likeliest LOOKAHEAD_K candidates, each weighed by the probability
-    of an allowed character after it; the rest out. Rows where no candidate can go on keep
-    their logits (the mask at the rhyme slot still holds)."""
+    """(B, V) -> (B, V): the likeliest k candidates, each weighed by the probability of an
+    allowed character after it; the rest out. Rows where no candidate can go on keep their
+    logits (the mask at the rhyme slot still holds)."""
     k = min(k, logits.shape[1])
     top = torch.topk(logits, k, dim=1)  # values, indices (B, K)
-    nxt = peek(top.indices)  # (B, K, V) log-probs after each candidate
-    only = _single(nxt_allowed)
-    if only is not None:  # a line break or a symbol: its own log-prob, no sum over V
-        mass = nxt[:, :, only]  # (B, K)
-    else:
-        mass = torch.logsumexp(nxt.masked_fill(~nxt_allowed[:, None, :], float("-inf")), dim=2)
+    mass = peek(top.indices, nxt_allowed)  # (B, K)
     score = torch.log_softmax(top.values.float(), dim=1) + mass  # (B, K)
     ok = torch.isfinite(score).any(dim=1)
     out = logits.clone()
@@ -294,14 +291,6 @@ def _weigh_by_next(
         out[rows] = float("-inf")
         out[rows[:, None], top.indices[rows]] = score[rows].to(out.dtype)
     return out
-
-
-def _single(allowed: torch.Tensor) -> int | None:
-    """The one id every row allows, when that is all (B, V) allows; else None."""
-    if not bool((allowed.sum(dim=1) == 1).all()):
-        return None
-    ids = allowed.float().argmax(dim=1)  # (B,)
-    return int(ids[0]) if bool((ids == ids[0]).all()) else None
 
 
 _RHYMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # vocab -> {table: rhymes}
