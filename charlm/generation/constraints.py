@@ -8,7 +8,8 @@ entry in `build`; `sampling.generate` does not change.
     MixWithCounts   the network mixed with the Kneser-Ney count model (what ships)
     SongCache       each sample's own cache of what it has written, and the line guard
     RepeatGuard     no character 4 times in a row, no 2-4 character phrase 3 times, no longer
-                    phrase twice in a row within a line (real lyrics pass 99 %: see the class)
+                    phrase twice in a row within a line; WordRepeatGuard the same in words for
+                    English (generation/repeats.py)
     CopyGuard       --max-copy: no run of more than N training characters in a row
     FormConstraint  --form / --rhyme / --template: line lengths, rhyme slots, tonal patterns,
                     symbols and repeats (generation/form/constraint.py)
@@ -34,6 +35,7 @@ from charlm.generation.form.layout import layout_for
 from charlm.generation.form.lexicon import language_of, lexicon_for
 from charlm.generation.form.rhyme import RhymeBook
 from charlm.generation.novelty import TrainingIndex
+from charlm.generation.repeats import repeat_guard, word_ids
 from charlm.scoring.adapt import Adaptation, LineGuard, StreamCache, adapt_logprobs
 from charlm.scoring.mixture import Mixture
 
@@ -169,52 +171,23 @@ class SongCache:
             self.guard.previous = [list(self.guard.previous[r]) for r in rows]
 
 
-class RepeatGuard:
-    """No loop inside a line: a character may not stand 4 times in a row, a phrase of 2-4
-    characters 3 times, a longer one twice (spaces do not separate the copies). Measured on
-    the Jay Chou lyrics with spaces removed, 0.8 %, 0.9 % and 0.8 % of real lines do each (on
-    the Tang poems 0.01 % or less): the guard bites where real lyrics almost never go, and
-    where a model stuck in a loop always does."""
-
-    looks_back = 1
-
-    def __init__(self, vocab: Vocab) -> None:
-        self.spaces = {i for i in (vocab.id_of(c) for c in " \u3000\t") if i is not None}
-
-    def __call__(self, logits: torch.Tensor, draft: Draft) -> torch.Tensor:
-        for b, line in enumerate(draft.line):
-            ids = [i for i in line if i not in self.spaces]
-            bad = {
-                i for n in range(1, len(ids) // 2 + 2) if (i := self._closes(ids, n)) is not None
-            }
-            if bad and len(bad) < logits.shape[1]:
-                logits[b, list(bad)] = float("-inf")
-        return logits
-
-    def _closes(self, ids: list[int], n: int) -> int | None:
-        """The id that would complete one copy too many of a phrase of n, if any."""
-        allowed = 3 if n == 1 else 2 if n <= 4 else 1  # copies in a row a line may hold
-        span = (allowed + 1) * n - 1  # what must already stand: all copies but the last char
-        if len(ids) < span:
-            return None
-        # period n over the last `span` ids, checked from the end without copying: in a line
-        # that does not loop the first comparison already differs (this runs every step)
-        for j in range(1, span - n + 1):
-            if ids[-j] != ids[-j - n]:
-                return None
-        return ids[-n]  # the next character of the period
-
-
 class CopyGuard:
     """No character that would copy more than `n` training characters in a row: it is
     removed before the draw. A row that would be left with nothing writable (the unknown
-    symbol never counts: it is never written) stays as it was."""
+    symbol never counts: it is never written) stays as it was.
 
-    def __init__(self, index: TrainingIndex, n: int) -> None:
+    With `word_ids` (an English model's letters and digits), a word once begun is let finish
+    and the bar falls on the next word's first character: barred mid-word, a copy of "land of
+    Egypt" came out as "land of Egy," (a copy may then run past n by the rest of one word)."""
+
+    def __init__(self, index: TrainingIndex, n: int, word_ids: set[int] | None = None) -> None:
         self.index, self.n, self.looks_back = index, n, n
+        self.word_ids = word_ids or set()
 
     def __call__(self, logits: torch.Tensor, draft: Draft) -> torch.Tensor:
         for b, tail in enumerate(draft.history):
+            if tail and tail[-1] in self.word_ids:
+                continue  # inside a word (or at its end): the bar waits for the next one
             bad = torch.from_numpy(self.index.extensions(tail, self.n)).to(logits.device)  # (V,)
             left = torch.isfinite(logits[b]) & ~bad
             left[UNK_ID] = False
@@ -265,9 +238,10 @@ def build(
         if adapt:
             out.append(SongCache(mixture.adaptation, rows, vocab, start))
     if cfg.loop_guard:
-        out.append(RepeatGuard(vocab))
+        out.append(repeat_guard(vocab, language_of(vocab)))
     if copy_index is not None and cfg.max_copy > 0:
-        out.append(CopyGuard(copy_index, cfg.max_copy))
+        words = word_ids(vocab) if language_of(vocab) == "en" else None
+        out.append(CopyGuard(copy_index, cfg.max_copy, words))
     shape = free_shape(vocab, cfg)
     if shape is not None:
         book = RhymeBook(cfg.rhyme_table)

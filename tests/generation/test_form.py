@@ -229,7 +229,8 @@ def test_a_form_on_a_model_without_chinese_is_refused(tmp_path):
 
 
 def test_the_loop_guard_stops_loops_and_lets_lyrics_repeat():
-    from charlm.generation.constraints import Draft, RepeatGuard
+    from charlm.generation.constraints import Draft
+    from charlm.generation.repeats import RepeatGuard
 
     vocab = Vocab.build("我想你 每天都想你\n啊")
     guard = RepeatGuard(vocab)
@@ -248,6 +249,32 @@ def test_the_loop_guard_stops_loops_and_lets_lyrics_repeat():
     assert forbidden("想你 想你 想") == {"你"}
     assert forbidden("我想你每天都我想你每天") == {"都"}  # a long phrase: not twice
     assert forbidden("我想你每天都想") == set()
+
+
+def test_the_english_loop_guard_counts_words_so_refrains_pass():
+    """la la la, yeah yeah yeah, merrily merrily: what English lyrics repeat is words; the
+    guard bars the first letter of the word that would be one copy too many."""
+    from charlm.generation.constraints import Draft
+    from charlm.generation.form.lexicon import language_of
+    from charlm.generation.repeats import WordRepeatGuard, repeat_guard
+
+    vocab = Vocab.build("La la la, merrily we row our boat yeah! Zzz...\n")
+    guard = repeat_guard(vocab, language_of(vocab))
+    assert isinstance(guard, WordRepeatGuard)
+
+    def forbidden(line: str) -> set[str]:
+        draft = Draft.start(line, [int(i) for i in vocab.encode(line)], 1, 0, 1)
+        out = guard(torch.zeros(1, len(vocab)), draft)[0]
+        return {t for t in vocab.tokens if out[vocab.id_of(t) or 0] == float("-inf")}
+
+    assert forbidden("la la ") == set() and forbidden("La la la, ") == {"l", "L"}  # a 4th
+    assert forbidden("la la la") == set()  # inside a word: judged where the next starts
+    assert forbidden("yeah yeah, we row row ") == set()
+    assert forbidden("row our boat, row our ") == set()  # a short phrase twice: lyrics do
+    assert forbidden("row our row our row ") == {"o"}  # not a third
+    assert forbidden("merrily we row merrily we ") == set()
+    assert forbidden("merrily we row our boat merrily we row our ") == {"b"}  # long: once
+    assert forbidden("Zzz") == {"z", "Z"} and forbidden("...") == {"."}  # no character 4 in a row
 
 
 def test_best_of_n_lines_keeps_a_drawn_candidate_and_the_form(lm):

@@ -160,3 +160,32 @@ def test_extensions_of_nothing_are_the_characters_the_training_text_has():
     assert index.extensions([], 0).tolist() == [True, False, True, True, False]
     assert index.extensions([2], 1).tolist() == [False, False, True, True, False]  # 22, 23
     assert not index.extensions([3], 2).any()  # shorter than asked: nothing would copy
+
+
+def test_the_copy_guard_lets_an_english_word_finish_and_bars_the_next_one():
+    """With --max-copy 6 on an English model, 'land of Egypt' is not cut inside a word: the
+    word in progress finishes, and the next word may not go on copying."""
+    import torch
+
+    from charlm.data.vocab import Vocab
+    from charlm.generation.constraints import CopyGuard, Draft
+    from charlm.generation.repeats import word_ids
+
+    text = "the land of Egypt and the sea\n"
+    vocab = Vocab.build(text + "xyz")
+    guard = CopyGuard(TrainingIndex([int(i) for i in vocab.encode(text)], len(vocab)), 6,
+                      word_ids(vocab))  # fmt: skip
+
+    def barred(line: str) -> set[str]:
+        ids = [int(i) for i in vocab.encode(line)]
+        draft = Draft.start(line, ids, n=1, max_lines=0, keep=guard.looks_back)
+        out = guard(torch.zeros(1, len(vocab)), draft)[0]
+        return {vocab.tokens[i] for i in torch.isinf(out).nonzero().flatten().tolist()}
+
+    assert barred("land of Eg") == set()  # inside a word: it finishes
+    assert barred("land of Egypt") == set()  # and may end as the text does
+    assert barred("land of Egypt ") == {"a"}  # the next word may not copy on
+    plain = CopyGuard(guard.index, 6)  # without word ids: the bar falls mid-word
+    draft = Draft.start("land of Eg", [int(i) for i in vocab.encode("land of Eg")], 1, 0, 6)
+    out = plain(torch.zeros(1, len(vocab)), draft)[0]
+    assert torch.isinf(out[vocab.id_of("y")])
