@@ -29,7 +29,7 @@ from charlm.data.ids_cache import EncodedText, encode_text, n_train_chars
 from charlm.data.prepared import RunData
 from charlm.data.vocab import Vocab, count_chars
 from charlm.errors import CheckpointError, DataError, UsageError
-from charlm.scoring.mixture import MAX_KN_CHARS, MIN_TUNE_CHARS
+from charlm.scoring.mixture import MAX_KN_CHARS, MIN_TUNE_CHARS, pick_order
 from charlm.store import checkpoint
 from charlm.system.runtime import auto_precision, bf16_supported, new_seed
 from charlm.training import init_from
@@ -202,7 +202,9 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
     record = corpus_record(source, corpus.fingerprint, corpus_opts, cfg.val_fraction)
     data = run_data(text, record, cfg)
     cfg, small = _fit_batches(cfg, data, opts, device)
-    notes += [small, mixture_note(n_train, cfg, data), text.cache and f"ids cache: {text.cache}"]
+    cfg, order = _kn_order(cfg, data, opts)
+    notes += [small, mixture_note(n_train, cfg, data), text.cache and f"ids cache: {text.cache}",
+              order]  # fmt: skip
     if fit_size:
         mcfg, note, passes = fit_to_budget(mcfg, cfg, len(data.train_ids), device, embed_given)
         mcfg, light_cfg, light = lighten(mcfg, cfg, passes, given)
@@ -213,6 +215,22 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
     init_state = init_from.fit_state(base, data.vocab, mcfg) if base else None
     return TrainSetup(run_dir, mcfg, cfg, data, None, tuple(n for n in notes if n),
                       init_state, base.record if base else None)  # fmt: skip
+
+
+def _kn_order(
+    cfg: TrainConfig, data: RunData, opts: TrainOptions
+) -> tuple[TrainConfig, str | None]:
+    """The count model's order, unless given: of KN_ORDERS, the one that scores the tune
+    slice best (and a note when that is not the default)."""
+    if opts.kn_order is not None or data.tune_ids is None or not cfg.kn_order:
+        return cfg, None
+    order, nats = pick_order(data.train_ids, data.tune_ids, len(data.vocab))
+    if order == cfg.kn_order:
+        return cfg, None
+    return replace(cfg, kn_order=order), (
+        f"count model of order {order}: it scored the tune slice at {nats[order]:.4f} "
+        f"nats/char against {nats[cfg.kn_order]:.4f} at {cfg.kn_order} (--kn-order to choose)"
+    )
 
 
 def _fit_batches(
