@@ -14,7 +14,7 @@ in a loop always does.
 English (`WordRepeatGuard`): words compared in lower case without punctuation; at the start
 of a word that would complete one copy too many, the word's first letter is barred (the
 word may not be known yet, and barring its end instead would leave a garbage word). Inside a
-word, no character 4 times in a row. Measured on the King James Bible (20,000 verses):
+word, no character 4 times in a row. Measured on the King James Bible (every 10th verse):
 see README ("Generation").
 """
 
