@@ -232,15 +232,16 @@ def build(
     song cache), then the rules that forbid (copies, the form, acrostic heads). `rows`: the
     batch's rows (cfg.num_samples, times the candidate lines of each)."""
     rows = rows or cfg.num_samples
+    language = language_of(vocab)
     out: list[Constraint] = []
     if mixture:
         out.append(MixWithCounts(mixture))
         if adapt:
             out.append(SongCache(mixture.adaptation, rows, vocab, start))
     if cfg.loop_guard:
-        out.append(repeat_guard(vocab, language_of(vocab)))
+        out.append(repeat_guard(vocab, language))
     if copy_index is not None and cfg.max_copy > 0:
-        words = word_ids(vocab) if language_of(vocab) == "en" else None
+        words = word_ids(vocab) if language == "en" else None
         out.append(CopyGuard(copy_index, cfg.max_copy, words))
     shape = free_shape(vocab, cfg)
     if shape is not None:

@@ -74,10 +74,10 @@ class WordRepeatGuard:
 
     def __init__(self, vocab: Vocab) -> None:
         self.vocab = vocab
-        self.first: dict[str, list[int]] = {}  # a letter -> the ids of its two cases
-        for t in vocab.tokens:
-            if len(t) == 1 and t.isalnum():
-                self.first.setdefault(t.lower(), []).append(vocab.id_of(t))
+        self.cases: dict[str, list[int]] = {}  # a character in lower case -> its ids, any case
+        for i, t in enumerate(vocab.tokens):
+            if len(t) == 1:
+                self.cases.setdefault(t.lower(), []).append(i)
 
     def __call__(self, logits: torch.Tensor, draft) -> torch.Tensor:
         for b, line in enumerate(draft.line):
@@ -91,14 +91,14 @@ class WordRepeatGuard:
         bad: set[int] = set()
         tail = text[-RUN:].lower()
         if len(tail) == RUN and len(set(tail)) == 1 and not tail[0].isspace():  # not a 4th
-            bad.update(i for c in {tail[0], tail[0].upper()} if (i := self.vocab.id_of(c)))
+            bad.update(self.cases.get(tail[0], ()))
         if text and (text[-1].isalnum() or text[-1] in "'_"):
             return bad  # inside a word: it is judged where the next one starts
         words = WORD.findall(text.lower())
         for n in range(1, len(words) // 2 + 2):
             word = closes(words, n)
             if word is not None:
-                bad.update(self.first.get(word[0], ()))
+                bad.update(self.cases.get(word[0], ()))
         return bad
 
 
