@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from charlm.config import ModelConfig
+from charlm.models.dropout import Dropout, dropout
 from charlm.models.scratch import ScratchRNN, recurrence
 from charlm.models.state import State, zero_state
 
@@ -53,7 +54,7 @@ class CharRNN(nn.Module):
             self.rnn = TORCH_MODULES[cfg.cell](
                 cfg.input_size, cfg.hidden, num_layers=cfg.layers, batch_first=True, dropout=between
             )
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         if cfg.tie:
             # Tied output: project to the embedding size, then score against the embedding
             # table itself. Rare characters share what their input vector learned, and the
@@ -86,7 +87,7 @@ class CharRNN(nn.Module):
             # one mask per forward (per batch), the same at every time step; the module's own
             # parameters stay as they are (functional_call swaps them for this call only)
             dropped = {
-                f"weight_hh_l{i}": F.dropout(
+                f"weight_hh_l{i}": dropout(
                     getattr(self.rnn, f"weight_hh_l{i}"), self.cfg.weight_drop
                 )
                 for i in range(self.cfg.layers)
@@ -99,7 +100,7 @@ class CharRNN(nn.Module):
     def _gathered_recurrence(self, x: torch.Tensor, state: State | None):
         w_ih, w_hh, b_ih, b_hh = layer_weights(self, 0)
         if self.training and self.cfg.weight_drop > 0:
-            w_hh = F.dropout(w_hh, self.cfg.weight_drop)  # (G*H, H), as _recurrence does
+            w_hh = dropout(w_hh, self.cfg.weight_drop)  # (G*H, H), as _recurrence does
         zx = F.embedding(x, w_ih.t()) + b_ih  # (B, T, G*H) == one_hot(x) @ w_ih.T + b_ih
         if state is None:
             state = zero_state(self.cfg.cell, 1, x.shape[0], self.cfg.hidden, zx)

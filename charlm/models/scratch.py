@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from charlm.models.dropout import dropout
 from charlm.models.state import zero_state
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
@@ -280,7 +281,7 @@ class ScratchRNN(nn.Module):
         finals = []
         for layer in range(self.layers):
             if layer > 0 and self.dropout and self.training:
-                x = nn.functional.dropout(x, self.dropout, training=True)
+                x = dropout(x, self.dropout)
             x, last = layer_forward(
                 self.cell, x, tuple(s[layer] for s in state), *self.params(layer)
             )
