@@ -148,20 +148,24 @@ class KneserNey:
 
     def _gram_ids(self, rows: np.ndarray) -> list[np.ndarray]:
         """rows (B, L) ids, right-aligned contexts (-1 = nothing) -> for j = 0..order-1, the
-        id of the j-gram made of each row's last j ids, (B,), -1 where unseen."""
+        id of the j-gram made of each row's last j ids, (B,), -1 where unseen.
+
+        Level by level over every position at once: the m-gram ending at a position is the
+        (m-1)-gram ending just before it, extended by its id, so a level is one lookup of
+        (B, L - m + 1) keys (order - 1 lookups a call: generation asks this at every step)."""
         b, width = rows.shape
         out = [np.zeros(b, dtype=np.int64)]
-        for j in range(1, self.order):
-            gid = np.zeros(b, dtype=np.int64)
-            if j > width:
+        gid = np.zeros((b, width + 1), dtype=np.int64)  # the 0-grams: (B, L + 1), all 0
+        for m in range(1, self.order):
+            if m > width:
                 out.append(np.full(b, -1, dtype=np.int64))
                 continue
-            for m in range(1, j + 1):  # walk the last j ids, oldest first
-                c = rows[:, width - j + m - 1]
-                ok = (gid >= 0) & (c >= 0)
-                query = np.where(ok, gid, 0) * self.vocab_size + np.where(ok, c, 0)
-                gid = np.where(ok, _find(self.keys[m], query), -1)
-            out.append(gid)
+            c = rows[:, m - 1 :]  # (B, L - m + 1): the id each m-gram ends on
+            prev = gid[:, :-1]  # the (m-1)-gram ending just before
+            ok = (prev >= 0) & (c >= 0)
+            query = np.where(ok, prev, 0) * self.vocab_size + np.where(ok, c, 0)
+            gid = np.where(ok, _find(self.keys[m], query), -1)  # (B, L - m + 1)
+            out.append(gid[:, -1])
         return out
 
     def _totals(self, k: int, ctx_ids: np.ndarray) -> np.ndarray:
