@@ -385,3 +385,28 @@ def test_the_look_ahead_weighs_fewer_candidates_before_a_tone_than_before_a_rhym
     # slot 5 looks ahead to the rhyme (slot 6, 12 candidates), slot 6 to the line break
     assert widths[-2:] == [min(LOOKAHEAD_K, len(vocab))] * 2
     assert TONE_K < LOOKAHEAD_K and TONE_K in widths[:-2]
+
+
+def test_the_step_after_a_look_ahead_is_read_from_it(lm, monkeypatch):
+    """A tonal form looks ahead before most characters; the drawn candidate's step is then
+    already computed, and is taken from there: the same songs, fewer network steps."""
+    from charlm.generation import sampling
+    from charlm.models.stepper import Stepper
+
+    rows = []  # the batch of every step the network takes
+    real_step = Stepper.step
+
+    def counted(self, ids, st):
+        rows.append(len(ids))
+        return real_step(self, ids, st)
+
+    monkeypatch.setattr(Stepper, "step", counted)
+    reused = songs(lm, n_seeds=3, form="七言绝句")
+    main = rows.count(4 * sampling.LINE_CANDIDATES)  # samples x candidate lines
+    rows.clear()
+    monkeypatch.setattr(
+        sampling.Lookahead, "step", lambda self, ids, st: self.stepper.step(ids, st)
+    )
+    assert songs(lm, n_seeds=3, form="七言绝句") == reused
+    every = rows.count(4 * sampling.LINE_CANDIDATES)
+    assert main < every / 3  # most steps after the draw came from the look ahead

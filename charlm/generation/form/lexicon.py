@@ -49,6 +49,7 @@ class Lexicon:
         return self.book.group_named(name) if self.book else None
 
 
+_LANGUAGES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # vocab -> language
 _LEXICONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # counts -> {key: Lexicon}
 
 
@@ -64,10 +65,13 @@ def lexicon_for(vocab: Vocab, book: RhymeBook, counts=None) -> Lexicon:
 
 
 def language_of(vocab: Vocab) -> str:
-    """ "zh" when the vocabulary has more Chinese characters than Latin letters, else "en"."""
-    cjk = sum(len(t) == 1 and is_cjk(t) for t in vocab.tokens)
-    latin = sum(t.isascii() and t.isalpha() for t in vocab.tokens)
-    return "zh" if cjk > latin else "en"
+    """ "zh" when the vocabulary has more Chinese characters than Latin letters, else "en".
+    Read once per vocabulary in a process (20 ms for 9.4k characters, at every generate)."""
+    if vocab not in _LANGUAGES:
+        cjk = sum(len(t) == 1 and is_cjk(t) for t in vocab.tokens)
+        latin = sum(t.isascii() and t.isalpha() for t in vocab.tokens)
+        _LANGUAGES[vocab] = "zh" if cjk > latin else "en"
+    return _LANGUAGES[vocab]
 
 
 def lexicon_of(vocab: Vocab, book: RhymeBook, counts=None) -> Lexicon:
