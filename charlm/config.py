@@ -87,6 +87,9 @@ class TrainConfig:
     early_stop: int = 6  # ... before training stops; 0 = never
     val_fraction: float = 0.1
     eval_every: int = 50  # steps
+    # > 0 (--max-time runs that did not give --eval-every): the steps between evaluations
+    # grow so that they take at most this share of the training time (optim.eval_interval)
+    eval_share: float = 0.0
     unk_prob: float = 1.0  # chance a once-seen training character is shown as <unk>
     precision: str = "fp32"  # "bf16": autocast the training forward pass (CPU with bf16, CUDA)
     kn_order: int = 8  # Kneser-Ney n-gram mixed with the network; 0 = network alone
@@ -127,6 +130,7 @@ class TrainConfig:
         _check(self.early_stop >= 0, "--early-stop must be >= 0 (0 = never)")
         _check(0.0 <= self.val_fraction < 1.0, "--val-fraction must be in [0, 1)")
         _check(self.eval_every >= 1, "--eval-every must be >= 1")
+        _check(0.0 <= self.eval_share < 1.0, "eval_share must be in [0, 1)")
         _check(0.0 <= self.unk_prob <= 1.0, "--unk-prob must be in [0, 1]")
         _check(0 <= self.seed < 2**63, "--seed must be in [0, 2**63)")
         _check(self.precision in ("fp32", "bf16"), "--precision must be fp32 or bf16")

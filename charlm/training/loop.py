@@ -31,7 +31,7 @@ from charlm.system.signals import SignalGuard
 from charlm.training.adapt_fit import FIT_SHARE, fit_into_best
 from charlm.training.heldout import HeldOut, decisions
 from charlm.training.members import room_for_member
-from charlm.training.optim import Plateau, RunLength, lr_at
+from charlm.training.optim import Plateau, RunLength, eval_interval, lr_at
 from charlm.training.progress import MAX_NONFINITE_STREAK, TrainState, diverged
 from charlm.training.reporting import Reporter, Window, eval_record, run_summary
 from charlm.training.step import StepResult, out_of_memory_as_resource_error, train_step
@@ -95,6 +95,9 @@ class Trainer:
         # dropout continues this run's stream (each process its own)
         torch.set_rng_state(self.dist.dropout_rng(state.rng, prog.seed, prog.step))
         started, elapsed0, reason, last = time.perf_counter(), prog.elapsed_s, None, None
+        # the next scheduled evaluation: the next multiple of --eval-every, then as far as
+        # eval_interval says; trained seconds and steps since the last one (what a step costs)
+        next_eval, trained = prog.step - prog.step % cfg.eval_every + cfg.eval_every, [0.0, 0]
         # --max-time counts from the command's start (preparation included) when known
         deadline = self.deadline = (self.started_at or time.monotonic()) + cfg.max_time
         # the learning rate's schedule runs from here (or a new network's start) to the deadline
@@ -114,6 +117,7 @@ class Trainer:
                 done = self.length.done(prog.step + 1, self.closing_s + self.reserve_s)
                 loss, self.signum, self.done = self.dist.agree(r.loss, self._guard.signum, done)
                 self._account(replace(r, loss=loss), window, x.numel() * self.dist.world, t0)
+                trained = [trained[0] + time.perf_counter() - t0, trained[1] + 1]
                 prog.elapsed_s = elapsed0 + time.perf_counter() - started
                 self.report.step(window, prog.step, self._step_limit())
                 # 3. a signal stops at this step boundary (saved below, not evaluated)
@@ -122,7 +126,7 @@ class Trainer:
                     break
                 # 4. scheduled evaluation: held-out score, plateau rule, best.pt, last.pt (a
                 # signal during it abandons it: no record, and the step is saved below)
-                if prog.step % cfg.eval_every == 0:
+                if prog.step >= next_eval:
                     closing = time.monotonic()  # an evaluation and a save: what a stop costs
                     rec = self._evaluate(window, scheduled=True)
                     if rec is None:
@@ -131,6 +135,9 @@ class Trainer:
                     last = self._keep(rec)  # best.pt if it improved, metrics, report
                     self._save_last()  # last.pt
                     self.closing_s = time.monotonic() - closing
+                    # rank 0's cadence for every process (they evaluate together)
+                    gap = eval_interval(cfg, self.closing_s, trained[0] / max(trained[1], 1))
+                    next_eval, trained = prog.step + self.dist.broadcast(gap), [0.0, 0]
                     # in the decay the schedule takes the rate down and the deadline ends the
                     # run: a plateau there is the rate settling (it stopped a KJV run at 470 s
                     # of 600), and best.pt keeps the best whatever comes after

@@ -9,6 +9,7 @@ from typing import Any
 
 from charlm.config import BIDIRECTIONAL_REASON, ModelConfig, TrainConfig
 from charlm.errors import UsageError
+from charlm.training.optim import EVAL_SHARE
 
 MODEL_FIELDS = ("cell", "embed", "hidden", "layers", "dropout", "weight_drop", "tie", "impl")
 REGULARISERS = ("dropout", "weight_drop")  # model fields that are not architecture
@@ -108,6 +109,10 @@ def model_config_for(vocab_size: int, opts: TrainOptions) -> ModelConfig:
 
 def train_config_for(opts: TrainOptions, base: TrainConfig | None = None) -> TrainConfig:
     """TrainConfig from the options given, over `base` (the stored run on --resume)."""
-    names = [f.name for f in fields(TrainConfig)]
+    names = [f.name for f in fields(TrainConfig) if f.name != "eval_share"]
     changes = {k: getattr(opts, k) for k in names if getattr(opts, k) is not None}
+    if opts.eval_every is not None or opts.eval_epochs is not None:
+        changes["eval_share"] = 0.0  # a cadence given is kept, on a resume too
+    elif base is None and changes.get("max_time"):
+        changes["eval_share"] = EVAL_SHARE
     return replace(base, **changes) if base else TrainConfig(**changes)

@@ -95,7 +95,8 @@ def _train(
             with console.status("building the model and the count model..."):
                 trainer = Trainer(
                     mcfg, cfg, data, folder, device,
-                    previews=previews or _default_previews(data.vocab),
+                    # --quiet shows no evaluation lines: no previews to sample either
+                    previews=[] if quiet else previews or _default_previews(data.vocab),
                     echo=echo if dist.main else lambda _: None,
                     show_progress=dist.main and sys.stderr.isatty() and not quiet,
                     resume=setup.resume,

@@ -109,3 +109,56 @@ def test_a_plateau_in_the_decay_does_not_end_a_budgeted_run():
     assert decaying(0.6) and not decaying(0.4)
     assert not decaying(0.9, decay=0.0)  # no decay: the plateau rule stops as before
     assert not decaying(0.9, max_time=0)  # a run bounded by steps keeps early stopping
+
+
+def test_evaluations_keep_to_their_share_of_a_budgeted_run():
+    from charlm.training.optim import EVAL_SHARE, MAX_EVAL_STRETCH, eval_interval
+
+    fixed = TrainConfig(eval_every=50)
+    assert eval_interval(fixed, eval_s=10.0, step_s=0.01) == 50  # no share: every 50 steps
+    cfg = TrainConfig(eval_every=50, eval_share=EVAL_SHARE)
+    # an evaluation of 1.6 s at 0.1 s a step: 160 steps make it a tenth of the training time
+    assert eval_interval(cfg, eval_s=1.6, step_s=0.1) == 160
+    assert eval_interval(cfg, eval_s=0.1, step_s=0.1) == 50  # cheap: never more often
+    assert eval_interval(cfg, eval_s=60.0, step_s=0.1) == MAX_EVAL_STRETCH * 50
+
+
+def test_a_time_budget_stretches_the_cadence_unless_one_is_given(tmp_path, corpus_file):
+    import torch
+
+    from charlm.training.optim import EVAL_SHARE
+    from charlm.training.options import TrainOptions, train_config_for
+    from charlm.training.setup import prepare
+
+    def config(**kw):
+        opts = TrainOptions(corpus=str(corpus_file), hidden=16, batch_size=4, seq_len=8, **kw)
+        return prepare(opts, tmp_path, torch.device("cpu"), echo=lambda s: None).train_config
+
+    assert config(max_time=30.0).eval_share == EVAL_SHARE and config().eval_share == 0.0
+    assert config(max_time=30.0, eval_every=10).eval_share == 0.0
+    assert config(max_time=30.0, eval_epochs=2).eval_share == 0.0
+    stored = TrainConfig(max_time=30.0, eval_share=EVAL_SHARE)  # a resume keeps it...
+    assert train_config_for(TrainOptions(max_time=60.0), stored).eval_share == EVAL_SHARE
+    # ... unless a cadence is given then
+    assert train_config_for(TrainOptions(eval_every=20), stored).eval_share == 0.0
+
+
+def test_the_loop_evaluates_where_the_cadence_says(tmp_path, runner, corpus_file, monkeypatch):
+    from charlm.training import loop
+
+    from ..conftest import TINY_TRAIN
+
+    asked = []
+
+    def interval(cfg, eval_s, step_s):
+        asked.append((cfg.eval_share, eval_s > 0, step_s > 0))
+        return 30
+
+    monkeypatch.setattr(loop, "eval_interval", interval)
+    ck = tmp_path / "ck"
+    r = invoke(runner, ["train", "--corpus", corpus_file, "--checkpoint-dir", ck, *TINY_TRAIN,
+                        "--run", "a", "--max-steps", "100", "--eval-every", "20"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    recs = [json.loads(x) for x in (ck / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in recs] == [20, 50, 80, 100]  # the first at --eval-every
+    assert asked and all(a == (0.0, True, True) for a in asked)
