@@ -80,6 +80,17 @@ def test_import_charlm_stays_light():
     assert out.stdout.strip() == "False"  # charlm.load pulls torch in on first use
 
 
+def test_the_cli_s_help_stays_light():
+    """`charlm --help` and `charlm train --help` read the option modules, not torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from charlm.cli import app; from charlm.training import options; "
+            "print('torch' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_the_readme_example_runs(trained, tmp_path, monkeypatch, capsys):
     """README's Python block, as written, against a run named jay under ./checkpoints."""
     import re

@@ -27,19 +27,15 @@ from charlm.errors import CheckpointError
 PLATEAU_THRESHOLD = 1e-4
 
 
-# A --max-time run that did not give --eval-every evaluates at most about this share of its
-# training time (eval_interval). On the first 1.1M characters of the King James Bible an
-# evaluation (the tune slice and 50k held-out characters scored, best.pt and last.pt written)
-# took 1.6 s against 5 s for 50 steps: a quarter of the budget went to evaluating.
-EVAL_SHARE = 0.1
-# ... but never fewer than one in this many of --eval-every's: the plateau rule counts
-# evaluations, and a stretched cadence is slower to see a network stop improving
+# A stretched cadence (cfg.eval_share, options.EVAL_SHARE) evaluates at least once in this
+# many of --eval-every's: the plateau rule counts evaluations, and a stretched cadence is
+# slower to see a network stop improving
 MAX_EVAL_STRETCH = 4
 
 
 def eval_interval(cfg: TrainConfig, eval_s: float, step_s: float) -> int:
     """Steps from this evaluation to the next: cfg.eval_every, or with cfg.eval_share (see
-    EVAL_SHARE) as many as make an evaluation that took eval_s seconds at most that share of
+    options.EVAL_SHARE) as many as make an evaluation that took eval_s seconds at most that share of
     the training time between, at step_s seconds a step."""
     if cfg.eval_share <= 0 or step_s <= 0:
         return cfg.eval_every

@@ -112,7 +112,8 @@ def test_a_plateau_in_the_decay_does_not_end_a_budgeted_run():
 
 
 def test_evaluations_keep_to_their_share_of_a_budgeted_run():
-    from charlm.training.optim import EVAL_SHARE, MAX_EVAL_STRETCH, eval_interval
+    from charlm.training.optim import MAX_EVAL_STRETCH, eval_interval
+    from charlm.training.options import EVAL_SHARE
 
     fixed = TrainConfig(eval_every=50)
     assert eval_interval(fixed, eval_s=10.0, step_s=0.01) == 50  # no share: every 50 steps
@@ -126,8 +127,7 @@ def test_evaluations_keep_to_their_share_of_a_budgeted_run():
 def test_a_time_budget_stretches_the_cadence_unless_one_is_given(tmp_path, corpus_file):
     import torch
 
-    from charlm.training.optim import EVAL_SHARE
-    from charlm.training.options import TrainOptions, train_config_for
+    from charlm.training.options import EVAL_SHARE, TrainOptions, train_config_for
     from charlm.training.setup import prepare
 
     def config(**kw):
