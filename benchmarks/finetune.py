@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--show-text", action="store_true", help="print the generated lines too")
     ap.add_argument("--tune-args", default="", help="extra train options for the base's runs")
     ap.add_argument("--keep", type=Path, help="train into this folder and keep the runs")
+    ap.add_argument("--starts", default="scratch,base", help="which rows: scratch, base or both")
     a = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,7 +110,8 @@ def main() -> None:
             corpus = corpus_path(name, tmp)
             for seconds in map(int, a.budgets.split(",")):
                 tuned = ["--init-from", a.base, *a.tune_args.split()]
-                for label, start in (("scratch", []), (f"from {a.base}", tuned)):
+                starts = {"scratch": ("scratch", []), "base": (f"from {a.base}", tuned)}
+                for label, start in (starts[k] for k in a.starts.split(",")):
                     run = f"{name}-{seconds}-{label.split()[0]}"
                     r = measure(corpus, a.keep or tmp / "ck", run, seconds, start)
                     rows.append((name, seconds, label, r))

@@ -131,8 +131,8 @@ def main() -> None:
     runs = {
         "unconstrained": free_kw,
         "form, plain masking": {**form, "lookahead": False, "line_candidates": 1},
-        "form, lookahead, 1 line": {**form, "line_candidates": 1},
-        "form, lookahead, best of 2 (default)": {**form, "line_candidates": 2},
+        "form, lookahead, 1 line (a named form's default)": {**form, "line_candidates": 1},
+        "form, lookahead, best of 2 (line lengths' default)": {**form, "line_candidates": 2},
         "form, lookahead, best of 4": {**form, "line_candidates": 4},
     }
     free_wall = None

@@ -167,7 +167,7 @@ class SampleConfig:
     repeat_chorus: bool = False  # with a template: a repeated line comes back repeated
     lookahead: bool = True  # weigh the slot before a rhyme by the rhymes that can follow
     loop_guard: bool = True  # no character 4 times in a row, no phrase looping in a line
-    line_candidates: int = 0  # with a form: best of N lines (0 = the default, 2)
+    line_candidates: int = 0  # with a form: best of N lines (0 = the default: 2, 1 named)
 
     def __post_init__(self) -> None:
         _check(0 <= self.length <= 10_000_000, "--length must be in [0, 10000000]")

@@ -127,7 +127,7 @@ def generate(
         int,
         typer.Option(
             help="With a form: draw N candidates for each line and keep the likeliest "
-            "(0 = 2; more is more fluent and slower)."
+            "(0 = 2, or 1 for a named form; more is more fluent and slower)."
         ),
     ] = 0,
     loop_guard: Annotated[

@@ -15,6 +15,7 @@ from charlm.errors import DataError, UsageError
 from charlm.generation import constraints
 from charlm.generation.choice import LineChoice, follow
 from charlm.generation.constraints import Draft
+from charlm.generation.form.layout import FORMS
 from charlm.generation.novelty import TrainingIndex
 from charlm.models.ensemble import make_stepper
 from charlm.scoring.mixture import Mixture
@@ -24,6 +25,11 @@ from charlm.system.runtime import make_generator
 # 7,7,7,7/7,7,7,7 AABBCCDD): N = 1 puts the text at 1.22x the perplexity of unconstrained
 # text, N = 2 at 0.82x for 1.9x its wall time, N = 4 at 0.55x for 3.2x.
 LINE_CANDIDATES = 2
+# A named form's tonal pattern makes nearly every slot look ahead (form/constraint.py), so a
+# second candidate line doubles the costliest part of the step. On the Tang poems' model (600
+# s), a 七言绝句 of one candidate line (and TONE_K = 3) came out at 1.06x the perplexity of
+# free text in 1.3-1.7x its time; best of 2 at 1.00x in 2.1-2.5x (benchmarks/form.py).
+NAMED_FORM_CANDIDATES = 1
 MAX_ROWS = 16_384  # samples x candidate lines in one batch
 SEQ_CHUNK = 2048  # sequences a rule scores in one batch (Lookahead.sequences)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -150,11 +156,13 @@ def generate(
 
 def line_candidates(cfg: SampleConfig, vocab: Vocab | None = None) -> int:
     """Candidate lines a sample draws (best of N): cfg.line_candidates, else LINE_CANDIDATES
-    with a form (whose rows advance in step) and 1 without (nor with a template on an
-    English model, whose lines end where the model makes them)."""
+    with a form (whose rows advance in step; NAMED_FORM_CANDIDATES with a named, tonal one)
+    and 1 without (nor with a template on an English model, whose lines end where the model
+    makes them)."""
     if not cfg.has_form or (vocab is not None and constraints.writes_free_lines(vocab, cfg)):
         return 1
-    k = cfg.line_candidates or LINE_CANDIDATES
+    tonal = cfg.form.strip() in FORMS
+    k = cfg.line_candidates or (NAMED_FORM_CANDIDATES if tonal else LINE_CANDIDATES)
     if k * cfg.num_samples > MAX_ROWS:
         raise UsageError(
             f"--num-samples {cfg.num_samples} x {k} candidate lines is over {MAX_ROWS} rows; "
@@ -201,11 +209,11 @@ class Lookahead:
         wide = [tuple(t.repeat_interleave(k, dim=0) for t in s) for s in state]  # (B*K, H)
         flat, states = self.stepper.step(cands.reshape(-1), wide)  # (B*K, V)
         self._ahead = (state, cands, flat, states)  # the step after the draw, if a candidate
-        logits = flat.float().view(b, k, -1)  # (B, K, V)
-        e = torch.exp(logits - logits.amax(dim=2, keepdim=True))  # (B, K, V), max 1
-        part = torch.bmm(e, allowed.to(e.dtype)[:, :, None].to(e.device)).squeeze(2)  # (B, K)
+        # one fused softmax: a quarter of the time of exp(logits - max) / sum taken apart
+        probs = torch.softmax(flat.float().view(b, k, -1), dim=2)  # (B, K, V)
+        part = torch.bmm(probs, allowed.to(probs.dtype)[:, :, None].to(probs.device))  # (B, K, 1)
         # -inf where nothing allowed is left (or all of it under e^-87 of the likeliest)
-        return torch.log(part) - torch.log(e.sum(dim=2))
+        return torch.log(part.squeeze(2))
 
     def rows(self, rows: torch.Tensor, ids: torch.Tensor, state: list) -> torch.Tensor:
         """rows (P,) and ids (P,) -> (P, V) log-probs of the next character after writing

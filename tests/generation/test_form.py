@@ -402,11 +402,25 @@ def test_the_step_after_a_look_ahead_is_read_from_it(lm, monkeypatch):
 
     monkeypatch.setattr(Stepper, "step", counted)
     reused = songs(lm, n_seeds=3, form="七言绝句")
-    main = rows.count(4 * sampling.LINE_CANDIDATES)  # samples x candidate lines
+    main = rows.count(4 * sampling.NAMED_FORM_CANDIDATES)  # samples x candidate lines
     rows.clear()
     monkeypatch.setattr(
         sampling.Lookahead, "step", lambda self, ids, st: self.stepper.step(ids, st)
     )
     assert songs(lm, n_seeds=3, form="七言绝句") == reused
-    every = rows.count(4 * sampling.LINE_CANDIDATES)
+    every = rows.count(4 * sampling.NAMED_FORM_CANDIDATES)
     assert main < every / 3  # most steps after the draw came from the look ahead
+
+
+def test_a_named_form_draws_one_candidate_line_unless_asked_for_more():
+    """A tonal form looks ahead before nearly every slot: a second candidate line would double
+    the costliest part of each step, so it is asked for, not the default."""
+    from charlm.config import SampleConfig
+    from charlm.generation import sampling
+
+    vocab = Vocab.build("春风吹又生\n")
+    assert sampling.line_candidates(SampleConfig(form="七言绝句"), vocab) == 1
+    assert sampling.line_candidates(SampleConfig(form=" 五言律诗 "), vocab) == 1
+    assert sampling.line_candidates(SampleConfig(form="7,7,7,7"), vocab) == 2
+    assert sampling.line_candidates(SampleConfig(form="七言绝句", line_candidates=3), vocab) == 3
+    assert sampling.line_candidates(SampleConfig(), vocab) == 1

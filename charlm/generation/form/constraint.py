@@ -35,11 +35,14 @@ from charlm.generation.form.layout import FREE, Layout
 from charlm.generation.form.rhyme import LEVEL, VocabRhymes
 
 LOOKAHEAD_K = 12  # candidates weighed at the slot before a rhyme
-# candidates weighed before a slot that asks only a tone (half the characters fit it): on the
+# candidates weighed before a slot that asks only a tone (half the characters fit it). On the
 # Tang poems' model (600 s, vocabulary 9.4k), a 七言绝句 best of 2 came out at 65.0 perplexity
-# with 12 (unconstrained text: 61.4), 61.7 with 6, 56.3 with 4 (sampling ever fewer characters),
-# and 6 takes a fifth off its wall time (benchmarks/form.py)
-TONE_K = 6
+# with 12 (unconstrained text: 61.4), 61.7 with 6, 56.3 with 4, 54.5 with 3 (sampling ever
+# fewer characters); of one candidate line (a named form's default, sampling.py) at 83.6 with
+# 12, 78.1 with 6, 68.1 with 4 and 64.9 with 3, with as many distinct characters in 32 poems
+# (300 against 334 with 6). On smaller models 3 also came out lowest or within 3 % of it
+# (the bundled corpus from scratch and fine-tuned from zh, 150 s; 七言绝句 and 五言律诗).
+TONE_K = 3
 NEWLINE, BLANK, CHAR, LITERAL = "nl", "blank", "char", "lit"
 
 # (B, K) candidate ids, (B, V) allowed -> (B, K) log-probability that the character after
@@ -89,6 +92,7 @@ class FormConstraint:
         self.oblique = torch.from_numpy(rhymes.oblique)
         self.definite = torch.from_numpy(rhymes.group_ids >= 0)
         self.free_heads = free_heads  # an acrostic writes each line's first character
+        self._bases: dict[tuple[str, bool], torch.Tensor] = {}  # see _base
         self.viable = self._viable_groups()
         self.start = len(prefix)
         self._check_prefix(prefix)
@@ -173,13 +177,14 @@ class FormConstraint:
         slot the first non-empty of: the group's unused characters of the right tone, its used
         ones of that tone, then the same without the tone (the rhyme outranks the tone)."""
         spec = self.layout.lines[line]
-        base = self.chinese & self._tone_mask(spec.tones[pos] if spec.tones else FREE, pos)
+        base = self._base(spec.tones[pos] if spec.tones else FREE, pos)
         if not (pos == spec.rhyme_pos and spec.rhyme != "X"):
+            if not (self.pauses and 0 < pos < len(spec.slots) - 1 and not spec.tones):
+                return base.to(device)[None].expand(n, -1)  # one row for all: read only
             rows = base.repeat(n, 1)
-            if self.pauses and 0 < pos < len(spec.slots) - 1 and not spec.tones:
-                for b in range(n):  # a space between phrases, as lyrics have, never two
-                    if not self.written[b] or self.written[b][-1] not in self.pauses:
-                        rows[b, self.pauses] = True
+            for b in range(n):  # a space between phrases, as lyrics have, never two
+                if not self.written[b] or self.written[b][-1] not in self.pauses:
+                    rows[b, self.pauses] = True
             return rows.to(device)
         rows = []
         for b in range(n):
@@ -187,6 +192,13 @@ class FormConstraint:
             options = (fresh & base, every & base, fresh & self.chinese, every & self.chinese)
             rows.append(next((o for o in options if o.any()), base))
         return torch.stack(rows).to(device)
+
+    def _base(self, tone: str, pos: int) -> torch.Tensor:
+        """(V,) bool: the Chinese characters of this tone (kept: asked at every slot)."""
+        key = (tone, self.free_heads and pos == 0)
+        if key not in self._bases:
+            self._bases[key] = self.chinese & self._tone_mask(tone, pos)
+        return self._bases[key]
 
     def _literal_id(self, literal: str) -> int:
         i = self.vocab.id_of(literal)
@@ -284,13 +296,9 @@ def _weigh_by_next(
     top = torch.topk(logits, k, dim=1)  # values, indices (B, K)
     mass = peek(top.indices, nxt_allowed)  # (B, K)
     score = torch.log_softmax(top.values.float(), dim=1) + mass  # (B, K)
-    ok = torch.isfinite(score).any(dim=1)
-    out = logits.clone()
-    rows = torch.arange(len(logits))[ok]
-    if len(rows):
-        out[rows] = float("-inf")
-        out[rows[:, None], top.indices[rows]] = score[rows].to(out.dtype)
-    return out
+    out = torch.full_like(logits, float("-inf")).scatter_(1, top.indices, score.to(logits.dtype))
+    ok = torch.isfinite(score).any(dim=1, keepdim=True)  # (B, 1)
+    return out if bool(ok.all()) else torch.where(ok, out, logits)
 
 
 _RHYMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # vocab -> {table: rhymes}
