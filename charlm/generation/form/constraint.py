@@ -181,10 +181,10 @@ class FormConstraint:
         if not (pos == spec.rhyme_pos and spec.rhyme != "X"):
             if not (self.pauses and 0 < pos < len(spec.slots) - 1 and not spec.tones):
                 return base.to(device)[None].expand(n, -1)  # one row for all: read only
-            rows = base.repeat(n, 1)
-            for b in range(n):  # a space between phrases, as lyrics have, never two
-                if not self.written[b] or self.written[b][-1] not in self.pauses:
-                    rows[b, self.pauses] = True
+            rows = base.repeat(n, 1)  # (n, V); no pause is a Chinese character
+            last = torch.tensor([w[-1] if w else -1 for w in self.written])  # (n,)
+            # a space between phrases, as lyrics have, never two
+            rows[:, self.pauses] = ~torch.isin(last, torch.tensor(self.pauses))[:, None]
             return rows.to(device)
         rows = []
         for b in range(n):
