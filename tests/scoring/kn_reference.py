@@ -10,7 +10,9 @@ are continuation counts (how many distinct characters precede h w), t_k(h) is th
 distinct w seen after h, and D_k = n1 / (n1 + 2 n2) from that order's count-of-counts. A context
 never seen falls through to the next lower order. The unigram level gives the unknown symbol
 the Good-Turing mass of unseen characters (characters seen once / all characters), so text with
-new characters gets an honest probability rather than ~0.
+new characters gets an honest probability rather than ~0. When the text never holds the
+unknown symbol, that mass stays the same in every context: the model of the known characters
+is scaled by 1 - unk_mass (it does not back off through the orders with the rest).
 """
 
 from __future__ import annotations
@@ -75,9 +77,15 @@ class ReferenceKneserNey:
         # Good-Turing: the chance that the next character is one never seen before.
         self.unk_mass = min(0.5, max(singles, 1) / max(len(seq), 1))
         self._p1: np.ndarray | None = None
+        self.open_unk = raw[UNK_ID] == 0
 
     def _base(self) -> np.ndarray:
-        """p_0: the unknown symbol gets unk_mass, every known id an equal share of the rest."""
+        """p_0: the unknown symbol gets unk_mass, every known id an equal share of the rest
+        (with open_unk, the known ids share it all: unk_mass is added after the orders)."""
+        if self.open_unk:
+            p = np.full(self.vocab_size, 1 / (self.vocab_size - 1))
+            p[UNK_ID] = 0.0
+            return p
         p = np.full(self.vocab_size, (1 - self.unk_mass) / (self.vocab_size - 1))
         p[UNK_ID] = self.unk_mass
         return p
@@ -113,14 +121,19 @@ class ReferenceKneserNey:
             ids = np.fromiter(followers.keys(), dtype=np.int64, count=len(followers))
             cnt = np.fromiter(followers.values(), dtype=np.float64, count=len(followers))
             p[ids] += np.maximum(cnt - d, 0.0) / total
+        if self.open_unk:
+            p = p * (1 - self.unk_mass)
+            p[UNK_ID] = self.unk_mass
         return p
 
     def prob(self, context: Sequence[int], w: int) -> float:
         """p(w | context), the same value as distribution(context)[w] without building it."""
-        p = self.unk_mass if w == UNK_ID else (1 - self.unk_mass) / (self.vocab_size - 1)
+        if self.open_unk and w == UNK_ID:
+            return self.unk_mass
+        p = float(self._base()[w])
         for d, total, n_types, followers in self._levels(context):
             p = p * (d * n_types / total) + max(followers.get(w, 0) - d, 0.0) / total
-        return p
+        return p * (1 - self.unk_mass) if self.open_unk else p
 
     def log_probs(self, ids: Sequence[int]) -> np.ndarray:
         """ln p(ids[i] | ids[:i]) for i >= 1, shape (N-1,), as evaluate() scores the network."""

@@ -93,18 +93,32 @@ def test_a_text_without_singletons_gives_nothing_probability_zero():
 def test_values_computed_by_hand():
     """Text 1 2 1 2 1 3, order 2, vocabulary {<unk>, 1, 2, 3}:
     bigram counts (1,2)=2 (2,1)=2 (1,3)=1 -> n1=1, n2=2, D2 = 1/(1+2*2) = 0.2;
-    continuation counts of 1, 2, 3 are all 1 -> D1 = 1 and p1 = p0;
-    p0: <unk> gets the Good-Turing mass 1/6 (one character seen once in six), the rest 5/18.
-    p(2|1) = p1(2) * D2 * 2 types / 3 + (2 - 0.2) / 3 = 5/18 * 2/15 + 0.6."""
+    continuation counts of 1, 2, 3 are all 1 -> D1 = 1 and p1 = p0 = 1/3 each;
+    <unk> gets the Good-Turing mass 1/6 (one character seen once in six) after any context,
+    the known characters 5/6 of their model:
+    p(2|1) = 5/6 * (1/3 * D2 * 2 types / 3 + (2 - 0.2) / 3) = 5/18 * 2/15 + 0.5."""
     kn = KneserNey([1, 2, 1, 2, 1, 3], vocab_size=4, order=2)
     assert kn.discounts[2] == pytest.approx(0.2) and kn.discounts[1] == pytest.approx(1.0)
     assert kn.unk_mass == pytest.approx(1 / 6)
     back = 5 / 18 * 2 / 15
-    assert kn.prob([1], 2) == pytest.approx(back + 1.8 / 3, rel=1e-12)
-    assert kn.prob([1], 3) == pytest.approx(back + 0.8 / 3, rel=1e-12)
+    assert kn.prob([1], 2) == pytest.approx(back + 5 / 6 * 1.8 / 3, rel=1e-12)
+    assert kn.prob([1], 3) == pytest.approx(back + 5 / 6 * 0.8 / 3, rel=1e-12)
     assert kn.prob([1], 1) == pytest.approx(back, rel=1e-12)
-    assert kn.prob([1], UNK_ID) == pytest.approx(1 / 6 * 2 / 15, rel=1e-12)
+    assert kn.prob([1], UNK_ID) == pytest.approx(1 / 6, rel=1e-12)
     assert kn.prob([3], 2) == pytest.approx(5 / 18, rel=1e-12)  # unseen context: p1
     assert kn.log_probs([1, 2, 1]) == pytest.approx(
-        [math.log(back + 0.6), math.log(kn.prob([2], 1))]
+        [math.log(back + 0.5), math.log(kn.prob([2], 1))]
     )
+
+
+def test_the_unknown_symbol_keeps_its_good_turing_mass_in_every_context():
+    """A text without <unk>: a new character's chance is the same after any context (it does
+    not fall with each order the context was seen at); the known characters share the rest."""
+    kn = KneserNey(IDS, vocab_size=8, order=4)
+    for ctx in ([], [1], [1, 2], [1, 2, 3], [7, 7, 7]):
+        p = kn.distribution(ctx)
+        assert p[UNK_ID] == pytest.approx(kn.unk_mass) and p.sum() == pytest.approx(1.0)
+    assert np.exp(kn.log_probs([1, 2, 3, UNK_ID]))[-1] == pytest.approx(kn.unk_mass)
+    # a text that holds <unk> (a capped vocabulary) counts it as any other character
+    held = KneserNey([UNK_ID if i == 5 else i for i in IDS], vocab_size=8, order=4)
+    assert held.distribution([3])[UNK_ID] != pytest.approx(held.unk_mass)
