@@ -27,8 +27,8 @@ from charlm.system.runtime import make_generator
 LINE_CANDIDATES = 2
 # A named form's tonal pattern makes nearly every slot look ahead (form/constraint.py), so a
 # second candidate line doubles the costliest part of the step. On the Tang poems' model (600
-# s), a 七言绝句 of one candidate line (and TONE_K = 3) came out at 1.06x the perplexity of
-# free text in 1.3-1.7x its time; best of 2 at 1.00x in 2.1-2.5x (benchmarks/form.py).
+# s), 128 poems of 七言绝句 in one candidate line (and TONE_K = 3) came out at 1.01x the
+# perplexity of free text in 1.48x its time; best of 2 at 0.82x in 2.51x (benchmarks/form.py).
 NAMED_FORM_CANDIDATES = 1
 MAX_ROWS = 16_384  # samples x candidate lines in one batch
 SEQ_CHUNK = 2048  # sequences a rule scores in one batch (Lookahead.sequences)
