@@ -424,3 +424,33 @@ def test_a_named_form_draws_one_candidate_line_unless_asked_for_more():
     assert sampling.line_candidates(SampleConfig(form="7,7,7,7"), vocab) == 2
     assert sampling.line_candidates(SampleConfig(form="七言绝句", line_candidates=3), vocab) == 3
     assert sampling.line_candidates(SampleConfig(), vocab) == 1
+
+
+def test_a_named_form_never_repeats_a_line_but_for_its_last_two_characters(lm):
+    """The song cache pulls a song back to its own lines; a named form's line may not come
+    back with only its last two characters changed (forms by line lengths may: a chorus)."""
+    from charlm.generation.form.constraint import FormConstraint, vocab_rhymes
+    from charlm.generation.form.layout import layout_for
+
+    book = RhymeBook()
+    vocab = Vocab.build("春风吹又生光明天山水花落知多少夜来风雨声处处闻啼鸟\n")
+    ids = [vocab.id_of(c) for c in "春风吹又生光明"]
+    other = [vocab.id_of(c) for c in "山水花落"]
+    nl = vocab.id_of("\n")
+    rhymes = vocab_rhymes(vocab, book)
+    rule = FormConstraint(layout_for("七言绝句", "", "", book), vocab, rhymes, 2, "")
+    rule.written = [[*ids, nl, *ids[:4]], [*ids, nl, *other]]  # line 2 starts as line 1 did
+    allowed = torch.ones(1, len(vocab), dtype=torch.bool).expand(2, -1)
+    out = rule._no_near_copy(allowed, 1, 4)  # the third slot from the end of line 2
+    assert not out[0, ids[4]] and int(out[0].sum()) == len(vocab) - 1 and out[1].all()
+    assert rule._no_near_copy(allowed, 1, 3) is allowed
+    only = torch.zeros(2, len(vocab), dtype=torch.bool)
+    only[:, ids[4]] = True  # all a row has left stays
+    assert rule._no_near_copy(only, 1, 4)[0, ids[4]]
+    lengths = FormConstraint(layout_for("7,7,7,7", "", "", book), vocab, rhymes, 2, "")
+    lengths.written = rule.written
+    assert lengths._no_near_copy(allowed, 1, 4) is allowed
+    for text in songs(lm, n_seeds=3, form="五言绝句"):
+        lines = [ln for ln in text.split("\n") if ln]
+        heads = [ln[:-2] for ln in lines]
+        assert len(set(heads)) == len(heads), text
