@@ -15,7 +15,7 @@ from charlm.errors import DataError, UsageError
 from charlm.generation import constraints
 from charlm.generation.choice import LineChoice, follow
 from charlm.generation.constraints import Draft
-from charlm.generation.form.layout import FORMS
+from charlm.generation.form.layout import is_named
 from charlm.generation.novelty import TrainingIndex
 from charlm.models.ensemble import make_stepper
 from charlm.scoring.mixture import Mixture
@@ -161,8 +161,7 @@ def line_candidates(cfg: SampleConfig, vocab: Vocab | None = None) -> int:
     makes them)."""
     if not cfg.has_form or (vocab is not None and constraints.writes_free_lines(vocab, cfg)):
         return 1
-    tonal = cfg.form.strip() in FORMS
-    k = cfg.line_candidates or (NAMED_FORM_CANDIDATES if tonal else LINE_CANDIDATES)
+    k = cfg.line_candidates or (NAMED_FORM_CANDIDATES if is_named(cfg.form) else LINE_CANDIDATES)
     if k * cfg.num_samples > MAX_ROWS:
         raise UsageError(
             f"--num-samples {cfg.num_samples} x {k} candidate lines is over {MAX_ROWS} rows; "

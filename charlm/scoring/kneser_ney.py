@@ -102,11 +102,9 @@ class KneserNey:
         # holds <unk> itself (a capped vocabulary) counts it as any other character.
         first = self.keys[1][:1]
         self.open_unk = not (len(first) and first[0] == UNK_ID)  # keys sorted: UNK_ID = 0
-        base = np.full(vocab_size, (1 - self.unk_mass) / (vocab_size - 1))
-        base[UNK_ID] = self.unk_mass
-        if self.open_unk:
-            base = np.full(vocab_size, 1 / (vocab_size - 1))
-            base[UNK_ID] = 0.0
+        known = 1.0 if self.open_unk else 1 - self.unk_mass  # what the known ids share at p_0
+        base = np.full(vocab_size, known / (vocab_size - 1))
+        base[UNK_ID] = 0.0 if self.open_unk else self.unk_mass
         self._base = base
         self._p1 = self._extend(base[None], np.zeros(1, dtype=np.int64), 1)[0][0]
 

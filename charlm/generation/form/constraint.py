@@ -31,7 +31,7 @@ import torch
 
 from charlm.data.vocab import UNK_ID, Vocab
 from charlm.errors import DataError, UsageError
-from charlm.generation.form.layout import FORMS, FREE, Layout
+from charlm.generation.form.layout import FREE, Layout, is_named
 from charlm.generation.form.rhyme import LEVEL, VocabRhymes
 
 LOOKAHEAD_K = 12  # candidates weighed at the slot before a rhyme
@@ -83,6 +83,7 @@ class FormConstraint:
         # template keeps its own spaces where they stand, and a classical form has none
         pauses = [vocab.id_of(c) for c in (" ", "\u3000")] if layout.name != "template" else []
         self.pauses = [i for i in pauses if i is not None]
+        self._pause_ids = torch.tensor(self.pauses, dtype=torch.long)  # (P,)
         if not self.chinese.any():
             raise DataError(
                 "the model knows no Chinese character: --form counts the characters of "
@@ -156,7 +157,7 @@ class FormConstraint:
         phrases share all but their last two characters in 0.62 % of the poems (all but the
         last: 0.34 %); a 600 s Tang model with the cache wrote such a 七言绝句 for 2 of 6 seeds."""
         n = len(self.layout.lines[line].slots)
-        if self.layout.name not in FORMS or pos != n - 3 or n < NEAR_COPY_MIN:
+        if not is_named(self.layout.name) or pos != n - 3 or n < NEAR_COPY_MIN:
             return allowed
         start = self.line_starts[line]
         earlier = [self.line_starts[e] for e in range(line)
@@ -211,7 +212,7 @@ class FormConstraint:
             rows = base.repeat(n, 1)  # (n, V); no pause is a Chinese character
             last = torch.tensor([w[-1] if w else -1 for w in self.written])  # (n,)
             # a space between phrases, as lyrics have, never two
-            rows[:, self.pauses] = ~torch.isin(last, torch.tensor(self.pauses))[:, None]
+            rows[:, self.pauses] = ~torch.isin(last, self._pause_ids)[:, None]
             return rows.to(device)
         rows = []
         for b in range(n):

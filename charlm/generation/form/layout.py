@@ -118,10 +118,15 @@ def named_form(name: str) -> Layout:
     return Layout(tuple(lines), name)
 
 
+def is_named(spec: str) -> bool:
+    """Whether --form names a form (FORMS: each has a tonal pattern), not line lengths."""
+    return spec.strip() in FORMS
+
+
 def parse_form(spec: str) -> Layout:
     """--form: a named form (see FORMS), or line lengths "7,7,7/7,7,7" ("/" = stanza break)."""
     spec = spec.strip()
-    if spec in FORMS:
+    if is_named(spec):
         return named_form(spec)
     lines = []
     for stanza in spec.split("/"):
