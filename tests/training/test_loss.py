@@ -49,7 +49,9 @@ def test_bf16_logits_give_a_float32_loss_and_a_bf16_gradient_like_torchs() -> No
     assert float((grad == logits.grad).float().mean()) > 0.999
 
 
-def test_a_confident_right_answer_costs_nothing_and_extreme_logits_stay_finite() -> None:
+def test_a_confident_right_answer_costs_nothing_and_extreme_logits_stay_finite(
+    small_blocks: None,
+) -> None:
     logits = torch.tensor([[1000.0, -1000.0, 0.0], [-50.0, 20.0, 20.0]], requires_grad=True)
     y = torch.tensor([0, 1])
     out = cross_entropy(logits, y)
@@ -58,3 +60,15 @@ def test_a_confident_right_answer_costs_nothing_and_extreme_logits_stay_finite()
     assert torch.isfinite(logits.grad).all()
     # the second row splits its mass between two classes: gradient -1/2 and +1/2, halved
     assert torch.allclose(logits.grad[1], torch.tensor([0.0, -0.25, 0.25]))
+
+
+def test_logits_within_one_block_take_torchs_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setattr(loss_mod._BlockedCrossEntropy, "apply", lambda *a: calls.append(a))
+    logits = torch.randn(64, 73).bfloat16()  # English: 64 x 73 float32 is one small block
+    y = torch.randint(0, 73, (64,))
+    out = cross_entropy(logits, y)
+    assert not calls and out.dtype == torch.float32
+    assert out.item() == pytest.approx(F.cross_entropy(logits.float(), y).item())
+    cross_entropy(torch.randn(4096, 9403), torch.zeros(4096, dtype=torch.long))
+    assert len(calls) == 1  # a Chinese vocabulary's batch is blocked
