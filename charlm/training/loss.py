@@ -33,21 +33,22 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     kernels have the memory bandwidth and a loop of small blocks would be launches, not
     savings."""
     if logits.device.type != "cpu" or logits.numel() * 4 <= BLOCK_BYTES:
-        return F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), targets)
+        return F.cross_entropy(logits.to(_summing(logits.dtype)), targets)
     return _BlockedCrossEntropy.apply(logits, targets)
 
 
-def _rows_per_block(v: int) -> int:
-    return max(1, BLOCK_BYTES // (4 * v))
+def _summing(dtype: torch.dtype) -> torch.dtype:
+    """What the loss sums in: float32, or float64 for float64 logits."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 class _BlockedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         n, v = logits.shape
-        acc = torch.promote_types(logits.dtype, torch.float32)  # what the sums are done in
+        acc = _summing(logits.dtype)
         lse = torch.empty(n, dtype=acc, device=logits.device)  # (N,) ln sum_j exp(z_j)
-        rows = _rows_per_block(v)
+        rows = ctx.rows = max(1, BLOCK_BYTES // (4 * v))  # rows a block
         for s in range(0, n, rows):
             lse[s : s + rows] = torch.logsumexp(logits[s : s + rows].to(acc), dim=1)
         target_logit = logits.gather(1, targets[:, None])[:, 0].to(acc)  # (N,)
@@ -57,10 +58,9 @@ class _BlockedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:
         logits, targets, lse = ctx.saved_tensors
-        n, v = logits.shape
+        n, rows = len(logits), ctx.rows
         grad = torch.empty_like(logits)  # (N, V), written once
         scale = grad_out.to(lse.dtype) / n
-        rows = _rows_per_block(v)
         for s in range(0, n, rows):
             p = torch.exp(logits[s : s + rows].to(lse.dtype) - lse[s : s + rows, None])  # softmax
             p[torch.arange(p.shape[0], device=p.device), targets[s : s + rows]] -= 1.0
