@@ -51,6 +51,7 @@ from charlm.training.sizing import (
     auto_sizes,
     fit_batches,
     fit_to_budget,
+    for_much_text,
     lighten,
     with_auto_sizes,
 )
@@ -183,6 +184,8 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
     source = opts.corpus or str(default_corpus())
     corpus_opts = corpus_options(opts)
     corpus = _read(source, corpus_opts, echo)
+    # the user's: kept (the budget rules below set the others)
+    given = {k for k in (*LIGHT, "decay", "members") if getattr(opts, k) is not None}
     opts = opts.fill({"seed": new_seed(), "val_fraction": TrainConfig().val_fraction,
                       "decay": DECAY if opts.max_time else 0.0,
                       "epochs": BUDGET_EPOCHS if opts.max_time else None})  # fmt: skip
@@ -191,7 +194,6 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
     # sizes follow the time budget too, unless given (or the base's: sizing is skipped)
     fit_size = base is None and opts.hidden is None and opts.layers is None
     embed_given = opts.embed is not None
-    given = {k for k in LIGHT if getattr(opts, k) is not None}  # the user's: kept
     if base is None:
         opts = with_auto_sizes(opts, n_train)  # sizes follow the training text
     else:  # the base's architecture; regularisation still follows the text's length
@@ -210,8 +212,8 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
         mcfg, light_cfg, light = lighten(mcfg, cfg, passes, given)
         if light_cfg.seq_len != cfg.seq_len:  # a longer window: the batches are fitted again
             light_cfg, _ = _fit_batches(light_cfg, data, opts, device)
-        cfg = light_cfg
-        notes += [note, light]
+        cfg, many = for_much_text(light_cfg, passes, given)
+        notes += [note, light, many]
     init_state = init_from.fit_state(base, data.vocab, mcfg) if base else None
     return TrainSetup(run_dir, mcfg, cfg, data, None, tuple(n for n in notes if n),
                       init_state, base.record if base else None)  # fmt: skip

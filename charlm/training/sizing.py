@@ -245,6 +245,38 @@ def lighten(
     return model_cfg, cfg, note
 
 
+# A text the model reads MANY_PASSES times over is short of text, not of compute: its networks
+# stop improving long before the deadline, and the decay, in which no new network may start,
+# only leaves the budget's last half unused. On the Jay Chou lyrics at 600 s the run ended at
+# 389 s with 4 networks (148.15 held out, the networks alone 192.6); without the decay and with
+# up to 8 networks it used 567 s (146.60, 188.8) (benchmarks/recipe.py).
+MANY_MEMBERS = 8
+
+
+def for_much_text(
+    cfg: TrainConfig, passes: float | None, given: set[str]
+) -> tuple[TrainConfig, str | None]:
+    """A model that reads its text at least MANY_PASSES times in the budget: no learning-rate
+    decay and up to MANY_MEMBERS averaged networks, unless given (`given`: the user's options).
+    The note says what changed (None: nothing did)."""
+    if passes is None or passes < MANY_PASSES:
+        return cfg, None
+    new: dict[str, Any] = {}
+    if "decay" not in given and cfg.decay > 0:
+        new["decay"] = 0.0
+    if "members" not in given and cfg.members < MANY_MEMBERS:
+        new["members"] = MANY_MEMBERS
+    if not new:
+        return cfg, None
+    shown = ", ".join(f"--{k} {v:g}" for k, v in new.items())
+    note = (
+        f"several networks ({shown}): the model reads its text {passes:.0f} times in the "
+        "budget; its networks stop improving long before the deadline, and the averaged ones "
+        "that follow use the rest (set them to choose)"
+    )
+    return replace(cfg, **new), note
+
+
 def _largest_fast_enough(
     sizes: list[ModelConfig],
     speed: Callable[[ModelConfig], float],
