@@ -223,13 +223,14 @@ Preview = Annotated[
 Members = _opt(
     int,
     "With --max-time: up to this many networks, one after another as the budget "
-    "allows, averaged; 1 = one network." + _default(D.members),
+    "allows, averaged; 1 = one network.  [default: 4; 8 when the model reads its text 20 "
+    "times over in the budget]",
 )
 Decay = _opt(
     float,
     "Fraction of the run (of --max-time, else of the step limit) at its end over which the "
     "learning rate falls linearly to zero; 0 = constant to the end.  [default: 0.5 with "
-    "--max-time, else 0]",
+    "--max-time (0 when the model reads its text 20 times over in it), else 0]",
 )
 Tensorboard = Annotated[
     bool,
