@@ -251,3 +251,26 @@ def test_a_text_read_over_and_over_gets_more_networks_and_no_decay():
     kept, note = for_much_text(cfg, 80.0, {"members"})
     assert (kept.decay, kept.members) == (0.0, 4) and "--members" not in note
     assert for_much_text(cfg, 80.0, {"members", "decay"}) == (cfg, None)
+
+
+def test_a_budgeted_run_on_a_short_text_records_the_rule_and_keeps_what_is_given(tmp_path, runner):
+    """End to end: the header says so, the checkpoint records it (a resumed run reads it
+    back from there), and --members given stays. --max-time 600 for a 3k-character text:
+    hundreds of passes even on a slow machine; --max-steps ends the run."""
+    from charlm.store import checkpoint
+    from charlm.training.sizing import MANY_MEMBERS
+
+    from ..conftest import invoke
+
+    song = tmp_path / "song.txt"
+    song.write_text("".join(f"第{i % 9}行歌词在这里，月光{i % 5}\n" for i in range(300)),
+                    encoding="utf-8")  # fmt: skip
+    for run, extra, members in (("auto", [], MANY_MEMBERS), ("given", ["--members", "2"], 2)):
+        r = invoke(runner, ["train", "--corpus", song, "--checkpoint-dir", tmp_path / "ck",
+                            "--run", run, "--max-time", "600", "--max-steps", "4",
+                            "--eval-every", "2", *extra])  # fmt: skip
+        assert r.exit_code == 0, r.stderr
+        assert "several networks (--decay 0" in r.stderr
+        assert ("--members 8" in r.stderr) == (not extra)
+        cfg = checkpoint.load(tmp_path / "ck" / run / "best.pt")["train_config"]
+        assert (cfg["decay"], cfg["members"]) == (0.0, members)
