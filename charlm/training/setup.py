@@ -51,7 +51,7 @@ from charlm.training.sizing import (
     auto_sizes,
     fit_batches,
     fit_to_budget,
-    for_much_text,
+    for_many_passes,
     lighten,
     with_auto_sizes,
 )
@@ -212,7 +212,7 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
         mcfg, light_cfg, light = lighten(mcfg, cfg, passes, given)
         if light_cfg.seq_len != cfg.seq_len:  # a longer window: the batches are fitted again
             light_cfg, _ = _fit_batches(light_cfg, data, opts, device)
-        cfg, many = for_much_text(light_cfg, passes, given)
+        cfg, many = for_many_passes(light_cfg, passes, given)
         notes += [note, light, many]
     init_state = init_from.fit_state(base, data.vocab, mcfg) if base else None
     return TrainSetup(run_dir, mcfg, cfg, data, None, tuple(n for n in notes if n),

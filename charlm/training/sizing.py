@@ -255,7 +255,7 @@ def lighten(
 MANY_MEMBERS = 8
 
 
-def for_much_text(
+def for_many_passes(
     cfg: TrainConfig, passes: float | None, given: set[str]
 ) -> tuple[TrainConfig, str | None]:
     """A model that reads its text at least MANY_PASSES times in the budget: no learning-rate

@@ -240,17 +240,17 @@ def test_a_text_read_over_and_over_gets_more_networks_and_no_decay():
     """Its networks stop improving long before the deadline: the decay would only keep new
     ones from starting in the budget's last half. What the user gave stays; a model short of
     compute, or a run without a budget, is untouched."""
-    from charlm.training.sizing import MANY_MEMBERS, for_much_text
+    from charlm.training.sizing import MANY_MEMBERS, for_many_passes
 
     cfg = TrainConfig(max_time=600, decay=0.5, members=4)
     for passes in (None, 0.5, MANY_PASSES - 0.01):
-        assert for_much_text(cfg, passes, set()) == (cfg, None)
-    many, note = for_much_text(cfg, MANY_PASSES, set())
+        assert for_many_passes(cfg, passes, set()) == (cfg, None)
+    many, note = for_many_passes(cfg, MANY_PASSES, set())
     assert (many.decay, many.members) == (0.0, MANY_MEMBERS) and many.lr == cfg.lr
     assert "--decay 0" in note and f"--members {MANY_MEMBERS}" in note and "20 times" in note
-    kept, note = for_much_text(cfg, 80.0, {"members"})
+    kept, note = for_many_passes(cfg, 80.0, {"members"})
     assert (kept.decay, kept.members) == (0.0, 4) and "--members" not in note
-    assert for_much_text(cfg, 80.0, {"members", "decay"}) == (cfg, None)
+    assert for_many_passes(cfg, 80.0, {"members", "decay"}) == (cfg, None)
 
 
 def test_a_budgeted_run_on_a_short_text_records_the_rule_and_keeps_what_is_given(tmp_path, runner):
