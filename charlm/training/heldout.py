@@ -46,7 +46,8 @@ class HeldOut:
         self.eval_ids = data.val_ids[: EVAL_CHARS + 1]  # (<= EVAL_CHARS + 1,)
         self.mix_fit: MixtureFit | None = None  # rank 0 fits and ships it; the others score
         mixed = data.tune_ids is not None and cfg.kn_order
-        self.tune_ids = fit_slice(data.tune_ids) if mixed else None  # what each fit scores
+        # what each fit scores (every process: all of them help score the network)
+        self.tune_ids = fit_slice(data.tune_ids, data.train_ids, len(data.vocab)) if mixed else None
         if self.tune_ids is not None and dist.main:
             self.mix_fit = MixtureFit(data.train_ids, data.tune_ids, cfg.kn_order,
                                       len(data.vocab), blank_line_ids(data.vocab))  # fmt: skip
