@@ -79,7 +79,6 @@ def evaluate(
     return EvalResult.from_logprobs(target_logprobs(model, ids, device, streams), ids[1:])
 
 
-@torch.inference_mode()
 def target_logprobs(
     model: CharRNN,
     ids: torch.Tensor,
@@ -91,10 +90,35 @@ def target_logprobs(
     """ln p(ids[i] | ids[:i]) for i = 1..N-1, shape (N-1,) float64, in text order. `stop()`
     is asked between chunks of about CHUNK_TOKENS positions; True raises EvalStopped. Under
     torchrun (`dist`), each process scores its share of the streams and all get the whole."""
+    return _read(model, ids, device, streams, stop, dist, False)[0]
+
+
+def logprobs_and_entropy(
+    model: CharRNN,
+    ids: torch.Tensor,
+    device: torch.device | str = "cpu",
+    stop: Callable[[], bool] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """target_logprobs, and the entropy (nats) of each of those distributions, (N-1,) each:
+    what the mixture's gate reads (scoring/gate.py)."""
+    logp, ent = _read(model, ids, device, None, stop, SINGLE, True)
+    return logp, ent
+
+
+@torch.inference_mode()
+def _read(
+    model: CharRNN,
+    ids: torch.Tensor,
+    device: torch.device | str,
+    streams: int | None,
+    stop: Callable[[], bool] | None,
+    dist: Dist,
+    entropy: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     model.eval()
     n = len(ids) - 1
     if n < 1:
-        return torch.zeros(0, dtype=torch.float64)
+        return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
     b = streams or default_streams(n)
     per = -(-n // b)  # ceil: every stream gets `per` positions; the tail is padded
     # The last stream is padded with id 0 up to `per`; those positions are cut off at the end.
@@ -105,6 +129,7 @@ def target_logprobs(
     mine = dist.stream_rows(b)  # streams are independent: any split gives the same numbers
     x, y = x.view(b, per)[mine].to(device), y.view(b, per)[mine].to(device)  # (b', L)
     out = torch.zeros(len(x), per, dtype=torch.float64)
+    ent = torch.zeros(len(x), per, dtype=torch.float64) if entropy else None
     state = None
     # (b, chunk) positions a call, short whatever b is; every process takes the same number of
     # chunks (and asks `stop` as often), even one whose share is empty
@@ -117,6 +142,9 @@ def target_logprobs(
         logits, state = model(x[:, s : s + chunk], state)  # (b', t, V)
         state = detach_state(state)
         tgt = y[:, s : s + chunk, None]  # (b', t, 1)
-        lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tgt)[..., 0]
-        out[:, s : s + chunk] = lp.double().cpu()  # (b', t)
-    return dist.gather_rows(out, b).flatten()[:n]
+        full = torch.log_softmax(logits.float(), dim=-1)  # (b', t, V)
+        out[:, s : s + chunk] = full.gather(-1, tgt)[..., 0].double().cpu()  # (b', t)
+        if ent is not None:
+            ent[:, s : s + chunk] = -(full.exp() * full).sum(-1).double().cpu()
+    logp = dist.gather_rows(out, b).flatten()[:n]
+    return logp, (dist.gather_rows(ent, b).flatten()[:n] if ent is not None else None)

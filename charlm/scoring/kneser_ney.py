@@ -281,6 +281,76 @@ class KneserNey:
             p = np.where(w == UNK_ID, self.unk_mass, p * (1 - self.unk_mass))
         return np.log(p)
 
+    def entropies(self, ids: Any, chunk: int = 4096) -> np.ndarray:
+        """The entropy (nats) of the next-id distribution before each of ids[1:], (N-1,),
+        without building the (N-1, V) distributions. Interpolated, a distribution is
+
+            p(w) = B_1 q(w) + sum_{k=2..K} B_k max(c_k(h w) - D_k, 0) / c_k(h)
+
+        with q the fixed unigram level (_p1), K the longest context seen and B_k the product
+        of the backoff weights above level k: dense only through q, so the sum of p ln p
+        is q's precomputed one, corrected at the few ids that follow the context (W):
+        sum_{w not in W} B_1 q ln(B_1 q) = B_1 (ln B_1 (1 - q(W)) + sum q ln q - sum_W q ln q).
+        """
+        seq, out = _as_ids(ids), [np.zeros(0)]
+        for i in range(0, max(len(seq) - 1, 0), chunk):  # targets i+1..i+chunk, a chunk a time
+            start = max(0, i - self.order + 1)  # with the ids before them as context
+            out.append(self._entropies(seq[start : i + chunk + 1])[i - start :])
+        return np.concatenate(out)
+
+    def _entropies(self, seq: np.ndarray) -> np.ndarray:
+        n, v = len(seq) - 1, self.vocab_size  # n targets
+        levels = []  # (k, rows alive at k, their context ids, backoff weight g_k) per level
+        alive = np.ones(n, dtype=bool)
+        gram = np.zeros(len(seq), dtype=np.int64)
+        for k in range(1, self.order + 1):
+            ctx = np.zeros(n, dtype=np.int64) if k == 1 else gram[:-1]
+            total = self._totals(k, ctx)
+            alive &= total > 0
+            if not alive.any():
+                break
+            rows = np.nonzero(alive)[0]
+            c = ctx[rows]
+            g = self.discounts[k] * self._level_stats(k)[1][c] / total[rows]  # backoff weight
+            levels.append((k, rows, c, g))
+            if k < self.order:
+                prev = np.concatenate([[-1], gram[:-1]]) if k > 1 else np.zeros(len(seq), np.int64)
+                ok = prev >= 0
+                gram = np.where(ok, _find(self.keys[k], np.where(ok, prev, 0) * v + seq), -1)
+        # B_k: the product of g_j over the levels above k that each row reached
+        weight, running = {}, np.ones(n)
+        for k, rows, _, g in reversed(levels):
+            weight[k] = running[rows].copy()
+            running[rows] *= g
+        b1 = weight[1] if levels else np.ones(n)  # level 1 (the empty context) holds every row
+        pos, ids, val = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+        for k, rows, c, _ in levels[1:]:
+            keys, counts, d = self.keys[k], self.counts[k], self.discounts[k]
+            lo, hi = np.searchsorted(keys, c * v), np.searchsorted(keys, (c + 1) * v)
+            m = hi - lo  # (R,) followers of each row's context
+            at = np.arange(int(m.sum())) - np.repeat(np.cumsum(m) - m, m) + np.repeat(lo, m)
+            total = np.repeat(self._level_stats(k)[0][c], m)
+            pos.append(np.repeat(rows, m))
+            ids.append(keys[at] - np.repeat(c, m) * v)
+            val.append(np.repeat(weight[k], m) * np.maximum(counts[at] - d, 0.0) / total)
+        pos, ids, val = np.concatenate(pos), np.concatenate(ids), np.concatenate(val)
+        pair, inv = np.unique(pos * v + ids, return_inverse=True)  # the union W of each row
+        p_pair = np.bincount(inv.reshape(-1), weights=val, minlength=len(pair))
+        row, w = pair // v, pair % v
+        q = self._p1
+        qlnq = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0)  # (V,)
+        p = p_pair + b1[row] * q[w]
+        plnp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+        sum_w = np.bincount(row, weights=plnp, minlength=n)
+        q_w = np.bincount(row, weights=q[w], minlength=n)
+        qlnq_w = np.bincount(row, weights=qlnq[w], minlength=n)
+        rest = b1 * (np.log(b1) * (1 - q_w) + qlnq.sum() - qlnq_w)
+        h = -(sum_w + rest)
+        if self.open_unk:  # see _set: <unk> at unk_mass, the rest scaled by 1 - unk_mass
+            m_ = self.unk_mass
+            h = (1 - m_) * h - (1 - m_) * np.log1p(-m_) - m_ * np.log(m_)
+        return h
+
     def prob(self, context: Sequence[int], w: int) -> float:
         """p(w | context): one entry of distribution(context)."""
         return float(self.distribution(context)[w])

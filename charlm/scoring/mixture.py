@@ -24,7 +24,13 @@ from charlm.data.vocab import UNK_ID, chunk_spans
 from charlm.scoring import dynamic
 from charlm.scoring.adapt import CACHE_ORDER, Adaptation, cache_probs, fit_weights
 from charlm.scoring.dynamic import Dynamic
-from charlm.scoring.evaluate import EvalResult, EvalStopped, target_logprobs
+from charlm.scoring.evaluate import (
+    EvalResult,
+    EvalStopped,
+    logprobs_and_entropy,
+    target_logprobs,
+)
+from charlm.scoring.gate import Gate, entropy, fit_gate
 from charlm.scoring.kneser_ney import KneserNey
 
 MAX_KN_CHARS = 5_000_000  # past this the network trains alone (kept from the dict-table days)
@@ -48,15 +54,33 @@ class Mixture:
     weight: float  # lam: the network's share
     adaptation: Adaptation | None = None  # the song cache fitted beside it (adapt.py)
     dynamic: Dynamic | None = None  # dynamic evaluation fitted beside it (dynamic.py)
+    # the network's share per character from both models' entropies (gate.py); None = `weight`
+    gate: Gate | None = None
 
-    def mix(self, net_logp: torch.Tensor, kn_logp: torch.Tensor) -> torch.Tensor:
-        return mix_logprobs(net_logp, kn_logp, self.weight)
+    def mix(
+        self,
+        net_logp: torch.Tensor,
+        kn_logp: torch.Tensor,
+        h_net: torch.Tensor | None = None,
+        h_kn: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """ln p of each target (N,) under the mixture: gated where there is a gate (then
+        both models' entropies before each target, (N,) each, are needed)."""
+        if self.gate is None:
+            return mix_logprobs(net_logp, kn_logp, self.weight)
+        if h_net is None or h_kn is None:
+            raise ValueError("a gated mixture needs both models' entropies")
+        return self.gate.mix(net_logp, kn_logp, h_net, h_kn)
 
     def next_logprobs(self, net_logits: torch.Tensor, contexts: list[list[int]]) -> torch.Tensor:
         """(B, V) network logits and each row's context ids -> (B, V) mixture log-probs."""
-        p_net = torch.softmax(net_logits.double(), dim=-1).cpu()
+        logp_net = torch.log_softmax(net_logits.double(), dim=-1).cpu()  # (B, V)
         p_kn = torch.from_numpy(self.kn.distributions(contexts))  # (B, V)
-        p = self.weight * p_net + (1 - self.weight) * p_kn
+        lam = torch.full((len(p_kn), 1), self.weight, dtype=torch.float64)  # (B, 1)
+        if self.gate is not None:
+            h_kn = -(p_kn * torch.log(p_kn.clamp_min(1e-300))).sum(-1)
+            lam = torch.sigmoid(self.gate.logits(entropy(logp_net), h_kn))[:, None]
+        p = lam * logp_net.exp() + (1 - lam) * p_kn
         return torch.log(p).to(net_logits.device)
 
 
@@ -66,7 +90,7 @@ class Scores:
 
     shipped: EvalResult
     network: EvalResult
-    weight: float | None  # the network's share in the mixture; None = network alone
+    weight: float | None  # the network's share in the mixture (its mean where gated); None = alone
     adapted: EvalResult | None = None  # what ships, adapted to the text as it is read
     # the two adaptations apart: the song cache alone, dynamic evaluation alone (when fitted)
     cache_only: EvalResult | None = None
@@ -88,25 +112,33 @@ def score_text(
     evaluation where it was fitted (then both together is `adapted`). `kn_logp`, `net_logp`
     (N-1,): the count model's and the network's log-probs of these ids, when the caller has
     them; `stop` as in evaluate.target_logprobs."""
-    if net_logp is None:
+    gated = mixture is not None and mixture.gate is not None
+    h_net = h_kn = None
+    if gated:  # the gate reads both models' entropies before each character
+        net_logp, h_net = logprobs_and_entropy(model, ids, device, stop)  # (N-1,) each
+        h_kn = torch.from_numpy(mixture.kn.entropies(ids))  # (N-1,)
+    elif net_logp is None:
         net_logp = target_logprobs(model, ids, device, stop=stop)  # (N-1,)
     network = EvalResult.from_logprobs(net_logp, ids[1:])
     if mixture is None:
         return Scores(network, network, None)
     kn_logp = kn_logprobs(mixture.kn, ids) if kn_logp is None else kn_logp
-    mixed = mixture.mix(net_logp, kn_logp)  # (N-1,)
+    mixed = mixture.mix(net_logp, kn_logp, h_net, h_kn)  # (N-1,)
     shipped = EvalResult.from_logprobs(mixed, ids[1:])
+    weight = mixture.weight
+    if gated and len(h_net):
+        weight = float(torch.sigmoid(mixture.gate.logits(h_net, h_kn)).mean())
     if not adapt or mixture.adaptation is None:
-        return Scores(shipped, network, mixture.weight)
+        return Scores(shipped, network, weight)
     cache = EvalResult.from_logprobs(mixture.adaptation.mix(mixed, ids), ids[1:])
     dyn = mixture.dynamic
     if dyn is None or dyn.lr <= 0:
-        return Scores(shipped, network, mixture.weight, cache, cache)
+        return Scores(shipped, network, weight, cache, cache)
     dyn_net = dynamic.dynamic_logprobs(model, ids, dyn.lr, device, stop)  # (N-1,)
     dyn_mixed = mix_logprobs(dyn_net, kn_logp, dyn.weight)
     both = mixture.adaptation.mix(dyn_mixed, ids)
     dyn_only = EvalResult.from_logprobs(dyn_mixed, ids[1:])
-    return Scores(shipped, network, mixture.weight, EvalResult.from_logprobs(both, ids[1:]),
+    return Scores(shipped, network, weight, EvalResult.from_logprobs(both, ids[1:]),
                   cache, dyn_only)  # fmt: skip
 
 
@@ -128,7 +160,9 @@ class MixtureFit:
     ) -> None:
         self.kn = KneserNey(torch.cat([fit_ids, tune_ids]), vocab, order)
         self.tune_ids = fit_slice(tune_ids, fit_ids, vocab)
-        self.tune_kn_logp = kn_logprobs(KneserNey(fit_ids, vocab, order), self.tune_ids)
+        fit_kn = KneserNey(fit_ids, vocab, order)
+        self.tune_kn_logp = kn_logprobs(fit_kn, self.tune_ids)
+        self.tune_kn_entropy = torch.from_numpy(fit_kn.entropies(self.tune_ids))  # the gate's
         # the song cache over the tune slice, without and with resets at blank lines
         self.caches = {r: cache_probs(self.tune_ids, CACHE_ORDER, r) for r in {(), reset_ids}}
 
@@ -156,6 +190,23 @@ class MixtureFit:
             if ll > best_ll:
                 best, best_ll = a, ll
         return best
+
+    def fit_gate(
+        self,
+        model: torch.nn.Module,
+        weight: float,
+        device: torch.device | str = "cpu",
+        stop: Callable[[], bool] | None = None,
+    ) -> tuple[Gate, Adaptation | None] | None:
+        """The gate (gate.py) for `model`, the networks that ship, fitted on the tune slice
+        from their one weight `weight`, and the song cache refitted over the gated mixture;
+        None where the gate does not beat the one weight. `stop()` true: EvalStopped."""
+        net_logp, h_net = logprobs_and_entropy(model, self.tune_ids, device, stop)
+        gate = fit_gate(net_logp, self.tune_kn_logp, h_net, self.tune_kn_entropy, weight)
+        if gate is None:
+            return None
+        static = gate.mix(net_logp, self.tune_kn_logp, h_net, self.tune_kn_entropy)
+        return gate, self._fit_adaptation(static)
 
     def fit_dynamic(
         self,
@@ -250,7 +301,11 @@ def kn_logprobs(kn: KneserNey, ids: torch.Tensor) -> torch.Tensor:
 
 
 def to_payload(
-    kn: KneserNey, weight: float, adaptation: Adaptation | None, dyn: Dynamic | None = None
+    kn: KneserNey,
+    weight: float,
+    adaptation: Adaptation | None,
+    dyn: Dynamic | None = None,
+    gate: Gate | None = None,
 ) -> dict[str, Any]:
     """What a checkpoint stores: the count tables as tensors (loading is a read, no rebuild),
     the weight, the song cache's weights and the dynamic evaluation fitted beside them."""
@@ -260,6 +315,7 @@ def to_payload(
         "weight": float(weight),
         "adapt": adaptation.to_payload() if adaptation else None,
         **({"dynamic": dyn.to_payload()} if dyn else {}),
+        **({"gate": gate.to_payload()} if gate else {}),
         "vocab_size": t["vocab_size"],
         "unk_mass": t["unk_mass"],
         "discounts": torch.from_numpy(t["discounts"]),
@@ -292,4 +348,5 @@ def from_payload(block: dict[str, Any] | None, vocab_size: int) -> Mixture | Non
     adaptation = Adaptation.from_payload(adapt) if adapt else None
     dyn = block.get("dynamic")
     dyn = Dynamic.from_payload(dyn) if dyn is not None else None
-    return Mixture(KneserNey.from_tables(block), weight, adaptation, dyn)
+    gate = Gate.from_payload(block["gate"]) if block.get("gate") is not None else None
+    return Mixture(KneserNey.from_tables(block), weight, adaptation, dyn, gate)

@@ -1,20 +1,25 @@
-"""After training: dynamic evaluation fitted on the network best.pt ships, and stored in it.
+"""After training: the mixture's gate and dynamic evaluation, fitted on the networks best.pt
+ships and stored in it.
 
-The rate is fitted once, at the end, on the tune slice (scoring/dynamic.py): every candidate
+The gate (scoring/gate.py) reads the entropy of the averaged networks' distribution, which the
+evaluations during training (each network's target probabilities, averaged) never form: it is
+fitted once, on best.pt's networks, and the song cache is refitted over the gated mixture.
+The dynamic evaluation rate is fitted once too (scoring/dynamic.py): every candidate
 is a pass over the slice with a backward step per segment, too dear for each evaluation. It
 runs within --max-time: the loop leaves it FIT_SHARE of the budget, and a fit cut short keeps
-the best rate it tried (0, the static network, is always tried first).
-"""
+the best rate it tried (0, the static network, is always tried first)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from charlm.scoring.adapt import Adaptation
 from charlm.scoring.dynamic import Dynamic
+from charlm.scoring.evaluate import EvalStopped
 from charlm.scoring.mixture import MixtureFit
 from charlm.store import checkpoint
 from charlm.store.run_folder import RunFolder
@@ -29,9 +34,10 @@ def fit_into_best(
     deadline: float | None,
     echo: Callable[[str], None],
 ) -> Dynamic | None:
-    """Fit dynamic evaluation on best.pt's networks and write best.pt again with it (atomic,
-    a new digest); None when there is no best.pt or no mixture in it. `deadline`:
-    time.monotonic() the fit must end by (None: no budget)."""
+    """Fit the gate and dynamic evaluation on best.pt's networks and write best.pt again with
+    them (atomic, a new digest); the fitted dynamic evaluation, None when there is no best.pt,
+    no mixture in it, or no time. `deadline`: time.monotonic() the fits must end by (None:
+    no budget)."""
     if not folder.best.exists():
         return None
     payload = checkpoint.load(folder.best)
@@ -39,16 +45,48 @@ def fit_into_best(
         return None
     model, _, _ = checkpoint.restore_model(payload, str(folder.best), device)
     stop = (lambda: time.monotonic() >= deadline) if deadline else None
-    t0 = time.perf_counter()
-    adapt = payload["kn"].get("adapt")
+    gated = _fit_gate(payload, mix_fit, model, device, stop, echo)
+    adapt = payload["kn"].get("adapt")  # refitted over the gated mixture where there is one
     adaptation = Adaptation.from_payload(adapt) if adapt else None
+    t0 = time.perf_counter()
     dyn = mix_fit.fit_dynamic(model, adaptation, device, stop)
     if dyn is None:
         echo("dynamic evaluation for --adapt: not fitted (--max-time left no time for it)")
-        return None
-    payload["kn"] = {**payload["kn"], "dynamic": dyn.to_payload()}
-    payload["digest"] = checkpoint.payload_digest(payload)
-    folder.save_best(payload)
-    said = f"rate {dyn.lr:g}" if dyn.lr > 0 else "off: it did not help on the tune slice"
-    echo(f"dynamic evaluation for --adapt: {said} ({time.perf_counter() - t0:.1f} s)")
+    else:
+        payload["kn"] = {**payload["kn"], "dynamic": dyn.to_payload()}
+        said = f"rate {dyn.lr:g}" if dyn.lr > 0 else "off: it did not help on the tune slice"
+        echo(f"dynamic evaluation for --adapt: {said} ({time.perf_counter() - t0:.1f} s)")
+    if gated or dyn is not None:
+        payload["digest"] = checkpoint.payload_digest(payload)
+        folder.save_best(payload)
     return dyn
+
+
+def _fit_gate(
+    payload: dict[str, Any],
+    mix_fit: MixtureFit,
+    model: torch.nn.Module,
+    device: torch.device,
+    stop: Callable[[], bool] | None,
+    echo: Callable[[str], None],
+) -> bool:
+    """Fit the gate into payload["kn"], with the song cache refitted over it (True), or say
+    why one weight stays (False)."""
+    t0 = time.perf_counter()
+    weight = float(payload["kn"]["weight"])
+    try:
+        fitted = mix_fit.fit_gate(model, weight, device, stop)
+    except EvalStopped:
+        echo("mixture gate: not fitted (--max-time left no time for it); one weight ships")
+        return False
+    if fitted is None:
+        echo(f"mixture gate: no better than one weight on the tune slice; w {weight:.2f} ships")
+        return False
+    gate, adaptation = fitted
+    payload["kn"] = {**payload["kn"], "gate": gate.to_payload(),
+                     "adapt": adaptation.to_payload() if adaptation else None}  # fmt: skip
+    echo(
+        f"mixture gate: the network's share follows both models' certainty "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
+    return True

@@ -264,7 +264,8 @@ def test_generation_never_writes_a_line_three_times_in_a_row(tmp_path, runner):
     r = runner.invoke(app_(), ["train", "--corpus", str(corpus), "--run", "l", "--checkpoint-dir",
                                str(tmp_path), "--max-steps", "5", "--batch-size", "8",
                                "--seq-len", "16", "--hidden", "16", "--mix-fraction", "0.3",
-                               "--val-fraction", "0.05"])  # fmt: skip
+                               "--val-fraction", "0.05", "--seed", "2"])  # fmt: skip
+    # seeded: five steps leave some networks that do not loop even without the guard
     assert r.exit_code == 0, r.output
     args = ["generate", "--checkpoint-dir", str(tmp_path), "--prefix", "天空", "--length", "200",
             "--temperature", "0", "--max-copy", "0"]  # fmt: skip  # the line guard alone
