@@ -75,6 +75,19 @@ def dynamic_logprobs(
     return _read(model, ids, lr, device, stop)[0]
 
 
+def dynamic_logprobs_and_entropy(
+    model: torch.nn.Module,
+    ids: torch.Tensor,
+    lr: float,
+    device: torch.device | str = "cpu",
+    stop: Callable[[], bool] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """dynamic_logprobs, and the entropy (nats) of each distribution the learning network
+    gave, (N-1,) each: what the mixture's gate reads (gate.py)."""
+    logp, _, ent = _read(model, ids, lr, device, stop, entropy=True)
+    return logp, ent
+
+
 def learned(
     model: torch.nn.Module, ids: torch.Tensor, lr: float, device: torch.device | str = "cpu"
 ) -> torch.nn.Module:
@@ -90,14 +103,17 @@ def _read(
     lr: float,
     device: torch.device | str,
     stop: Callable[[], bool] | None,
-) -> tuple[torch.Tensor, torch.nn.Module]:
-    """The log-probs of ids[1:] (N-1,) and the network after the last update."""
+    entropy: bool = False,
+) -> tuple[torch.Tensor, torch.nn.Module, torch.Tensor | None]:
+    """The log-probs of ids[1:] (N-1,), the network after the last update, and with
+    `entropy` each distribution's entropy (N-1,)."""
     net = copy.deepcopy(model).to(device)
     net.eval().requires_grad_(True)  # no dropout: the updates follow the text, not noise
     params = [p for p in net.parameters() if p.requires_grad]
     shipped = [p.detach().clone() for p in params]
     n = len(ids) - 1
     out = torch.zeros(max(n, 0), dtype=torch.float64)
+    ent = torch.zeros(max(n, 0), dtype=torch.float64) if entropy else None
     x = ids[:-1].long().view(1, -1).to(device)  # (1, N-1)
     y = ids[1:].long().view(1, -1).to(device)
     state = None
@@ -106,14 +122,18 @@ def _read(
             raise EvalStopped
         with torch.enable_grad():
             logits, new_state = net(x[:, s : s + SEGMENT], state)  # (1, t, V)
-            lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, y[:, s : s + SEGMENT, None])
+            full = torch.log_softmax(logits.float(), dim=-1)  # (1, t, V)
+            lp = full.gather(-1, y[:, s : s + SEGMENT, None])
             out[s : s + SEGMENT] = lp[0, :, 0].detach().double().cpu()
+            if ent is not None:
+                f = full[0].detach()
+                ent[s : s + SEGMENT] = -(f.exp() * f).sum(-1).double().cpu()
             if lr > 0:
                 grads = torch.autograd.grad(-lp.mean(), params, allow_unused=True)
         if lr > 0:
             _update(params, grads, shipped, lr)
         state = detach_state(new_state)
-    return out, net
+    return out, net, ent
 
 
 def _update(params: list, grads: tuple, shipped: list, lr: float) -> None:

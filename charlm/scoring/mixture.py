@@ -134,8 +134,12 @@ def score_text(
     dyn = mixture.dynamic
     if dyn is None or dyn.lr <= 0:
         return Scores(shipped, network, weight, cache, cache)
-    dyn_net = dynamic.dynamic_logprobs(model, ids, dyn.lr, device, stop)  # (N-1,)
-    dyn_mixed = mix_logprobs(dyn_net, kn_logp, dyn.weight)
+    if gated:  # the gate reads the learning network's entropies as it does the static one's
+        dyn_net, h_dyn = dynamic.dynamic_logprobs_and_entropy(model, ids, dyn.lr, device, stop)
+        dyn_mixed = mixture.gate.mix(dyn_net, kn_logp, h_dyn, h_kn)
+    else:
+        dyn_net = dynamic.dynamic_logprobs(model, ids, dyn.lr, device, stop)  # (N-1,)
+        dyn_mixed = mix_logprobs(dyn_net, kn_logp, dyn.weight)
     both = mixture.adaptation.mix(dyn_mixed, ids)
     dyn_only = EvalResult.from_logprobs(dyn_mixed, ids[1:])
     return Scores(shipped, network, weight, EvalResult.from_logprobs(both, ids[1:]),
@@ -214,6 +218,7 @@ class MixtureFit:
         adaptation: Adaptation | None,
         device: torch.device | str = "cpu",
         stop: Callable[[], bool] | None = None,
+        gate: Gate | None = None,
     ) -> Dynamic | None:
         """The dynamic evaluation rate (0 among the candidates) whose adapted pipeline, the
         mixture weight refitted over it and the shipped song cache (`adaptation`, fitted on
@@ -223,14 +228,15 @@ class MixtureFit:
         spent): the best candidate so far (None before the first)."""
         ids = self.tune_ids[: dynamic.FIT_CHARS + 1]
         kn = self.tune_kn_logp[: len(ids) - 1]
+        h_kn = self.tune_kn_entropy[: len(ids) - 1]
         best, best_ll = None, -math.inf
         for lr in (0.0, *dynamic.RATES):
-            try:
-                net = dynamic.dynamic_logprobs(model, ids, lr, device, stop)  # (n,)
+            try:  # (n,) each
+                net, h_net = dynamic.dynamic_logprobs_and_entropy(model, ids, lr, device, stop)
             except EvalStopped:
                 break
-            weight = fit_weight(net, kn)
-            mixed = mix_logprobs(net, kn, weight)
+            weight = fit_weight(net, kn)  # stored; a gate (`gate`) mixes in its place
+            mixed = gate.mix(net, kn, h_net, h_kn) if gate else mix_logprobs(net, kn, weight)
             ll = float((adaptation.mix(mixed, ids) if adaptation else mixed).sum())
             if ll > best_ll:
                 best, best_ll = Dynamic(lr, weight), ll

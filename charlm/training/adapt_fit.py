@@ -20,6 +20,7 @@ import torch
 from charlm.scoring.adapt import Adaptation
 from charlm.scoring.dynamic import Dynamic
 from charlm.scoring.evaluate import EvalStopped
+from charlm.scoring.gate import Gate
 from charlm.scoring.mixture import MixtureFit
 from charlm.store import checkpoint
 from charlm.store.run_folder import RunFolder
@@ -49,7 +50,9 @@ def fit_into_best(
     adapt = payload["kn"].get("adapt")  # refitted over the gated mixture where there is one
     adaptation = Adaptation.from_payload(adapt) if adapt else None
     t0 = time.perf_counter()
-    dyn = mix_fit.fit_dynamic(model, adaptation, device, stop)
+    gate = payload["kn"].get("gate")
+    gate = Gate.from_payload(gate) if gate is not None else None
+    dyn = mix_fit.fit_dynamic(model, adaptation, device, stop, gate)
     if dyn is None:
         echo("dynamic evaluation for --adapt: not fitted (--max-time left no time for it)")
     else:

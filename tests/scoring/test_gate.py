@@ -1,6 +1,7 @@
 """gate.py: the network's share per character from both models' entropies, and the count
 model's entropies computed without its (N, V) distributions."""
 
+import dataclasses
 import json
 import math
 
@@ -144,3 +145,29 @@ def test_a_fitted_gate_is_written_into_best_pt_and_evaluate_scores_with_it(
     assert out["perplexity"] == pytest.approx(math.exp(-float(mixed.mean())), rel=1e-9)
     share = torch.sigmoid(gate.logits(h_net, h_kn)).mean()
     assert out["mix_weight"] == pytest.approx(float(share))
+
+
+def test_dynamic_evaluation_is_gated_by_the_learning_network_s_own_entropies():
+    from charlm.config import ModelConfig
+    from charlm.models.charrnn import CharRNN
+    from charlm.scoring.dynamic import Dynamic, dynamic_logprobs_and_entropy
+    from charlm.scoring.evaluate import logprobs_and_entropy
+    from charlm.scoring.mixture import score_text
+
+    torch.manual_seed(0)
+    net = CharRNN(ModelConfig(vocab_size=8, cell="gru", embed=8, hidden=16, dropout=0.0))
+    ids = torch.tensor([1, 2, 3, 1, 2, 4, 1, 2, 3, 5, 5, 1, 2, 3, 6, 2, 3, 1] * 4)
+    static, h_static = logprobs_and_entropy(net, ids)
+    lp0, h0 = dynamic_logprobs_and_entropy(net, ids, 0.0)  # rate 0: the static network
+    assert torch.allclose(lp0, static, atol=1e-5) and torch.allclose(h0, h_static, atol=1e-5)
+    kn = KneserNey(ids[:40], 8, 3)
+    gate = Gate(0.2, -0.7, 0.9, (0.0, 3.0), (0.0, 3.0))
+    mixture = Mixture(kn, 0.5, gate=gate, dynamic=Dynamic(0.3, 0.5))
+    from charlm.scoring.adapt import Adaptation
+
+    mixture = dataclasses.replace(mixture, adaptation=Adaptation((0.0, 0.1, 0.2, 0.3)))
+    scores = score_text(net, ids, "cpu", mixture, adapt=True)
+    lp, h = dynamic_logprobs_and_entropy(net, ids, 0.3)
+    h_kn = torch.from_numpy(kn.entropies(ids))
+    want = gate.mix(lp, torch.from_numpy(kn.log_probs(ids)), h, h_kn)
+    assert scores.dynamic_only.loss == pytest.approx(-float(want.mean()), rel=1e-9)
