@@ -281,7 +281,7 @@ class KneserNey:
             p = np.where(w == UNK_ID, self.unk_mass, p * (1 - self.unk_mass))
         return np.log(p)
 
-    def entropies(self, ids: Any, chunk: int = 4096) -> np.ndarray:
+    def entropies(self, ids: Any, chunk: int = 256) -> np.ndarray:
         """The entropy (nats) of the next-id distribution before each of ids[1:], (N-1,),
         without building the (N-1, V) distributions. Interpolated, a distribution is
 
@@ -291,6 +291,9 @@ class KneserNey:
         of the backoff weights above level k: dense only through q, so the sum of p ln p
         is q's precomputed one, corrected at the few ids that follow the context (W):
         sum_{w not in W} B_1 q ln(B_1 q) = B_1 (ln B_1 (1 - q(W)) + sum q ln q - sum_W q ln q).
+        `chunk` positions at a time: a one-character context on the Tang poems has up to
+        thousands of followers, and 4,096 positions at once held 481 MB where 256 hold 29 MB,
+        at the same speed (about 0.2 ms a character there, 0.01 ms on English).
         """
         seq, out = _as_ids(ids), [np.zeros(0)]
         for i in range(0, max(len(seq) - 1, 0), chunk):  # targets i+1..i+chunk, a chunk a time

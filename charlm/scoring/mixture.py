@@ -111,7 +111,8 @@ def score_text(
     `adapt` (and a fitted adaptation) under the adapted mixture: the song cache, and dynamic
     evaluation where it was fitted (then both together is `adapted`). `kn_logp`, `net_logp`
     (N-1,): the count model's and the network's log-probs of these ids, when the caller has
-    them; `stop` as in evaluate.target_logprobs."""
+    them (a gated mixture scores the network again: it needs its entropies too); `stop` as in
+    evaluate.target_logprobs."""
     gated = mixture is not None and mixture.gate is not None
     h_net = h_kn = None
     if gated:  # the gate reads both models' entropies before each character
