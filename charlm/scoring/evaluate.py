@@ -15,6 +15,7 @@ import torch
 from charlm.data.vocab import UNK_ID
 from charlm.models.charrnn import CharRNN
 from charlm.models.state import detach_state
+from charlm.scoring.gate import entropy as entropy_of
 from charlm.system.distributed import SINGLE, Dist
 
 CHUNK_TOKENS = 4096  # positions per forward call: a signal waits for at most one of them
@@ -145,6 +146,6 @@ def _read(
         full = torch.log_softmax(logits.float(), dim=-1)  # (b', t, V)
         out[:, s : s + chunk] = full.gather(-1, tgt)[..., 0].double().cpu()  # (b', t)
         if ent is not None:
-            ent[:, s : s + chunk] = -(full.exp() * full).sum(-1).double().cpu()
+            ent[:, s : s + chunk] = entropy_of(full).double().cpu()
     logp = dist.gather_rows(out, b).flatten()[:n]
     return logp, (dist.gather_rows(ent, b).flatten()[:n] if ent is not None else None)

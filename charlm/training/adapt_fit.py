@@ -46,12 +46,10 @@ def fit_into_best(
         return None
     model, _, _ = checkpoint.restore_model(payload, str(folder.best), device)
     stop = (lambda: time.monotonic() >= deadline) if deadline else None
-    gated = _fit_gate(payload, mix_fit, model, device, stop, echo)
+    gate = _fit_gate(payload, mix_fit, model, device, stop, echo)
     adapt = payload["kn"].get("adapt")  # refitted over the gated mixture where there is one
     adaptation = Adaptation.from_payload(adapt) if adapt else None
     t0 = time.perf_counter()
-    gate = payload["kn"].get("gate")
-    gate = Gate.from_payload(gate) if gate is not None else None
     dyn = mix_fit.fit_dynamic(model, adaptation, device, stop, gate)
     if dyn is None:
         echo("dynamic evaluation for --adapt: not fitted (--max-time left no time for it)")
@@ -59,7 +57,7 @@ def fit_into_best(
         payload["kn"] = {**payload["kn"], "dynamic": dyn.to_payload()}
         said = f"rate {dyn.lr:g}" if dyn.lr > 0 else "off: it did not help on the tune slice"
         echo(f"dynamic evaluation for --adapt: {said} ({time.perf_counter() - t0:.1f} s)")
-    if gated or dyn is not None:
+    if gate is not None or dyn is not None:
         payload["digest"] = checkpoint.payload_digest(payload)
         folder.save_best(payload)
     return dyn
@@ -72,19 +70,19 @@ def _fit_gate(
     device: torch.device,
     stop: Callable[[], bool] | None,
     echo: Callable[[str], None],
-) -> bool:
-    """Fit the gate into payload["kn"], with the song cache refitted over it (True), or say
-    why one weight stays (False)."""
+) -> Gate | None:
+    """Fit the gate into payload["kn"], with the song cache refitted over it, and return it;
+    or say why one weight stays (None)."""
     t0 = time.perf_counter()
     weight = float(payload["kn"]["weight"])
     try:
         fitted = mix_fit.fit_gate(model, weight, device, stop)
     except EvalStopped:
         echo("mixture gate: not fitted (--max-time left no time for it); one weight ships")
-        return False
+        return None
     if fitted is None:
         echo(f"mixture gate: no better than one weight on the tune slice; w {weight:.2f} ships")
-        return False
+        return None
     gate, adaptation = fitted
     payload["kn"] = {**payload["kn"], "gate": gate.to_payload(),
                      "adapt": adaptation.to_payload() if adaptation else None}  # fmt: skip
@@ -92,4 +90,4 @@ def _fit_gate(
         f"mixture gate: the network's share follows both models' certainty "
         f"({time.perf_counter() - t0:.1f} s)"
     )
-    return True
+    return gate
