@@ -160,12 +160,15 @@ class KneserNey:
 
         Level by level over every position at once: the m-gram ending at a position is the
         (m-1)-gram ending just before it, extended by its id, so a level is one lookup of
-        (B, L - m + 1) keys (order - 1 lookups a call: generation asks this at every step)."""
+        (B, L - m + 1) keys (order - 1 lookups a call: generation asks this at every step).
+        Once no row's m-gram was seen, none of their longer ones were (each holds it as its
+        last m characters): the walk stops there, which spares an order-16 model most of its
+        lookups."""
         b, width = rows.shape
         out = [np.zeros(b, dtype=np.int64)]
         gid = np.zeros((b, width + 1), dtype=np.int64)  # the 0-grams: (B, L + 1), all 0
         for m in range(1, self.order):
-            if m > width:
+            if m > width or out[-1].max() < 0:
                 out.append(np.full(b, -1, dtype=np.int64))
                 continue
             c = rows[:, m - 1 :]  # (B, L - m + 1): the id each m-gram ends on
