@@ -189,6 +189,8 @@ class KneserNey:
     def _extend(self, p: np.ndarray, ctx_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Interpolate level k into p (B, V), row b under context ctx_ids[b] (-1 = unseen).
         Returns the new p and which rows had their context seen at this level."""
+        if len(ctx_ids) == 1:  # generation asks one context a step: slices, no gathers
+            return self._extend_one(p, int(ctx_ids[0]), k)
         v, d = self.vocab_size, self.discounts[k]
         keys, counts = self.keys[k], self.counts[k]
         c = np.maximum(ctx_ids, 0)
@@ -208,6 +210,24 @@ class KneserNey:
         p[rows] *= (d * n / total)[:, None]
         p[row, keys[at] - c[row] * v] += np.maximum(follow - d, 0.0) / np.repeat(total, n)
         return p, seen
+
+    def _extend_one(self, p: np.ndarray, ctx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """_extend for one row (p (1, V)), with the same arithmetic in the same order: the
+        same floats, in half the numpy calls (on English at order 16 most of a generated
+        character's 15 levels are seen)."""
+        v, d, keys = self.vocab_size, self.discounts[k], self.keys[k]
+        lo, hi = (
+            (int(keys.searchsorted(ctx * v)), int(keys.searchsorted((ctx + 1) * v)))
+            if ctx >= 0
+            else (0, 0)
+        )
+        if hi == lo:
+            return p, np.zeros(1, dtype=bool)
+        follow = self.counts[k][lo:hi]  # (n,) counts of the context's followers
+        total = follow.sum()
+        p = p * (d * (hi - lo) / total)
+        p[0, keys[lo:hi] - ctx * v] += np.maximum(follow - d, 0.0) / total
+        return p, np.ones(1, dtype=bool)
 
     # ---- scoring and distributions ------------------------------------------------------------
 

@@ -81,7 +81,10 @@ def test_equals_the_dict_reference_implementation(seed):
         np.testing.assert_allclose(ours.log_probs(text), ref.log_probs(text), rtol=1e-13)
         contexts = [[], text[:1], text[3:9], ids[-5:], ids[:order]]
         want = np.stack([ref.distribution(c) for c in contexts])
-        np.testing.assert_allclose(ours.distributions(contexts), want, rtol=1e-13, atol=1e-16)
+        batched = ours.distributions(contexts)
+        np.testing.assert_allclose(batched, want, rtol=1e-13, atol=1e-16)
+        # one context at a time (generation's path) gives the very same floats
+        np.testing.assert_array_equal(np.stack([ours.distribution(c) for c in contexts]), batched)
 
 
 def test_a_text_without_singletons_gives_nothing_probability_zero():
