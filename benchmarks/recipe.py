@@ -142,7 +142,7 @@ def main() -> None:
                     for label, tree, opts, key in runs:
                         if key not in rows or tree is None:
                             continue
-                        run = f"{name}-{key}-{seconds:.0f}"
+                        run = f"{Path(name).stem}-{key}-{seconds:.0f}"  # a path: its stem
                         r = train(tree, corpus, tmp / "ck", run, seconds, opts)
                         fig = {k: "-" if v is None else f"{v:.2f}" for k, v in r.items()
                                if not isinstance(v, str)}  # fmt: skip
