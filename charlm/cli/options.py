@@ -206,7 +206,9 @@ TrainPrecision = _opt(
     choices=("fp32", "bf16"),
 )
 KnOrder = _opt(
-    int, "Kneser-Ney n-gram order mixed with the network; 0 = off." + _default(D.kn_order)
+    int,
+    "Kneser-Ney n-gram order mixed with the network; 0 = off."
+    + _default("8, or 12 or 16 where the tune slice scores them better"),
 )
 MixFraction = _opt(
     float, "Training-text tail used to fit the mixture weight." + _default(D.mix_fraction)

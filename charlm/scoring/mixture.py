@@ -44,12 +44,13 @@ FIT_CHARS = 50_000  # the weight is one number: the first 50k tune characters fi
 # the Tang poems order 12 scored a little worse than 8 (5.0632 against 5.0623, 4.9502 against
 # 4.9483), so 16 is never counted there.
 KN_ORDERS = (8, 12, 16)
-# A higher order holds about twice the tables of the one below it and costs generation ~30 %
-# more in the count model (1M English characters: 0.94 ms a character at 12, 1.23 ms at 16):
-# it must buy at least this many nats a character on the tune slice
+# A higher order holds about twice the tables of the one below it and asks generation more
+# lookups (1M English characters: 0.43 ms a character at 12, 0.52 ms at 16, from a context
+# not counted; benchmarks/kn_orders.py): it must buy at least this many nats a character on
+# the tune slice, or the lower order is kept
 ORDER_GAIN = 1e-3
 # pick_order counts at most the last this many characters of the training text: the choice
-# follows the kind of text, and counting all of the Tang poems' 3.8M at both orders added 32 s
+# follows the kind of text, and counting all of the Tang poems' 3.8M at 8 and 12 added 32 s
 # to a run's start
 PICK_CHARS = 1_000_000
 
