@@ -9,8 +9,8 @@ less the tune slice, as pick_order counts it), the tables' size, the nats/char i
 tune slice (what pick_order compares), and the milliseconds `distribution` takes for one next
 character after a context (what generation asks at every step), averaged over 400 contexts:
 from the counted text itself (the longest lookups) and from the tune slice (text it has not
-seen, as generated text mostly is). The split is charlm's: the last 10 % held out, the tune
-slice the last 5 % (--mix-fraction) of the rest.
+seen, as generated text mostly is). The split is charlm's own (setup.run_data, the default
+--val-fraction and --mix-fraction).
 """
 
 from __future__ import annotations
@@ -32,14 +32,15 @@ from recipe import corpus_path  # noqa: E402
 
 from charlm.config import TrainConfig  # noqa: E402
 from charlm.data.corpus import read_corpus  # noqa: E402
-from charlm.data.vocab import Vocab  # noqa: E402
+from charlm.data.ids_cache import encode_text  # noqa: E402
 from charlm.scoring.kneser_ney import KneserNey  # noqa: E402
 from charlm.scoring.mixture import PICK_CHARS, fit_slice, kn_logprobs  # noqa: E402
+from charlm.training.setup import run_data  # noqa: E402
 
 CONTEXTS = 400
 
 
-def per_call_ms(kn: KneserNey, ids: np.ndarray, rng: np.random.Generator) -> float:
+def per_call_ms(kn: KneserNey, ids: torch.Tensor, rng: np.random.Generator) -> float:
     """Mean ms of one kn.distribution over CONTEXTS contexts of ids (order - 1 long each)."""
     width = max(kn.order - 1, 1)
     starts = rng.integers(width, len(ids), CONTEXTS)
@@ -60,15 +61,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.corpora.split(","):
             text = read_corpus(str(corpus_path(name, Path(tmp)))).text
-            vocab = Vocab.build(text[: int(len(text) * 0.9)])
-            ids = np.asarray(vocab.encode(text), dtype=np.int64)
-            train = ids[: int(len(ids) * 0.9)]
-            n_tune = int(len(train) * TrainConfig().mix_fraction)
-            fit, tune = train[:-n_tune][-PICK_CHARS:], train[-n_tune:]
-            scored = fit_slice(torch.from_numpy(tune), torch.from_numpy(fit), len(vocab))
+            cfg = TrainConfig()  # charlm's own split: held-out tail, then the tune slice
+            data = run_data(encode_text(text, "", cfg.val_fraction, None), {}, cfg)
+            vocab = len(data.vocab)
+            fit, tune = data.train_ids[-PICK_CHARS:], data.tune_ids
+            scored = fit_slice(tune, fit, vocab)
             for order in (int(o) for o in args.orders.split(",")):
                 t0 = time.perf_counter()
-                kn = KneserNey(fit, len(vocab), order)
+                kn = KneserNey(fit, vocab, order)
                 build = time.perf_counter() - t0
                 mb = sum(k.nbytes + c.nbytes for k, c in zip(kn.keys, kn.counts, strict=True))
                 nats = -float(kn_logprobs(kn, scored).mean())

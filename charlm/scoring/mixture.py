@@ -265,12 +265,14 @@ def pick_order(
     the mixture did on the three corpora measured (KN_ORDERS)."""
     fit = fit_ids[-PICK_CHARS:]
     tune = fit_slice(tune_ids, fit, vocab)
-    nats: dict[int, float] = {}
+
+    def nats_at(k: int) -> float:
+        return -float(kn_logprobs(KneserNey(fit, vocab, k), tune).mean())
+
     best = orders[0]
-    for k in orders:
-        nats[k] = -float(kn_logprobs(KneserNey(fit, vocab, k), tune).mean())
-        if k == best:
-            continue
+    nats = {best: nats_at(best)}
+    for k in orders[1:]:
+        nats[k] = nats_at(k)
         if nats[k] > nats[best] - ORDER_GAIN:
             break
         best = k
