@@ -10,8 +10,8 @@ from charlm.system.distributed import Dist
 from charlm.training.members import may_grow, room_for_member
 
 
-def prog(member=0, best_step=40, member_start_step=0, elapsed_s=100.0, member_start_s=0.0):
-    return SimpleNamespace(member=member, best_step=best_step, elapsed_s=elapsed_s,
+def prog(member=0, best_step=40, member_start_step=0, elapsed_s=100.0, member_start_s=0.0, step=40):
+    return SimpleNamespace(member=member, best_step=best_step, elapsed_s=elapsed_s, step=step,
                            member_start_step=member_start_step,
                            member_start_s=member_start_s)  # fmt: skip
 
@@ -30,11 +30,21 @@ def test_only_a_budgeted_run_within_members_after_a_network_that_helped_may_grow
 
 
 @pytest.mark.parametrize(("left", "room"), [(130.0, True), (110.0, False)])
-def test_a_new_member_needs_a_fifth_more_time_than_the_last_took(left, room):
-    """The last network trained from 50 s to 150 s: another needs 120 s left (1.2 times as
-    long)."""
+def test_a_new_member_needs_a_fifth_more_time_than_the_last_took_to_its_best(left, room):
+    """The last network trained from 50 s to 150 s, at its best at its last evaluation:
+    another needs 120 s left (1.2 times as long)."""
     deadline = time.monotonic() + left
-    last = prog(elapsed_s=150.0, member_start_s=50.0)
+    last = prog(elapsed_s=150.0, member_start_s=50.0, best_step=40, step=40)
+    assert room_for_member(BUDGET, last, SimpleNamespace(best={}), Dist(), deadline) == room
+
+
+@pytest.mark.parametrize(("left", "room"), [(80.0, True), (70.0, False)])
+def test_the_patience_after_the_best_is_not_counted(left, room):
+    """The last network trained 100 s, 60 of its 100 steps (60 s) to its best, then waited
+    out the plateau rule: another needs 72 s left, not 120."""
+    deadline = time.monotonic() + left
+    last = prog(elapsed_s=150.0, member_start_s=50.0, member_start_step=100, best_step=160,
+                step=200)  # fmt: skip
     assert room_for_member(BUDGET, last, SimpleNamespace(best={}), Dist(), deadline) == room
 
 

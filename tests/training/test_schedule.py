@@ -40,6 +40,7 @@ def test_how_far_the_run_is_counts_steps_or_time_whichever_is_further(monkeypatc
 def test_no_new_network_starts_once_the_decay_has_begun():
     class Prog:
         best_step, member_start_step, member, elapsed_s, member_start_s = 40, 0, 0, 10.0, 0.0
+        step = 40
 
     class Members:
         best = (1,)
