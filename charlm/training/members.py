@@ -1,10 +1,11 @@
 """A run's finished networks, averaged with the one in training (see ensemble.py for why).
 
-When the plateau rule stops a network and the time budget has room for another to reach half
-way to where the last one reached its best, the trainer freezes the network's best weights
-here and starts a fresh one from another seed; every later evaluation scores the average of
-all of them, and best.pt ships that average. Only runs with --max-time grow members (`--members`, at most 4 by default); a member that
-never improved the shipped score ends the run, as early stopping did before.
+When the plateau rule stops a network and the time budget has room for another to go half as
+long as the last one took to its best, the trainer freezes the network's best weights here
+and starts a fresh one from another seed; every later evaluation scores the average of all of
+them, and best.pt ships that average. Only runs with --max-time grow members (`--members`, at
+most 4 by default); a member that never improved the shipped score ends the run, as early
+stopping did before.
 """
 
 from __future__ import annotations
