@@ -277,14 +277,16 @@ class Trainer:
 
     def _start_member(self) -> None:
         took = self.prog.elapsed_s - self.prog.member_start_s
+        steps = max(self.prog.step - self.prog.member_start_step, 1)
+        to_best = took * max(self.prog.best_step - self.prog.member_start_step, 0) / steps
         self.state.start_member()
         # a new network trains at the full rate, and its decay is over the last part of the
         # time left to it: the network training at the deadline is the one that settles
         self.length = replace(self.length, started=time.monotonic())
         self.done = 0.0
-        self.report.echo(f"member {self.prog.member + 1}: the last network stopped improving "
-                         f"after {took:.0f} s; a new one trains beside it "
-                         f"({self.train_config.members} at most)")  # fmt: skip
+        self.report.echo(f"member {self.prog.member + 1}: the last network reached its best "
+                         f"after about {to_best:.0f} s and stopped after {took:.0f} s; a new one "
+                         f"trains beside it ({self.train_config.members} at most)")  # fmt: skip
 
     def _agreed_signal(self) -> int | None:
         """A signal on any process (a collective when distributed): asked between chunks of
