@@ -30,7 +30,7 @@ from charlm.system.distributed import SINGLE, Dist
 from charlm.system.signals import SignalGuard
 from charlm.training.adapt_fit import FIT_SHARE, fit_into_best
 from charlm.training.heldout import HeldOut, decisions
-from charlm.training.members import room_for_member
+from charlm.training.members import member_times, room_for_member
 from charlm.training.optim import Plateau, RunLength, eval_interval, lr_at
 from charlm.training.progress import MAX_NONFINITE_STREAK, TrainState, diverged
 from charlm.training.reporting import Reporter, Window, eval_record, run_summary
@@ -276,9 +276,7 @@ class Trainer:
         return self.state.payload(self.data.vocab, extra, with_training_state)
 
     def _start_member(self) -> None:
-        took = self.prog.elapsed_s - self.prog.member_start_s
-        steps = max(self.prog.step - self.prog.member_start_step, 1)
-        to_best = took * max(self.prog.best_step - self.prog.member_start_step, 0) / steps
+        to_best, took = member_times(self.prog)
         self.state.start_member()
         # a new network trains at the full rate, and its decay is over the last part of the
         # time left to it: the network training at the deadline is the one that settles

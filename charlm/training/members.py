@@ -26,7 +26,7 @@ from charlm.system.distributed import Dist
 # deadline does not need. And a share, because a fresh network helps the average long before
 # its own best (what it reached by the deadline is averaged in only where that helps): on the
 # Jay Chou lyrics at 600 s the second and third networks improved the average 31 s and 34 s
-# after they started, a third of the 70-108 s they took to their best. Timed at 1.2 times the
+# after they started, a third of the 74-102 s they took to their best. Timed at 1.2 times the
 # last network's stop, two such runs ended at 455 s and 468 s with 3 networks, the 132-145 s
 # left unused.
 TIME_MARGIN = 0.5
@@ -45,6 +45,15 @@ def may_grow(cfg: TrainConfig, prog: Any, has_best: bool) -> bool:
     return cfg.max_time > 0 and prog.member + 1 < cfg.members and helped
 
 
+def member_times(prog: Any) -> tuple[float, float]:
+    """The training network's seconds to its best and to now, since it started; the first
+    prorated by steps (evaluations make a step's time uneven, not by much)."""
+    took = prog.elapsed_s - prog.member_start_s
+    steps = max(prog.step - prog.member_start_step, 1)
+    to_best = min(max(prog.best_step - prog.member_start_step, 0) / steps, 1.0)
+    return took * to_best, took
+
+
 def room_for_member(
     cfg: TrainConfig, prog: Any, members: Members, dist: Dist, deadline: float, done: float = 0
 ) -> bool:
@@ -53,9 +62,7 @@ def room_for_member(
     network started in it would never train at full rate), and the budget (time.monotonic()
     `deadline`) has room for TIME_MARGIN of the time the last took to its best (its time,
     prorated by steps to its best step), agreed by every process."""
-    steps = max(prog.step - prog.member_start_step, 1)
-    to_best = max(prog.best_step - prog.member_start_step, 0) / steps
-    took = (prog.elapsed_s - prog.member_start_s) * min(to_best, 1.0)
+    took, _ = member_times(prog)
     in_decay = cfg.decay > 0 and done >= 1 - cfg.decay
     wanted = may_grow(cfg, prog, members.best is not None) and not in_decay
     return wanted and not dist.any(deadline - time.monotonic() < TIME_MARGIN * took)
