@@ -142,8 +142,11 @@ class Trainer:
                     # run: a plateau there is the rate settling (it stopped a KJV run at 470 s
                     # of 600), and best.pt keeps the best whatever comes after
                     if Plateau(**prog.plateau).should_stop(cfg) and not self._decaying():
+                        # the time a new network would train: the deadline less a stop's
+                        # cost and the fits' reserve, as step 5 below stops
+                        trains_until = deadline - self.closing_s - self.reserve_s
                         if room_for_member(
-                            cfg, prog, state.members, self.dist, deadline, self.done
+                            cfg, prog, state.members, self.dist, trains_until, self.done
                         ):
                             self._start_member()  # another network, averaged in
                             continue
