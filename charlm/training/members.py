@@ -56,17 +56,17 @@ def member_times(prog: Any) -> tuple[float, float]:
 
 
 def room_for_member(
-    cfg: TrainConfig, prog: Any, members: Members, dist: Dist, deadline: float, done: float = 0
+    cfg: TrainConfig, prog: Any, members: Members, dist: Dist, until: float, done: float = 0
 ) -> bool:
     """Whether a network the plateau rule stopped may be followed by a fresh one: may_grow,
     before the learning rate's decay has begun (`done`, the fraction of the run behind us: a
-    network started in it would never train at full rate), and the budget (time.monotonic()
-    `deadline`) has room for TIME_MARGIN of the time the last took to its best (its time,
-    prorated by steps to its best step), agreed by every process."""
-    took, _ = member_times(prog)
+    network started in it would never train at full rate), and the time a new one could train
+    (until time.monotonic() `until`: the deadline less what stopping costs) has room for
+    TIME_MARGIN of the time the last took to its best, agreed by every process."""
+    to_best, _ = member_times(prog)
     in_decay = cfg.decay > 0 and done >= 1 - cfg.decay
     wanted = may_grow(cfg, prog, members.best is not None) and not in_decay
-    return wanted and not dist.any(deadline - time.monotonic() < TIME_MARGIN * took)
+    return wanted and not dist.any(until - time.monotonic() < TIME_MARGIN * to_best)
 
 
 class Members:
