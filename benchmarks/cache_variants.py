@@ -29,7 +29,6 @@ the Tang poems' first 2M characters take about 6 minutes on 2 cores, Jay Chou on
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 from collections import defaultdict
@@ -56,7 +55,7 @@ from charlm.scoring.adapt import (  # noqa: E402
     cache_probs,
     fit_weights,
 )
-from charlm.scoring.evaluate import logprobs_and_entropy  # noqa: E402
+from charlm.scoring.evaluate import logprobs_and_entropy, perplexity  # noqa: E402
 from charlm.scoring.mixture import MixtureFit, kn_logprobs, mix_logprobs  # noqa: E402
 from charlm.training.setup import run_data  # noqa: E402
 
@@ -145,7 +144,7 @@ def longest(feats: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ppl(logp: np.ndarray | torch.Tensor) -> float:
-    return math.exp(-float(np.mean(np.asarray(logp, dtype=np.float64))))
+    return perplexity(-float(np.mean(np.asarray(logp, dtype=np.float64))))
 
 
 def main() -> None:
@@ -174,8 +173,7 @@ def main() -> None:
         return m.gate.mix(net, kn, h, h_kn) if m.gate else mix_logprobs(net, kn, weight)
 
     net, h = logprobs_and_entropy(lm.model, tune, "cpu")
-    t_static = (m.gate.mix(net, fit.tune_kn_logp, h, fit.tune_kn_entropy) if m.gate
-                else mix_logprobs(net, fit.tune_kn_logp, m.weight)).double().numpy()  # fmt: skip
+    t_static = m.mix(net, fit.tune_kn_logp, h, fit.tune_kn_entropy).double().numpy()
     scored = {"static": mixed(val, v_kn, v_hkn, 0.0, m.weight).double().numpy()}
     dyn = m.dynamic
     if dyn is not None and dyn.lr > 0:
