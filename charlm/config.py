@@ -41,8 +41,19 @@ class ModelConfig:
     weight_drop: float = 0.0
     tie: bool = True  # output layer shares the embedding table (needs embed > 0)
     impl: str = "torch"  # "scratch": charlm's own cells with a hand-written backward
+    # A two-level ("adaptive") softmax: ids below cutoffs[0] (the vocabulary is ordered by
+    # count) are scored with one score per tail cluster [cutoffs[i], cutoffs[i+1]); training
+    # scores a tail only for the rows whose target lies in it. () = one softmax over all.
+    cutoffs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "cutoffs", tuple(self.cutoffs))  # a checkpoint's list
+        _check(
+            all(isinstance(c, int) for c in self.cutoffs)
+            and list(self.cutoffs) == sorted(set(self.cutoffs))
+            and all(1 <= c < self.vocab_size for c in self.cutoffs),
+            "cutoffs must be increasing ids inside the vocabulary",
+        )
         _check(self.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
         _check(self.vocab_size >= 2, "the vocabulary needs at least one character")
         _check(0 <= self.embed <= 65536, "--embed must be in [0, 65536] (0 = one-hot)")

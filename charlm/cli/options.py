@@ -62,8 +62,8 @@ HELP_GROUPS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
                     "val_fraction")),
         ("Run", ("run", "resume", "init_from", "preset", "seed", "checkpoint_dir", "device")),
         ("Budget and stopping", ("max_time", "epochs", "max_steps", "early_stop", "lr_patience")),
-        ("Model", ("cell", "hidden", "layers", "embed", "tie", "dropout", "weight_drop", "impl",
-                   "members", "bidirectional")),
+        ("Model", ("cell", "hidden", "layers", "embed", "tie", "softmax", "dropout",
+                   "weight_drop", "impl", "members", "bidirectional")),
         ("Optimisation", ("optimizer", "lr", "decay", "weight_decay", "warmup", "clip",
                           "batch_size", "seq_len", "sampler", "unk_prob", "precision")),
         ("Evaluation and count model", ("eval_every", "eval_epochs", "kn_order", "mix_fraction",
@@ -139,6 +139,13 @@ Tie = _opt(
     bool,
     "Share the embedding table with the output layer.  [default: when --embed > 0]",
     "--tie/--no-tie",
+)
+Softmax = _opt(
+    str,
+    "Output layer: full (one softmax), adaptive (two levels: frequent characters, then "
+    "clusters of rare ones; fewer scores a character), auto (adaptive for 1,000+ characters "
+    "where it scores 2x fewer).  [default: auto]",
+    choices=("auto", "full", "adaptive"),
 )
 Impl = _opt(
     str,

@@ -27,6 +27,7 @@ def train(
     dropout: o.Dropout = None,
     weight_drop: o.WeightDrop = None,
     tie: o.Tie = None,
+    softmax: o.Softmax = None,
     impl: o.Impl = None,
     bidirectional: o.NoBidirectional = False,
     sampler: o.Sampler = None,

@@ -4,6 +4,13 @@
                  ─► RNN / GRU / LSTM, L layers, dropout between layers ─► (B, T, H)
                  ─► dropout ─► linear ─► logits (B, T, V)
 
+With ModelConfig.cutoffs the last step is a two-level ("adaptive", Grave et al. 2017) softmax:
+the frequent characters and one score per cluster of rarer ones share a softmax, and a rare
+character's chance is its cluster's times its share inside the cluster. The model then returns
+log-probabilities (normalised logits: softmax, temperature and every mixture read them as
+they read logits), and training (forward with targets) scores a cluster only on the rows
+whose target is in it: the Tang poems' 7.7k characters need 1.1k scores a character, not 7.7k.
+
 The state is models.state.State, a tuple of (L, B, H) tensors. Only `CharRNN._recurrence`
 converts to and from the form torch's modules take (a bare tensor for RNN/GRU), so nothing
 else special-cases the LSTM.
@@ -17,6 +24,7 @@ from torch import nn
 
 from charlm.config import ModelConfig
 from charlm.models.dropout import Dropout, dropout
+from charlm.models.loss import cross_entropy
 from charlm.models.scratch import ScratchRNN, recurrence
 from charlm.models.state import State, zero_state
 
@@ -63,10 +71,23 @@ class CharRNN(nn.Module):
             self.out_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
         else:
             self.head = nn.Linear(cfg.hidden, cfg.vocab_size)
+        if cfg.cutoffs:  # one score per tail cluster, beside the head's characters
+            self.cluster = nn.Linear(cfg.embed if cfg.tie else cfg.hidden, len(cfg.cutoffs))
         self.to(device)
 
-    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """x (B, T) int64, state (see State) or None for zeros -> logits (B, T, V), state."""
+    def forward(
+        self, x: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """x (B, T) int64, state (see State) or None for zeros -> logits (B, T, V), state.
+        With targets (B, T) int64: the mean training loss (a float32 scalar) instead of the
+        logits; computed here so that DistributedDataParallel sees it as the forward."""
+        out, state = self.hidden_states(x, state)
+        if targets is not None:
+            return self.loss(self.drop(out), targets), state
+        return self.logits(self.drop(out)), state  # (B, T, V)
+
+    def hidden_states(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+        """x (B, T) int64 -> the top layer's outputs (B, T, H), before dropout, and the state."""
         if self.path == "embedding":
             out, state = self._recurrence(self.drop(self.embed(x)), state)  # (B, T, E)->(B, T, H)
         elif self.path == "one_hot_gather":
@@ -74,7 +95,7 @@ class CharRNN(nn.Module):
         else:
             one_hot = F.one_hot(x, self.cfg.vocab_size).to(self.out_dtype)  # (B, T, V)
             out, state = self._recurrence(one_hot, state)
-        return self.logits(self.drop(out)), state  # (B, T, V)
+        return out, state
 
     def _recurrence(self, inp: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
         """inp (B, T, D) -> out (B, T, H) and the tuple state. The one place that speaks torch's
@@ -111,11 +132,56 @@ class CharRNN(nn.Module):
     def out_dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
-        """Hidden outputs (..., H) -> next-character logits (..., V)."""
+    def output_layer(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Hidden outputs (..., H) -> what scores them: u (..., D) and the character table
+        W (V, D) with its bias (V,); D is the embedding size when tied, else H."""
         if self.cfg.tie:
-            return F.linear(self.proj(h), self.embed.weight, self.out_bias)  # (..., E) -> (..., V)
-        return self.head(h)
+            return self.proj(h), self.embed.weight, self.out_bias
+        return h, self.head.weight, self.head.bias
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden outputs (..., H) -> next-character logits (..., V); with cutoffs, float32
+        log-probabilities."""
+        u, w, b = self.output_layer(h)
+        z = F.linear(u, w, b)  # (..., V)
+        if not self.cfg.cutoffs:
+            return z
+        k, spans = self.cfg.cutoffs[0], self.spans()
+        head = torch.log_softmax(torch.cat([z[..., :k], self.cluster(u)], -1).float(), -1)
+        parts = [head[..., :k]]  # (..., k): the head's characters
+        for i, (lo, hi) in enumerate(spans):  # (..., hi - lo): cluster i's, times its chance
+            parts.append(torch.log_softmax(z[..., lo:hi].float(), -1) + head[..., k + i, None])
+        return torch.cat(parts, -1)  # (..., V)
+
+    def loss(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Hidden outputs (B, T, H) (after dropout), targets (B, T) -> the mean cross-entropy,
+        float32 (the loss itself outside any autocast, as a full softmax's always was)."""
+        u, w, b = self.output_layer(h.flatten(0, 1))  # (N, D)
+        y = targets.flatten()  # (N,)
+        device = u.device.type
+        if not self.cfg.cutoffs:
+            z = F.linear(u, w, b)  # (N, V)
+            with torch.autocast(device, enabled=False):
+                return cross_entropy(z, y)
+        k, spans = self.cfg.cutoffs[0], self.spans()
+        head = torch.cat([F.linear(u, w[:k], b[:k]), self.cluster(u)], 1)  # (N, k + K)
+        # 0 for a head character, i + 1 for one in cluster i
+        where = torch.bucketize(y, torch.tensor(self.cfg.cutoffs, device=y.device), right=True)
+        tails = []
+        for i, (lo, hi) in enumerate(spans):
+            rows = (where == i + 1).nonzero()[:, 0]  # (n_i,)
+            if len(rows):
+                tails.append((F.linear(u[rows], w[lo:hi], b[lo:hi]), y[rows] - lo))  # (n_i, C)
+        with torch.autocast(device, enabled=False):
+            loss = cross_entropy(head, torch.where(where == 0, y, k + where - 1))
+            for z, t in tails:  # each tail's mean, weighted by its share of the rows
+                loss = loss + cross_entropy(z, t) * (len(t) / len(y))
+        return loss
+
+    def spans(self) -> list[tuple[int, int]]:
+        """The tail clusters' id ranges [lo, hi)."""
+        bounds = (*self.cfg.cutoffs, self.cfg.vocab_size)
+        return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def layer_weights(model: CharRNN, layer: int) -> tuple[torch.Tensor, ...]:

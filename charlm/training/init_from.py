@@ -84,6 +84,12 @@ def check_architecture(opts: TrainOptions, base: ModelConfig, spec: str) -> None
                 f"--init-from {spec}: --{k} {value} differs from the base's {k} "
                 f"{getattr(base, k)}; the architecture is the base's: drop --{k}"
             )
+    had = "adaptive" if base.cutoffs else "full"
+    if opts.softmax in ("full", "adaptive") and opts.softmax != had:
+        raise UsageError(
+            f"--init-from {spec}: --softmax {opts.softmax} differs from the base's {had} "
+            "softmax; the architecture is the base's: drop --softmax"
+        )
 
 
 def model_config_for(base: BaseNetwork, vocab: Vocab, opts: TrainOptions) -> ModelConfig:

@@ -55,6 +55,7 @@ class TrainOptions:
     weight_drop: float | None = None
     tie: bool | None = None
     impl: str | None = None
+    softmax: str | None = None  # auto | full | adaptive (softmax.py): sets ModelConfig.cutoffs
     bidirectional: bool = False
     # training (TrainConfig)
     sampler: str | None = None

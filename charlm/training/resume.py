@@ -28,6 +28,13 @@ def check_resume_compatible(
                 f"{where}: --{k} {value} differs from the run's {k} {stored.get(k)}; "
                 f"drop --{k} to resume, or start a new --run"
             )
+    if opts.softmax in ("full", "adaptive"):
+        had = "adaptive" if stored.get("cutoffs") else "full"
+        if opts.softmax != had:
+            raise CheckpointError(
+                f"{where}: --softmax {opts.softmax} differs from the run's {had} softmax; "
+                "drop --softmax to resume, or start a new --run"
+            )
     old = payload.get("corpus", {}).get("fingerprint")
     if old and old != fingerprint:
         raise CheckpointError(

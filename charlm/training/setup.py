@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from charlm.config import ModelConfig, TrainConfig
@@ -44,6 +45,7 @@ from charlm.training.resume import (
     check_resume_compatible,
     resume_batch_size,
 )
+from charlm.training.softmax import cutoffs_for
 from charlm.training.sizing import (
     BUDGET_EPOCHS,
     DECAY,
@@ -205,10 +207,16 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
     data = run_data(text, record, cfg)
     cfg, small = _fit_batches(cfg, data, opts, device)
     cfg, order = _kn_order(cfg, data, opts)
+    two_level = None
+    if base is None:  # a base keeps its own output layer (init_from.check_architecture)
+        counts = np.bincount(data.train_ids.numpy(), minlength=len(data.vocab))  # (V,)
+        cuts, two_level = cutoffs_for(opts.softmax, counts)
+        mcfg = replace(mcfg, cutoffs=cuts)
     notes += [small, mixture_note(n_train, cfg, data), text.cache and f"ids cache: {text.cache}",
-              order]  # fmt: skip
+              order, two_level]  # fmt: skip
     if fit_size:
-        mcfg, note, passes = fit_to_budget(mcfg, cfg, len(data.train_ids), device, embed_given)
+        mcfg, note, passes = fit_to_budget(mcfg, cfg, len(data.train_ids), device, embed_given,
+                                           text=_speed_sample(data.train_ids, cfg))  # fmt: skip
         mcfg, light_cfg, light = lighten(mcfg, cfg, passes, given)
         if light_cfg.seq_len != cfg.seq_len:  # a longer window: the batches are fitted again
             light_cfg, _ = _fit_batches(light_cfg, data, opts, device)
@@ -217,6 +225,14 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
     init_state = init_from.fit_state(base, data.vocab, mcfg) if base else None
     return TrainSetup(run_dir, mcfg, cfg, data, None, tuple(n for n in notes if n),
                       init_state, base.record if base else None)  # fmt: skip
+
+
+def _speed_sample(train_ids: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """One batch of training text from its middle, where a corpus's front matter is behind
+    (the sizing rule's speed measurement reads it: sizing.measure_speed)."""
+    need = cfg.batch_size * cfg.seq_len + 1
+    start = max(0, len(train_ids) // 2 - need // 2)
+    return train_ids[start : start + need].long()
 
 
 def _kn_order(

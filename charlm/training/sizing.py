@@ -135,23 +135,35 @@ def fit_batches(
     return replace(cfg, batch_size=batch, seq_len=seq), note
 
 
-def measure_speed(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device) -> float:
+def measure_speed(
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    device: torch.device,
+    text: torch.Tensor | None = None,
+) -> float:
     """Training characters per second of one model on this device: a warm-up step, then the
-    fastest of TIMED_STEPS timed steps, on random ids (speed does not depend on the text). One
-    timed step was noisy enough on a shared machine to flip the choice for the same corpus
-    between LSTM 1x256 and 1x384 from one run to the next; other work only ever slows a step."""
+    fastest of TIMED_STEPS timed steps, on the start of `text` (the training ids) or, without
+    it, random ids. A two-level softmax's speed depends on the text (how many targets are
+    rare); a full one's does not. One timed step was noisy enough on a shared machine to flip
+    the choice for the same corpus between LSTM 1x256 and 1x384 from one run to the next; other
+    work only ever slows a step."""
 
     state = torch.get_rng_state()
     torch.manual_seed(0)
     model = CharRNN(model_cfg, device)
     opt = make_optimizer(model, cfg)
-    x = torch.randint(model_cfg.vocab_size, (cfg.batch_size, cfg.seq_len), device=device)
+    shape = (cfg.batch_size, cfg.seq_len)
+    if text is not None and len(text) > shape[0] * shape[1]:
+        ids = text[: shape[0] * shape[1] + 1].to(device=device, dtype=torch.long)
+        x, y = ids[:-1].view(shape), ids[1:].view(shape)
+    else:
+        x = y = torch.randint(model_cfg.vocab_size, shape, device=device)
     bf16 = cfg.precision == "bf16"
-    train_step(model, opt, x, x, None, lr=cfg.lr, clip=cfg.clip, bf16=bf16)  # warm-up
+    train_step(model, opt, x, y, None, lr=cfg.lr, clip=cfg.clip, bf16=bf16)  # warm-up
     seconds = math.inf
     for _ in range(TIMED_STEPS):
         t0 = time.perf_counter()
-        train_step(model, opt, x, x, None, lr=cfg.lr, clip=cfg.clip, bf16=bf16)
+        train_step(model, opt, x, y, None, lr=cfg.lr, clip=cfg.clip, bf16=bf16)
         seconds = min(seconds, time.perf_counter() - t0)
     torch.set_rng_state(state)  # the run's own seeding is untouched
     return x.numel() / max(seconds, 1e-9)
@@ -182,14 +194,16 @@ def fit_to_budget(
     device: torch.device,
     embed_given: bool = False,
     speed: Callable[[ModelConfig], float] | None = None,
+    text: torch.Tensor | None = None,
 ) -> tuple[ModelConfig, str | None, float | None]:
     """The largest candidate, from `model_cfg` down, that sees CHARS_PER_PARAM characters per
     core weight (or makes MANY_PASSES over n_train characters) in TRAIN_SHARE of
     cfg.max_time; the note says what was chosen and why (None when the corpus rule's model
-    already fits); and the passes over the text it will make (None: no budget)."""
+    already fits); and the passes over the text it will make (None: no budget). `text`: the
+    training ids the speed is measured on (measure_speed)."""
     if not cfg.max_time:
         return model_cfg, None, None
-    speed = speed or (lambda m: measure_speed(m, cfg, device))
+    speed = speed or (lambda m: measure_speed(m, cfg, device, text))
 
     def need(m: ModelConfig) -> float:  # chars/s
         chars = min(CHARS_PER_PARAM * core_params(m), MANY_PASSES * n_train)

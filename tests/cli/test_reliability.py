@@ -245,7 +245,7 @@ def test_divergence_exit_5_best_untouched(runner, corpus_file, tmp_path):
 def test_out_of_memory_exit_6(runner, corpus_file, tmp_path, monkeypatch):
     from charlm.models import charrnn as model
 
-    def oom(self, x, state=None):
+    def oom(self, x, state=None, targets=None):
         raise RuntimeError(
             "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"
         )

@@ -262,10 +262,10 @@ def test_random_sampler_resets_state_and_consecutive_resets_each_epoch(tmp_path,
         starts = []
         real = t.model.forward
 
-        def spy(x, state=None, real=real, starts=starts, t=t):
+        def spy(x, state=None, targets=None, real=real, starts=starts, t=t):
             if t.model.training:
                 starts.append(state is None)
-            return real(x, state)
+            return real(x, state, targets)
 
         monkeypatch.setattr(t.model, "forward", spy)
         nb = t.batches_per_epoch

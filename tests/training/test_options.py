@@ -43,9 +43,9 @@ def test_auto_sizes_rule_scales_with_corpus():
 def test_every_option_is_a_field_and_presets_name_only_options():
     names = {f.name for f in fields(TrainOptions)}
     # every TrainConfig and ModelConfig knob can be given as an option
-    # (but eval_share: --max-time without --eval-every sets it)
+    # (but eval_share: --max-time without --eval-every sets it; cutoffs: --softmax sets them)
     assert {f.name for f in fields(TrainConfig)} - {"eval_share"} <= names
-    assert {f.name for f in fields(ModelConfig)} - {"vocab_size"} <= names
+    assert {f.name for f in fields(ModelConfig)} - {"vocab_size", "cutoffs"} <= names
     for preset in PRESETS.values():
         assert set(preset) <= names  # a misspelt key would be a silent no-op
     with pytest.raises(TypeError):

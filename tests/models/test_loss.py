@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from charlm.training import loss as loss_mod
-from charlm.training.loss import cross_entropy
+from charlm.models import loss as loss_mod
+from charlm.models.loss import cross_entropy
 
 
 @pytest.fixture
