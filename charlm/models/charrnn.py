@@ -18,6 +18,8 @@ else special-cases the LSTM.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -181,7 +183,7 @@ class CharRNN(nn.Module):
     def spans(self) -> list[tuple[int, int]]:
         """The tail clusters' id ranges [lo, hi)."""
         bounds = (*self.cfg.cutoffs, self.cfg.vocab_size)
-        return list(zip(bounds[:-1], bounds[1:], strict=True))
+        return list(itertools.pairwise(bounds))
 
 
 def layer_weights(model: CharRNN, layer: int) -> tuple[torch.Tensor, ...]:

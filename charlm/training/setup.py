@@ -45,7 +45,6 @@ from charlm.training.resume import (
     check_resume_compatible,
     resume_batch_size,
 )
-from charlm.training.softmax import cutoffs_for
 from charlm.training.sizing import (
     BUDGET_EPOCHS,
     DECAY,
@@ -57,6 +56,7 @@ from charlm.training.sizing import (
     lighten,
     with_auto_sizes,
 )
+from charlm.training.softmax import cutoffs_for
 
 Echo = Callable[[str], None]
 DEFAULT_CORPUS_NAME = "tang_song_zh.zip"  # corpora/: public domain, bundled

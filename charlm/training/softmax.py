@@ -12,6 +12,8 @@ scores a character instead of 7.7k (Jay Chou's 2.5k: 530).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from charlm.errors import UsageError
@@ -33,7 +35,7 @@ def expected_scores(probs: np.ndarray, cutoffs: tuple[int, ...]) -> float:
         return float(len(probs))
     cum = np.concatenate([[0.0], np.cumsum(probs)])
     bounds = (*cutoffs, len(probs))
-    tails = sum((cum[hi] - cum[lo]) * (hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:]))
+    tails = sum((cum[hi] - cum[lo]) * (hi - lo) for lo, hi in itertools.pairwise(bounds))
     return cutoffs[0] + len(cutoffs) + float(tails)
 
 
@@ -47,7 +49,7 @@ def choose_cutoffs(counts: np.ndarray) -> tuple[int, ...]:
         return ()
     probs = counts / max(counts.sum(), 1)
     cum = np.concatenate([[0.0], np.cumsum(probs)])
-    grid = sorted({int(round(g)) for g in np.geomspace(2, v - 1, GRID)} - {v})
+    grid = sorted({round(g) for g in np.geomspace(2, v - 1, GRID)} - {v})
     ends = [*grid, v]
 
     def cost(lo: int, hi: int) -> float:
