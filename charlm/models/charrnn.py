@@ -9,7 +9,7 @@ the frequent characters and one score per cluster of rarer ones share a softmax,
 character's chance is its cluster's times its share inside the cluster. The model then returns
 log-probabilities (normalised logits: softmax, temperature and every mixture read them as
 they read logits), and training (forward with targets) scores a cluster only on the rows
-whose target is in it: the Tang poems' 7.7k characters need 1.1k scores a character, not 7.7k.
+whose target is in it: the Tang poems' 7.7k characters need 772 scores a character, not 7.7k.
 
 The state is models.state.State, a tuple of (L, B, H) tensors. Only `CharRNN._recurrence`
 converts to and from the form torch's modules take (a bare tensor for RNN/GRU), so nothing

@@ -56,7 +56,7 @@ from charlm.training.sizing import (
     lighten,
     with_auto_sizes,
 )
-from charlm.training.softmax import cutoffs_for
+from charlm.training.softmax import cutoffs_for, two_levels_pay
 
 Echo = Callable[[str], None]
 DEFAULT_CORPUS_NAME = "tang_song_zh.zip"  # corpora/: public domain, bundled
@@ -207,17 +207,24 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
     data = run_data(text, record, cfg)
     cfg, small = _fit_batches(cfg, data, opts, device)
     cfg, order = _kn_order(cfg, data, opts)
-    two_level = None
+    cuts, two_level = (), None
     if base is None:  # a base keeps its own output layer (init_from.check_architecture)
         counts = np.bincount(data.train_ids.numpy(), minlength=len(data.vocab))  # (V,)
         cuts, two_level = cutoffs_for(opts.softmax, counts)
+    if opts.softmax == "adaptive":
         mcfg = replace(mcfg, cutoffs=cuts)
     notes += [small, mixture_note(n_train, cfg, data), text.cache and f"ids cache: {text.cache}",
-              order, two_level]  # fmt: skip
+              order]  # fmt: skip
     if fit_size:
-        mcfg, note, passes = fit_to_budget(mcfg, cfg, len(data.train_ids), device, embed_given,
-                                           text=_speed_sample(data.train_ids, cfg))  # fmt: skip
-        mcfg, light_cfg, light = lighten(mcfg, cfg, passes, given)
+        sample = _speed_sample(data.train_ids, cfg)
+        sized, note, passes = fit_to_budget(mcfg, cfg, len(data.train_ids), device, embed_given,
+                                            text=sample)  # fmt: skip
+        if two_levels_pay(opts.softmax, cuts, passes):  # sized again, with the faster layer
+            mcfg = replace(mcfg, cutoffs=cuts)
+            sized, note, passes = fit_to_budget(mcfg, cfg, len(data.train_ids), device,
+                                                embed_given, text=sample)  # fmt: skip
+            notes.append(two_level)
+        mcfg, light_cfg, light = lighten(sized, cfg, passes, given)
         if light_cfg.seq_len != cfg.seq_len:  # a longer window: the batches are fitted again
             light_cfg, _ = _fit_batches(light_cfg, data, opts, device)
         cfg, many = for_many_passes(light_cfg, passes, given)

@@ -2,12 +2,21 @@
 
 A character vocabulary of thousands (Chinese) makes the output layer most of a training step:
 on the Tang poems' first 2M characters (7.7k distinct) LSTM 1x384 with a tied 192-wide output
-spends 7.7k scores a character there against the recurrence's 0.9M multiply-adds. In a
-two-level softmax (models/charrnn.py) a character costs the head's scores plus, only where the
-target is rare, its cluster's. The clusters are chosen from the training text's counts (ids are
-in count order) to make that expected cost smallest: on the Tang poems the head holds 409
-characters (65 % of the text), one cluster the next 1,557, the other the remaining 5.7k; 1.1k
-scores a character instead of 7.7k (Jay Chou's 2.5k: 530).
+spends 7.7k scores of 192 multiply-adds a character there, against the recurrence's 0.9M. In
+a two-level softmax (models/charrnn.py) a character costs the head's scores plus, only where
+the target is rare, its cluster's. The clusters are chosen from the training text's counts (ids
+are in count order) to make that expected cost smallest: on the Tang poems the head holds 192
+characters (55 % of the text), three clusters split the rest at 932 and 2,672; 772 scores a
+character instead of 7,662 (Jay Chou's 2,525: 379). A training step there ran 2.5x faster.
+
+What the speed buys is steps, so auto uses two levels only for a model short of compute: one
+the time budget's sizing finds reading its text fewer than MANY_PASSES times with one softmax.
+Then it is sized again with two levels (a bigger or longer-trained network). On the Tang poems'
+first 2M characters at 600 s (fp32, 2 cores): LSTM 1x384 for 1,450 steps instead of 1x256 for
+1,010, held out 115.89 against 127.44 (network alone 143.5 against 182.9). A text read over
+and over (the Jay Chou lyrics, 130+ passes) is short of text: there the speed bought more
+steps and networks but no better model (145.60 against 144.06, one run each), so it keeps one
+softmax; so does a run without --max-time or with its size given (nothing sizes it).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import itertools
 import numpy as np
 
 from charlm.errors import UsageError
+from charlm.training.sizing import MANY_PASSES
 
 SOFTMAXES = ("auto", "full", "adaptive")
 # auto: two levels when they cut the scores a character by this factor ...
@@ -69,6 +79,14 @@ def choose_cutoffs(counts: np.ndarray) -> tuple[int, ...]:
         best.append(row)
     total, cuts = min((grid[j] + best[-1][j][0], best[-1][j][1]) for j in range(n))
     return cuts if total < v else ()
+
+
+def two_levels_pay(softmax: str | None, cutoffs: tuple[int, ...], passes: float | None) -> bool:
+    """Whether auto (`softmax` None or "auto") takes the two-level layer `cutoffs` (cutoffs_for's
+    pick; () for none): when the budget's sizing, with one softmax, found the model reading its
+    text fewer than MANY_PASSES times (`passes`; None: no budget)."""
+    auto = softmax in (None, "auto")
+    return auto and bool(cutoffs) and passes is not None and passes < MANY_PASSES
 
 
 def cutoffs_for(softmax: str | None, counts: np.ndarray) -> tuple[tuple[int, ...], str | None]:
