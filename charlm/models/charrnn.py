@@ -75,6 +75,10 @@ class CharRNN(nn.Module):
             self.head = nn.Linear(cfg.hidden, cfg.vocab_size)
         if cfg.cutoffs:  # one score per tail cluster, beside the head's characters
             self.cluster = nn.Linear(cfg.embed if cfg.tie else cfg.hidden, len(cfg.cutoffs))
+            # (V,) each id's level: 0 the head, i + 1 cluster i (not saved: the cutoffs say it)
+            level = torch.bucketize(torch.arange(cfg.vocab_size), torch.tensor(cfg.cutoffs),
+                                    right=True)  # fmt: skip
+            self.register_buffer("level", level, persistent=False)
         self.to(device)
 
     def forward(
@@ -148,12 +152,18 @@ class CharRNN(nn.Module):
         z = F.linear(u, w, b)  # (..., V)
         if not self.cfg.cutoffs:
             return z
-        k, spans = self.cfg.cutoffs[0], self.spans()
-        head = torch.log_softmax(torch.cat([z[..., :k], self.cluster(u)], -1).float(), -1)
-        parts = [head[..., :k]]  # (..., k): the head's characters
-        for i, (lo, hi) in enumerate(spans):  # (..., hi - lo): cluster i's, times its chance
-            parts.append(torch.log_softmax(z[..., lo:hi].float(), -1) + head[..., k + i, None])
-        return torch.cat(parts, -1)  # (..., V)
+        # ln p = z - the log-normaliser of the character's level: the head's, or a cluster's
+        # less its own score in the head: one (..., V) subtraction, no softmax per piece
+        z, zc = z.float(), self.cluster(u).float()  # (..., V), (..., K)
+        k = self.cfg.cutoffs[0]
+        head = torch.logsumexp(torch.cat([z[..., :k], zc], -1), -1, keepdim=True)  # (..., 1)
+        norms = [head] + [torch.logsumexp(z[..., lo:hi], -1, keepdim=True) - zc[..., i, None]
+                          + head for i, (lo, hi) in enumerate(self.spans())]  # fmt: skip
+        if z.requires_grad:  # dynamic evaluation learns through it: out of place
+            return z - torch.cat(norms, -1).index_select(-1, self.level)  # (..., V)
+        for norm, (lo, hi) in zip(norms, [(0, k), *self.spans()], strict=True):
+            z[..., lo:hi] -= norm  # in place, a slice at a time: generation's one pass
+        return z
 
     def loss(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Hidden outputs (B, T, H) (after dropout), targets (B, T) -> the mean cross-entropy,

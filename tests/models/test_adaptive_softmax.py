@@ -70,3 +70,13 @@ def test_cutoffs_from_a_checkpoint_list_and_bad_ones_as_a_checkpoint_error():
     assert ModelConfig.from_dict({"vocab_size": 50}).cutoffs == ()  # checkpoints before them
     with pytest.raises(CheckpointError, match="cutoffs"):
         ModelConfig.from_dict({"vocab_size": 50, "cutoffs": [60]})
+
+
+def test_without_gradients_the_same_distribution():
+    """Generation (no_grad) normalises in place; dynamic evaluation (with gradients) not."""
+    m = _model(True, (3, 11, 30))
+    x = torch.randint(50, (2, 7))
+    with_grad, _ = m(x)
+    with torch.no_grad():
+        without, _ = m(x)
+    torch.testing.assert_close(without, with_grad.detach())
