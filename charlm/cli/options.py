@@ -144,7 +144,8 @@ Softmax = _opt(
     str,
     "Output layer: full (one softmax), adaptive (two levels: frequent characters, then "
     "clusters of rare ones; fewer scores a character), auto (adaptive for 1,000+ characters "
-    "where it scores 2x fewer).  [default: auto]",
+    "where it scores 2x fewer, when --max-time finds the model short of compute).  "
+    "[default: auto]",
     choices=("auto", "full", "adaptive"),
 )
 Impl = _opt(

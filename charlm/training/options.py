@@ -18,6 +18,7 @@ from charlm.errors import UsageError
 EVAL_SHARE = 0.1
 MODEL_FIELDS = ("cell", "embed", "hidden", "layers", "dropout", "weight_drop", "tie", "impl")
 REGULARISERS = ("dropout", "weight_drop")  # model fields that are not architecture
+SOFTMAXES = ("auto", "full", "adaptive")  # --softmax (softmax.py)
 
 
 # Option sets a flag away. Explicit options win over a preset.
@@ -90,6 +91,13 @@ class TrainOptions:
     # previews printed at each evaluation
     preview: tuple[str, ...] | None = None
     tensorboard: bool = False  # also write TensorBoard events (tensorboard.py)
+
+    def __post_init__(self) -> None:
+        # here, not where the value is used: --resume and --init-from would never read it
+        if self.softmax is not None and self.softmax not in SOFTMAXES:
+            raise UsageError(
+                f"--softmax must be one of {', '.join(SOFTMAXES)}, not {self.softmax!r}"
+            )
 
     def fill(self, values: dict[str, Any]) -> TrainOptions:
         """These values for the options left out; options given always win."""

@@ -26,9 +26,9 @@ import itertools
 import numpy as np
 
 from charlm.errors import UsageError
+from charlm.training.options import SOFTMAXES
 from charlm.training.sizing import MANY_PASSES
 
-SOFTMAXES = ("auto", "full", "adaptive")
 # auto: two levels when they cut the scores a character by this factor ...
 MIN_SAVING = 2.0
 # ... and the vocabulary has at least this many entries: below it the output layer is not what

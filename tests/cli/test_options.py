@@ -24,12 +24,15 @@ def test_every_train_option_is_a_field_and_every_field_an_option():
 def test_train_options_carries_every_value_by_name():
     values = {name: f"v-{name}" for name in inspect.signature(train).parameters}
     values["preview"] = ["分开", "不"]
+    values["softmax"] = "full"  # checked when given (TrainOptions): a real one, carried by name
     opts = o.train_options(values)
     for f in fields(TrainOptions):
         if f.name in o.NOT_OPTIONS:
             assert getattr(opts, f.name) is None
         elif f.name == "preview":
             assert opts.preview == ("分开", "不")
+        elif f.name == "softmax":
+            assert opts.softmax == "full"
         else:
             assert getattr(opts, f.name) == f"v-{f.name}", f.name
 

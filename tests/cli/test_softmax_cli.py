@@ -41,3 +41,10 @@ def test_init_from_keeps_the_base_s_output_layer(two_level, runner):
                         "--max-steps", "5"])  # fmt: skip
     assert r.exit_code == 2 and "differs from the base's adaptive softmax" in r.stderr
     assert not (two_level / "ft").exists()
+
+
+@pytest.mark.parametrize("extra", [[], ["--resume", "--run", "ada"]])
+def test_an_unknown_softmax_is_refused_before_anything_is_read(two_level, runner, extra):
+    r = invoke(runner, ["train", "--corpus", two_level / "lyrics.txt", "--checkpoint-dir",
+                        two_level, "--softmax", "hierarchical", *extra])  # fmt: skip
+    assert r.exit_code == 2 and "--softmax must be one of auto, full, adaptive" in r.stderr
