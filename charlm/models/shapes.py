@@ -77,6 +77,10 @@ def render(d: dict[str, Any]) -> str:
     extras = [
         ", tied output" if c.get("tie") else "",
         ", bidirectional" if c.get("bidirectional") else "",
+        # a two-level softmax (charrnn.py): where its clusters start
+        f", two-level softmax (clusters from ids {', '.join(map(str, c['cutoffs']))})"
+        if c.get("cutoffs")
+        else "",
     ]
     lines = [
         f"{c['cell']} x{c['layers']}, hidden {c['hidden']}, {inp}, vocab {c['vocab_size']}"

@@ -48,3 +48,12 @@ def test_an_unknown_softmax_is_refused_before_anything_is_read(two_level, runner
     r = invoke(runner, ["train", "--corpus", two_level / "lyrics.txt", "--checkpoint-dir",
                         two_level, "--softmax", "hierarchical", *extra])  # fmt: skip
     assert r.exit_code == 2 and "--softmax must be one of auto, full, adaptive" in r.stderr
+
+
+def test_info_names_the_two_level_layer_and_its_cluster_scores(two_level, runner):
+    r = invoke(runner, ["info", "--checkpoint", "ada", "--checkpoint-dir", two_level])
+    assert r.exit_code == 0, r.output
+    cfg = torch.load(two_level / "ada" / "best.pt", weights_only=True)["model_config"]
+    cuts = ", ".join(map(str, cfg["cutoffs"]))
+    assert f"two-level softmax (clusters from ids {cuts})" in r.stdout.splitlines()[0]
+    assert "cluster.weight" in r.stdout
