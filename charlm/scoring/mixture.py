@@ -26,7 +26,6 @@ from charlm.scoring.adapt import CACHE_ORDER, Adaptation, cache_probs, fit_weigh
 from charlm.scoring.dynamic import Dynamic
 from charlm.scoring.evaluate import (
     EvalResult,
-    EvalStopped,
     logprobs_and_entropy,
     target_logprobs,
 )
@@ -233,22 +232,39 @@ class MixtureFit:
         more of the tune slice than this fit can afford: refitted on 8k characters of the Tang
         poems it scored their held-out split at 100.3 against 82.1), scores the start of the
         tune slice best (dynamic.FIT_CHARS characters). `stop()` true (the time budget is
-        spent): the best candidate so far (None before the first)."""
+        spent): the best candidate so far, a rate cut short compared on the characters it read
+        (at least dynamic.MIN_FIT_CHARS); None when no rate but 0 was compared."""
         ids = self.tune_ids[: dynamic.FIT_CHARS + 1]
         kn = self.tune_kn_logp[: len(ids) - 1]
         h_kn = self.tune_kn_entropy[: len(ids) - 1]
-        best, best_ll = None, -math.inf
+
+        def score(net: torch.Tensor, h_net: torch.Tensor) -> tuple[float, float]:
+            """The weight fitted over these n positions and the log-likelihood there."""
+            n = len(net)
+            weight = fit_weight(net, kn[:n])  # stored; a gate (`gate`) mixes in its place
+            mixed = (gate.mix(net, kn[:n], h_net, h_kn[:n]) if gate
+                     else mix_logprobs(net, kn[:n], weight))  # fmt: skip
+            return weight, float((adaptation.mix(mixed, ids[: n + 1]) if adaptation
+                                  else mixed).sum())  # fmt: skip
+
+        best, best_read, compared = None, None, False
         for lr in (0.0, *dynamic.RATES):
-            try:  # (n,) each
-                net, h_net = dynamic.dynamic_logprobs_and_entropy(model, ids, lr, device, stop)
-            except EvalStopped:
+            # (n,) each: the positions read before the budget ran out (all, mostly)
+            net, h_net = dynamic.partial_logprobs_and_entropy(model, ids, lr, device, stop)
+            cut = len(net) < len(ids) - 1
+            if best is None:  # the static network, the baseline: read whole or no fit
+                if cut:
+                    return None
+                best, best_read = Dynamic(lr, score(net, h_net)[0]), (net, h_net)
+            elif not cut or len(net) >= dynamic.MIN_FIT_CHARS:
+                # against the best so far on the same positions (a cut read: its first n)
+                n, compared = len(net), True
+                weight, ll = score(net, h_net)
+                if ll > score(best_read[0][:n], best_read[1][:n])[1]:
+                    best, best_read = Dynamic(lr, weight), (net, h_net)
+            if cut or (stop is not None and stop()):
                 break
-            weight = fit_weight(net, kn)  # stored; a gate (`gate`) mixes in its place
-            mixed = gate.mix(net, kn, h_net, h_kn) if gate else mix_logprobs(net, kn, weight)
-            ll = float((adaptation.mix(mixed, ids) if adaptation else mixed).sum())
-            if ll > best_ll:
-                best, best_ll = Dynamic(lr, weight), ll
-        return best
+        return best if compared else None  # None: no rate but 0 was scored in the time
 
     def payload(self, weight: float, adaptation: Adaptation | None) -> dict[str, Any]:
         return to_payload(self.kn, weight, adaptation)

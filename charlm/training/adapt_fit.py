@@ -7,7 +7,8 @@ fitted once, on best.pt's networks, and the song cache is refitted over the gate
 The dynamic evaluation rate is fitted once too (scoring/dynamic.py): every candidate
 is a pass over the slice with a backward step per segment, too dear for each evaluation. It
 runs within --max-time: the loop leaves it FIT_SHARE of the budget, and a fit cut short keeps
-the best rate it tried (0, the static network, is always tried first)."""
+the best rate it tried (0, the static network, is always read first), a rate the deadline cut
+inside its read compared on the characters it read (MixtureFit.fit_dynamic)."""
 
 from __future__ import annotations
 

@@ -116,3 +116,41 @@ def test_generate_learns_a_long_prefix_and_only_with_adapt(trained):
     moved = [not torch.equal(a, b) for a, b in pairs]
     assert net is not lm.model and any(moved)
     assert lm.generate_text(prefix, seed=1, length=20, adapt=True).startswith(prefix)
+
+
+def _stop_after(calls: int):
+    """A stop() that says the budget is spent from its (calls + 1)-th question on."""
+    asked = [0]
+
+    def stop() -> bool:
+        asked[0] += 1
+        return asked[0] > calls
+
+    return stop
+
+
+def test_a_read_cut_short_keeps_the_positions_it_scored(net):
+    ids = torch.randint(0, 12, (161,))  # 10 segments
+    whole, h_whole = dynamic.dynamic_logprobs_and_entropy(net, ids, 0.3)
+    part, h_part = dynamic.partial_logprobs_and_entropy(net, ids, 0.3, stop=_stop_after(4))
+    assert len(part) == 4 * dynamic.SEGMENT == len(h_part)
+    torch.testing.assert_close(part, whole[: len(part)])
+    torch.testing.assert_close(h_part, h_whole[: len(part)])
+
+
+@pytest.mark.parametrize(("calls", "min_chars", "fitted"),
+                         [(40, 100, 0.1), (40, 1000, None), (10, 100, None)])  # fmt: skip
+def test_the_fit_compares_a_rate_cut_short_on_what_it_read(net, monkeypatch, calls, min_chars,
+                                                           fitted):  # fmt: skip
+    """FIT_CHARS 400: the static read takes 25 segments, the fit asks once more, then the rate
+    0.1 reads 14 segments (224 characters) before the budget ends. Compared on those against
+    the static network's first 224, it wins on a repeated phrase; with MIN_FIT_CHARS above
+    what it read, or the budget ending inside the static read, there is no fit."""
+    from charlm.scoring.mixture import MixtureFit
+
+    monkeypatch.setattr(dynamic, "FIT_CHARS", 400)
+    monkeypatch.setattr(dynamic, "MIN_FIT_CHARS", min_chars)
+    text = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7]).repeat(80)  # (1120,)
+    fit = MixtureFit(text[:600], text[600:], 3, 12)
+    dyn = fit.fit_dynamic(net, None, stop=_stop_after(calls))
+    assert (dyn.lr if dyn else None) == fitted
