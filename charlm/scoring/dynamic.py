@@ -87,23 +87,13 @@ def dynamic_logprobs_and_entropy(
     lr: float,
     device: torch.device | str = "cpu",
     stop: Callable[[], bool] | None = None,
+    partial: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """dynamic_logprobs, and the entropy (nats) of each distribution the learning network
-    gave, (N-1,) each: what the mixture's gate reads (gate.py)."""
-    logp, _, ent = _read(model, ids, lr, device, stop, entropy=True)
-    return logp, ent
-
-
-def partial_logprobs_and_entropy(
-    model: torch.nn.Module,
-    ids: torch.Tensor,
-    lr: float,
-    device: torch.device | str = "cpu",
-    stop: Callable[[], bool] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """dynamic_logprobs_and_entropy, but `stop()` true ends the read instead of raising: the
-    positions scored so far, (n,) each, n <= N-1 (whole segments)."""
-    logp, _, ent = _read(model, ids, lr, device, stop, entropy=True, partial=True)
+    gave, (N-1,) each: what the mixture's gate reads (gate.py). With `partial`, `stop()` true
+    ends the read instead of raising: the positions scored so far, (n,) each, n <= N-1 (whole
+    segments)."""
+    logp, _, ent = _read(model, ids, lr, device, stop, entropy=True, partial=partial)
     return logp, ent
 
 

@@ -250,7 +250,7 @@ class MixtureFit:
         best, best_read, compared = None, None, False
         for lr in (0.0, *dynamic.RATES):
             # (n,) each: the positions read before the budget ran out (all, mostly)
-            net, h_net = dynamic.partial_logprobs_and_entropy(model, ids, lr, device, stop)
+            net, h_net = dynamic.dynamic_logprobs_and_entropy(model, ids, lr, device, stop, True)
             cut = len(net) < len(ids) - 1
             if best is None:  # the static network, the baseline: read whole or no fit
                 if cut:

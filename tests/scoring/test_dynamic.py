@@ -132,7 +132,9 @@ def _stop_after(calls: int):
 def test_a_read_cut_short_keeps_the_positions_it_scored(net):
     ids = torch.randint(0, 12, (161,))  # 10 segments
     whole, h_whole = dynamic.dynamic_logprobs_and_entropy(net, ids, 0.3)
-    part, h_part = dynamic.partial_logprobs_and_entropy(net, ids, 0.3, stop=_stop_after(4))
+    part, h_part = dynamic.dynamic_logprobs_and_entropy(
+        net, ids, 0.3, stop=_stop_after(4), partial=True
+    )
     assert len(part) == 4 * dynamic.SEGMENT == len(h_part)
     torch.testing.assert_close(part, whole[: len(part)])
     torch.testing.assert_close(h_part, h_whole[: len(part)])
