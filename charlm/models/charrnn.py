@@ -152,18 +152,7 @@ class CharRNN(nn.Module):
         z = F.linear(u, w, b)  # (..., V)
         if not self.cfg.cutoffs:
             return z
-        # ln p = z - the log-normaliser of the character's level: the head's, or a cluster's
-        # less its own score in the head: one (..., V) subtraction, no softmax per piece
-        z, zc = z.float(), self.cluster(u).float()  # (..., V), (..., K)
-        k = self.cfg.cutoffs[0]
-        head = torch.logsumexp(torch.cat([z[..., :k], zc], -1), -1, keepdim=True)  # (..., 1)
-        norms = [head] + [torch.logsumexp(z[..., lo:hi], -1, keepdim=True) - zc[..., i, None]
-                          + head for i, (lo, hi) in enumerate(self.spans())]  # fmt: skip
-        if z.requires_grad:  # dynamic evaluation learns through it: out of place
-            return z - torch.cat(norms, -1).index_select(-1, self.level)  # (..., V)
-        for norm, (lo, hi) in zip(norms, [(0, k), *self.spans()], strict=True):
-            z[..., lo:hi] -= norm  # in place, a slice at a time: generation's one pass
-        return z
+        return two_level(z, self.cluster(u), self.cfg.cutoffs, self.level)
 
     def loss(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Hidden outputs (B, T, H) (after dropout), targets (B, T) -> the mean cross-entropy,
@@ -194,6 +183,26 @@ class CharRNN(nn.Module):
         """The tail clusters' id ranges [lo, hi)."""
         bounds = (*self.cfg.cutoffs, self.cfg.vocab_size)
         return list(itertools.pairwise(bounds))
+
+
+def two_level(
+    z: torch.Tensor, zc: torch.Tensor, cutoffs: tuple[int, ...], level: torch.Tensor
+) -> torch.Tensor:
+    """A two-level softmax's log-probabilities (..., V), float32: z (..., V) every character's
+    score, zc (..., K) each cluster's, level (V,) each id's level (0 the head, i + 1 cluster i).
+    ln p = z - the log-normaliser of the character's level: the head's, or a cluster's less its
+    own score in the head. Shared by CharRNN.logits and the generation stepper."""
+    z, zc = z.float(), zc.float()
+    k = cutoffs[0]
+    head = torch.logsumexp(torch.cat([z[..., :k], zc], -1), -1, keepdim=True)  # (..., 1)
+    bounds = (*cutoffs, z.shape[-1])
+    norms = [head] + [torch.logsumexp(z[..., lo:hi], -1, keepdim=True) - zc[..., i, None] + head
+                      for i, (lo, hi) in enumerate(itertools.pairwise(bounds))]  # fmt: skip
+    if z.requires_grad:  # dynamic evaluation learns through it: out of place
+        return z - torch.cat(norms, -1).index_select(-1, level)  # (..., V)
+    for norm, (lo, hi) in zip(norms, itertools.pairwise((0, *bounds)), strict=True):
+        z[..., lo:hi] -= norm  # in place, a level at a time: generation's one pass
+    return z
 
 
 def layer_weights(model: CharRNN, layer: int) -> tuple[torch.Tensor, ...]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from charlm.models.charrnn import CharRNN, layer_weights
+from charlm.models.charrnn import CharRNN, layer_weights, two_level
 from charlm.models.scratch import cell_step
 from charlm.models.state import State
 
@@ -39,6 +39,9 @@ class Stepper:
             )
         else:
             self.out = (cast(m.head.weight.detach()), cast(m.head.bias.detach()))
+        # a two-level softmax (CharRNN.logits): the cluster scores beside the characters'
+        self.cluster = (cast(m.cluster.weight.detach()), cast(m.cluster.bias.detach()),
+                        m.level) if self.cfg.cutoffs else None  # fmt: skip
 
     @torch.no_grad()
     def _layer(self, i: int) -> dict[str, torch.Tensor]:
@@ -86,10 +89,17 @@ class Stepper:
         return self._logits(x).float(), new
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, H) -> (B, V): logits, or a two-level softmax's float32 log-probabilities."""
         if self.cfg.tie:
             w_p, b_p, table, bias = self.out
-            return F.linear(F.linear(h, w_p, b_p), table, bias)
-        return F.linear(h, *self.out)
+            u = F.linear(h, w_p, b_p)  # (B, E)
+            z = F.linear(u, table, bias)
+        else:
+            u, z = h, F.linear(h, *self.out)
+        if self.cluster is None:
+            return z
+        w_c, b_c, level = self.cluster
+        return two_level(z, F.linear(u, w_c, b_c), self.cfg.cutoffs, level)
 
     def cast_states(self, states: list[State]) -> list[State]:
         return [tuple(t.to(self.dtype) for t in s) for s in states]

@@ -8,13 +8,14 @@ from charlm.models.stepper import Stepper
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize(
-    ("impl", "embed", "layers"),
-    [("torch", 5, 2), ("torch", 0, 1), ("torch", 0, 2), ("scratch", 5, 2)],
-)
-def test_steps_equal_the_full_forward(cell, impl, embed, layers):
+    ("impl", "embed", "layers", "cutoffs"),
+    [("torch", 5, 2, ()), ("torch", 0, 1, ()), ("torch", 0, 2, ()), ("scratch", 5, 2, ()),
+     ("torch", 5, 1, (2, 5)), ("torch", 0, 1, (3,))],  # a two-level softmax, tied and not
+)  # fmt: skip
+def test_steps_equal_the_full_forward(cell, impl, embed, layers, cutoffs):
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=9, cell=cell, embed=embed, hidden=6, layers=layers, dropout=0.3,
-                      tie=embed > 0, impl=impl)  # fmt: skip
+                      tie=embed > 0, impl=impl, cutoffs=cutoffs)  # fmt: skip
     m = CharRNN(cfg).eval()
     x = torch.randint(9, (3, 8))
     full, _ = m(x)
