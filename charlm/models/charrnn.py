@@ -164,12 +164,11 @@ class CharRNN(nn.Module):
             z = F.linear(u, w, b)  # (N, V)
             with torch.autocast(device, enabled=False):
                 return cross_entropy(z, y)
-        k, spans = self.cfg.cutoffs[0], self.spans()
+        k = self.cfg.cutoffs[0]
         head = torch.cat([F.linear(u, w[:k], b[:k]), self.cluster(u)], 1)  # (N, k + K)
-        # 0 for a head character, i + 1 for one in cluster i
-        where = torch.bucketize(y, torch.tensor(self.cfg.cutoffs, device=y.device), right=True)
+        where = self.level[y]  # (N,) 0 for a head character, i + 1 for one in cluster i
         tails = []
-        for i, (lo, hi) in enumerate(spans):
+        for i, (lo, hi) in enumerate(itertools.pairwise((*self.cfg.cutoffs, len(self.level)))):
             rows = (where == i + 1).nonzero()[:, 0]  # (n_i,)
             if len(rows):
                 tails.append((F.linear(u[rows], w[lo:hi], b[lo:hi]), y[rows] - lo))  # (n_i, C)
@@ -178,11 +177,6 @@ class CharRNN(nn.Module):
             for z, t in tails:  # each tail's mean, weighted by its share of the rows
                 loss = loss + cross_entropy(z, t) * (len(t) / len(y))
         return loss
-
-    def spans(self) -> list[tuple[int, int]]:
-        """The tail clusters' id ranges [lo, hi)."""
-        bounds = (*self.cfg.cutoffs, self.cfg.vocab_size)
-        return list(itertools.pairwise(bounds))
 
 
 def two_level(
