@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from charlm.models.charrnn import CharRNN, layer_weights, two_level
+from charlm.models.charrnn import CharRNN, layer_weights, two_level_scores
 from charlm.models.scratch import cell_step
 from charlm.models.state import State
 
@@ -40,8 +40,13 @@ class Stepper:
         else:
             self.out = (cast(m.head.weight.detach()), cast(m.head.bias.detach()))
         # a two-level softmax (CharRNN.logits): the cluster scores beside the characters'
-        self.cluster = (cast(m.cluster.weight.detach()), cast(m.cluster.bias.detach()),
-                        m.level) if self.cfg.cutoffs else None  # fmt: skip
+        self.cluster = None
+        if self.cfg.cutoffs:
+            k = self.cfg.cutoffs[0]
+            tail_level = m.level[k:] - 1  # (V - k,) each rarer character's cluster
+            member = F.one_hot(tail_level, len(self.cfg.cutoffs)).float().t()  # (K, V - k)
+            self.cluster = (cast(m.cluster.weight.detach()), cast(m.cluster.bias.detach()),
+                            tail_level, member.contiguous())  # fmt: skip
 
     @torch.no_grad()
     def _layer(self, i: int) -> dict[str, torch.Tensor]:
@@ -89,7 +94,8 @@ class Stepper:
         return self._logits(x).float(), new
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
-        """(B, H) -> (B, V): logits, or a two-level softmax's float32 log-probabilities."""
+        """(B, H) -> (B, V) logits; a two-level softmax's are its two_level_scores (what
+        generation does with them starts with a log-softmax, which normalises the head)."""
         if self.cfg.tie:
             w_p, b_p, table, bias = self.out
             u = F.linear(h, w_p, b_p)  # (B, E)
@@ -98,8 +104,8 @@ class Stepper:
             u, z = h, F.linear(h, *self.out)
         if self.cluster is None:
             return z
-        w_c, b_c, level = self.cluster
-        return two_level(z, F.linear(u, w_c, b_c), self.cfg.cutoffs, level)
+        w_c, b_c, tail_level, member = self.cluster
+        return two_level_scores(z, F.linear(u, w_c, b_c), self.cfg.cutoffs, tail_level, member)
 
     def cast_states(self, states: list[State]) -> list[State]:
         return [tuple(t.to(self.dtype) for t in s) for s in states]

@@ -6,7 +6,7 @@ import torch
 
 from charlm.config import ModelConfig
 from charlm.errors import CheckpointError, UsageError
-from charlm.models.charrnn import CharRNN
+from charlm.models.charrnn import CharRNN, two_level, two_level_scores
 
 
 def _model(tie: bool, cutoffs: tuple[int, ...], embed: int = 8) -> CharRNN:
@@ -80,3 +80,19 @@ def test_without_gradients_the_same_distribution():
     with torch.no_grad():
         without, _ = m(x)
     torch.testing.assert_close(without, with_grad.detach())
+
+
+@pytest.mark.parametrize("rows", [4, 20])  # both ways: few rows, many
+@pytest.mark.parametrize("far", [0.0, 300.0])  # 300: a cluster far below the tail's maximum
+def test_generation_scores_give_the_same_distribution(far, rows):
+    torch.manual_seed(3)
+    cutoffs, v = (3, 6, 9), 12
+    level = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+    z, zc = torch.randn(rows, v) * 3, torch.randn(rows, 3)
+    z[:, 6:9] -= far  # cluster 2's scores underflow a shared shift: the exact path takes over
+    tail = level[3:] - 1
+    member = torch.nn.functional.one_hot(tail, 3).float().t().contiguous()  # (K, V - k)
+    want = two_level(z.clone(), zc, cutoffs, level)
+    got = torch.log_softmax(two_level_scores(z.clone(), zc, cutoffs, tail, member), -1)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.isfinite(got).all()

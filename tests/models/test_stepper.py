@@ -26,7 +26,9 @@ def test_steps_equal_the_full_forward(cell, impl, embed, layers, cutoffs):
     for t in range(2, 8):
         logit, state = step.step(x[:, t], state)
         outs.append(logit)
-    torch.testing.assert_close(torch.stack(outs[:-1], 1), full[:, 1:7], rtol=1e-5, atol=1e-6)
+    # logits up to a constant a row: a two-level model's stepper leaves its head unnormalised
+    got = torch.log_softmax(torch.stack(outs[:-1], 1), -1)
+    torch.testing.assert_close(got, torch.log_softmax(full[:, 1:7], -1), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
