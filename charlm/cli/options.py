@@ -60,7 +60,8 @@ HELP_GROUPS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "train": (
         ("Corpus", ("corpus", "encoding", "newline", "max_chars", "max_corpus_bytes",
                     "val_fraction")),
-        ("Run", ("run", "resume", "init_from", "preset", "seed", "checkpoint_dir", "device")),
+        ("Run", ("run", "resume", "init_from", "keep_base_chars", "preset", "seed",
+                 "checkpoint_dir", "device")),
         ("Budget and stopping", ("max_time", "epochs", "max_steps", "early_stop", "lr_patience")),
         ("Model", ("cell", "hidden", "layers", "embed", "tie", "softmax", "dropout",
                    "weight_drop", "impl", "members", "bidirectional")),
@@ -171,10 +172,20 @@ Resume = Annotated[
 ]
 InitFrom = _opt(
     str,
-    "Start from this network: a run, a .pt file, or zh (the shipped Chinese base; builtin:zh "
-    "when a run of yours is named zh). Its architecture; its vocabulary plus the corpus's.",
-    metavar="RUN|FILE|zh",
+    "Start from this network: a run, a .pt file, zh (the shipped Chinese base; builtin:zh "
+    "when a run of yours is named zh), or none (from scratch). Its architecture, on the "
+    "corpus's characters.  [default: zh for a Chinese text the --max-time budget reads 20+ "
+    "times over, else none]",
+    metavar="RUN|FILE|zh|none",
 )
+KeepBaseChars = Annotated[
+    bool,
+    typer.Option(
+        "--keep-base-chars",
+        help="With a base: keep its characters the corpus never uses (a prompt may use them; "
+        "held-out text then scores each as itself, not as the unknown symbol).",
+    ),
+]
 Dropout = _opt(float, "Dropout.  [default: from the corpus size]")
 WeightDrop = _opt(
     float, "DropConnect on the recurrent (hidden-to-hidden) weights while training.  [default: 0]"

@@ -20,6 +20,7 @@ def train(
     preset: o.Preset = None,
     resume: o.Resume = False,
     init_from: o.InitFrom = None,
+    keep_base_chars: o.KeepBaseChars = False,
     cell: o.Cell = None,
     embed: o.Embed = None,
     hidden: o.Hidden = None,

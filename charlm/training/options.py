@@ -46,7 +46,8 @@ class TrainOptions:
     run: str | None = None
     preset: str | None = None
     resume: bool = False
-    init_from: str | None = None  # a run, a checkpoint file or a shipped base (init_from.py)
+    init_from: str | None = None  # a run, a checkpoint file, a shipped base, none (init_from.py)
+    keep_base_chars: bool = False  # --init-from: the base's characters the text lacks stay
     # the model (ModelConfig)
     cell: str | None = None
     embed: int | None = None

@@ -140,7 +140,7 @@ def check_run_name(name: str) -> str:
 def prepare(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Echo) -> TrainSetup:
     """A new run, or the run --resume continues; refuses what cannot work, before any folder
     is made. Big corpora's ids are cached under ckdir (see ids_cache)."""
-    if opts.resume and opts.init_from:
+    if opts.resume and opts.init_from not in (None, init_from.NONE):
         raise UsageError(
             "--init-from starts a new run and --resume continues one; to continue a "
             "fine-tuning run, drop --init-from (the run remembers its base)"
@@ -179,10 +179,12 @@ def _read_recorded(record: dict[str, Any], opts: TrainOptions, echo: Echo) -> tu
 
 
 def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Echo) -> TrainSetup:
-    base = init_from.load_base(opts.init_from, ckdir) if opts.init_from else None
+    given_base = opts.init_from not in (None, init_from.NONE)
+    base = init_from.load_base(opts.init_from, ckdir) if given_base else None
     if base is not None:  # before the corpus is read: a wrong option costs nothing
         init_from.check_architecture(opts, base.model_config, opts.init_from)
         opts = opts.fill(init_from.FINE_TUNE)
+    asked = opts  # before the rules below fill in what was left out
     source = opts.corpus or str(default_corpus())
     corpus_opts = corpus_options(opts)
     corpus = _read(source, corpus_opts, echo)
@@ -228,10 +230,39 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
         if light_cfg.seq_len != cfg.seq_len:  # a longer window: the batches are fitted again
             light_cfg, _ = _fit_batches(light_cfg, data, opts, device)
         cfg, many = for_many_passes(light_cfg, passes, given)
+        base = _auto_base(asked, passes, data, ckdir)
+        if base is not None:  # the base's network instead of the one sized here
+            mcfg = init_from.model_config_for(base, data.vocab, opts)
+            cfg = replace(cfg, **{k: v for k, v in init_from.FINE_TUNE.items()
+                                  if getattr(asked, k) is None})  # fmt: skip
+            note = base.notes[-1]
         notes += [note, light, many]
     init_state = init_from.fit_state(base, data.vocab, mcfg) if base else None
     return TrainSetup(run_dir, mcfg, cfg, data, None, tuple(n for n in notes if n),
                       init_state, base.record if base else None)  # fmt: skip
+
+
+def _auto_base(
+    opts: TrainOptions, passes: float | None, data: RunData, ckdir: Path
+) -> BaseNetwork | None:
+    """The shipped base, when a run without --init-from should start from it
+    (init_from.auto_base) and it knows the text's characters (BASE_COVERAGE)."""
+    if not init_from.auto_base(opts, passes):
+        return None
+    base = init_from.load_base(checkpoint.BUILTIN_PREFIX + init_from.AUTO_BASE, ckdir)
+    counts = torch.from_numpy(np.bincount(data.train_ids.numpy(), minlength=len(data.vocab)))
+    share = init_from.covers(base.vocab, data.vocab, counts)
+    if share < init_from.BASE_COVERAGE:
+        return None
+    known = sum(1 for c in data.vocab.tokens[1:] if c in base.vocab)
+    mcfg = base.model_config
+    note = (
+        f"starts from the shipped Chinese base ({mcfg.cell} {mcfg.layers}x{mcfg.hidden}): the "
+        f"budget reads this text {passes:.0f} times over and the base knows {share:.0%} of "
+        f"it ({known:,} of its {len(data.vocab) - 1:,} characters); --init-from none trains "
+        "from scratch"
+    )
+    return replace(base, notes=(note,))
 
 
 def _speed_sample(train_ids: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
@@ -293,17 +324,25 @@ def _text_and_model(
     if base is None:
         text = encode_text(corpus.text, corpus.fingerprint, cfg.val_fraction, ckdir)
         return text, model_config_for(len(text.vocab), opts), []
-    own = Vocab.from_counts(count_chars(corpus.text, n_train))
-    vocab = init_from.union_vocab(base.vocab, own)
-    text = encode_text(corpus.text, corpus.fingerprint, cfg.val_fraction, ckdir, vocab)
+    if opts.keep_base_chars:
+        own = Vocab.from_counts(count_chars(corpus.text, n_train))
+        vocab = init_from.union_vocab(base.vocab, own)
+        text = encode_text(corpus.text, corpus.fingerprint, cfg.val_fraction, ckdir, vocab)
+    else:  # the text's own vocabulary, as a run from scratch has
+        text = encode_text(corpus.text, corpus.fingerprint, cfg.val_fraction, ckdir)
+        vocab = text.vocab
     mcfg = init_from.model_config_for(base, vocab, opts)
-    added = len(vocab) - len(base.vocab)
-    unused = sum(1 for c in base.vocab.tokens[1:] if c not in own)
+    known = sum(1 for c in vocab.tokens[1:] if c in base.vocab)
+    unused = len(base.vocab) - 1 - known
+    kept = (
+        f"{unused:,} of the base's that this text never uses are kept"
+        if opts.keep_base_chars
+        else f"{known:,} of them the base's (--keep-base-chars keeps its other {unused:,})"
+    )
     note = (
         f"starts from {opts.init_from} ({mcfg.cell} {mcfg.layers}x{mcfg.hidden}, the base's "
-        f"architecture: sizing skipped); vocabulary {len(base.vocab):,} + {added:,} new "
-        f"character(s); {unused:,} of the base's that this text never uses are kept"
-    )
+        f"architecture: sizing skipped); vocabulary {len(vocab) - 1:,} characters, {kept}"
+    )  # fmt: skip
     return text, mcfg, [*base.notes, note]
 
 

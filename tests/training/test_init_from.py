@@ -1,5 +1,5 @@
-"""train --init-from: the union vocabulary, the base's weights on it, lineage, refusals, resume,
-and the names of shipped bases."""
+"""train --init-from: the corpus's vocabulary (or the union), the base's weights on it, lineage,
+refusals, resume, the names of shipped bases, and when a run starts from the base by itself."""
 
 import json
 import shutil
@@ -13,6 +13,7 @@ from charlm.data.vocab import UNK, Vocab
 from charlm.models.charrnn import CharRNN
 from charlm.store import checkpoint
 from charlm.system.distributed import SINGLE
+from charlm.training import init_from
 from charlm.training.init_from import BaseNetwork, fit_state, union_vocab
 from charlm.training.progress import TrainState
 from tests.conftest import TINY_TRAIN, invoke, tiny_text
@@ -60,6 +61,21 @@ def test_fit_state_keeps_the_bases_rows_and_starts_new_ones_at_its_average(embed
     assert grown >= 2  # the input side and the output side
 
 
+@pytest.mark.parametrize("embed,tie", [(8, True), (0, False)])
+def test_fit_state_finds_each_characters_row_by_the_character_not_the_id(embed, tie):
+    tokens = [UNK, *"天地人山水"]
+    cfg = ModelConfig(vocab_size=6, cell="lstm", embed=embed, hidden=12, layers=1, tie=tie)
+    base = _base(cfg, tokens)
+    vocab = Vocab([UNK, "水", "你", "天", "人", "我"])  # the corpus's: as many, in its order
+    state = fit_state(base, vocab, cfg)
+    CharRNN(cfg).load_state_dict(state)
+    name, d = ("embed.weight", 0) if embed else ("rnn.weight_ih_l0", 1)
+    t, new = base.state[name], state[name]
+    for i, c in enumerate(vocab.tokens):
+        want = t.select(d, tokens.index(c)) if c in tokens else t.mean(d)
+        assert torch.allclose(new.select(d, i), want), c
+
+
 def test_a_new_network_starts_from_the_init_state():
     cfg = ModelConfig(vocab_size=6, cell="lstm", embed=8, hidden=12, layers=1)
     from charlm.config import TrainConfig
@@ -88,14 +104,20 @@ def _tune(runner, ck, run, *extra):
                            "--seq-len", "16", "--seed", "2", *extra])  # fmt: skip
 
 
-def test_a_fine_tuned_run_keeps_the_bases_vocabulary_and_records_its_lineage(runner, ck):
+def test_a_fine_tuned_run_has_the_corpus_vocabulary_and_records_its_lineage(runner, ck):
     r = _tune(runner, ck, "b", "--init-from", "a", "--max-steps", "20")
     assert r.exit_code == 0, r.output
     assert "starts from a (gru 1x32, the base's architecture: sizing skipped)" in r.stderr
     base = checkpoint.load(ck / "a" / "best.pt")
     tuned = checkpoint.load(ck / "b" / "best.pt")
     n = len(base["vocab"])
-    assert tuned["vocab"][:n] == base["vocab"] and {"h", "o", "霜", "曲"} <= set(tuned["vocab"][n:])
+    train = NEW_TEXT[: int(len(NEW_TEXT) * 0.9)]
+    assert set(tuned["vocab"][1:]) <= set(train) and {"h", "o", "霜", "曲"} <= set(tuned["vocab"])
+    assert "雨" not in tuned["vocab"]  # the base's, never in this text
+    kept = _tune(runner, ck, "b2", "--init-from", "a", "--max-steps", "5", "--keep-base-chars")
+    assert kept.exit_code == 0, kept.output
+    union = checkpoint.load(ck / "b2" / "best.pt")["vocab"]
+    assert union[:n] == base["vocab"] and {"h", "o", "霜", "曲"} <= set(union[n:])
     assert tuned["model_config"]["hidden"] == 32  # the base's size, not the sizing rule's
     assert tuned["train_config"]["weight_decay"] == 0.01 and tuned["train_config"]["warmup"] == 20
     rec = tuned["base"]
@@ -164,3 +186,46 @@ def test_a_folder_here_without_a_checkpoint_does_not_hide_a_run(tmp_path, monkey
     assert checkpoint.resolve("kjv", own) == own / "kjv" / "best.pt"
     (tmp_path / "kjv" / "best.pt").write_bytes(b"y")  # a run folder of its own: it wins
     assert checkpoint.resolve("kjv", own) == Path("kjv") / "best.pt"
+
+
+@pytest.mark.parametrize(
+    ("speed", "extra", "text", "from_base"),
+    [
+        (1e9, {}, "zh", True),  # read thousands of times over, Chinese: the shipped base
+        (1e9, {"init_from": "none"}, "zh", False),  # none: from scratch
+        (1e9, {"hidden": 64}, "zh", False),  # a size given: the run's own network
+        (1e9, {"dropout": 0.2}, "zh", True),  # regularisation is not architecture
+        (1.0, {}, "zh", False),  # short of compute: the sizing rule's network
+        (1e9, {}, "en", False),  # a text the base does not know
+    ],
+)
+def test_a_budgeted_run_on_a_small_chinese_text_starts_from_the_shipped_base(
+    monkeypatch, tmp_path, speed, extra, text, from_base
+):
+    import charlm.training.sizing
+    from charlm.training.options import TrainOptions
+    from charlm.training.setup import prepare
+
+    monkeypatch.setattr(charlm.training.sizing, "measure_speed", lambda *_: speed)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(tiny_text(10) if text == "zh" else "hello world, hold the line\n" * 80,
+                      encoding="utf-8")  # fmt: skip
+    opts = TrainOptions(corpus=str(corpus), batch_size=4, seq_len=8, max_time=10.0, **extra)
+    setup = prepare(opts, tmp_path / "ck", torch.device("cpu"), echo=lambda s: None)
+    said = any(n.startswith("starts from the shipped Chinese base") for n in setup.notes)
+    assert said == from_base and (setup.base is not None) == from_base
+    if from_base:
+        assert setup.base["name"] == "builtin:zh" and setup.model_config.hidden == 512
+        assert setup.model_config.vocab_size == len(setup.data.vocab)  # the text's characters
+        tc = setup.train_config
+        assert tc.weight_decay == 0.01 and tc.warmup == 20  # fine-tuning's, not the corpus rule's
+        assert setup.model_config.dropout == extra.get("dropout", setup.model_config.dropout)
+        CharRNN(setup.model_config).load_state_dict(setup.init_state)
+    else:
+        assert setup.init_state is None and setup.model_config.hidden != 512
+
+
+def test_coverage_counts_characters_whitespace_aside():
+    vocab = Vocab([UNK, " ", "天", "x"])
+    counts = torch.tensor([5, 100, 9, 1])  # unknown and spaces do not count
+    assert init_from.covers(Vocab([UNK, "天"]), vocab, counts) == 0.9
