@@ -49,7 +49,9 @@ from charlm.training.sizing import (
     BUDGET_EPOCHS,
     DECAY,
     LIGHT,
+    MANY_PASSES,
     auto_sizes,
+    budget_passes,
     fit_batches,
     fit_to_budget,
     for_many_passes,
@@ -226,16 +228,16 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
             sized, note, passes = fit_to_budget(mcfg, cfg, len(data.train_ids), device,
                                                 embed_given, text=sample)  # fmt: skip
             notes.append(two_level)
+        base, base_passes = _auto_base(asked, passes, data, cfg, device, sample, ckdir)
+        if base is not None:  # the base's network instead of the one sized here
+            sized = init_from.model_config_for(base, data.vocab, opts)
+            note, passes = base.notes[-1], base_passes
+            cfg = replace(cfg, **{k: v for k, v in init_from.FINE_TUNE.items()
+                                  if getattr(asked, k) is None})  # fmt: skip
         mcfg, light_cfg, light = lighten(sized, cfg, passes, given)
         if light_cfg.seq_len != cfg.seq_len:  # a longer window: the batches are fitted again
             light_cfg, _ = _fit_batches(light_cfg, data, opts, device)
         cfg, many = for_many_passes(light_cfg, passes, given)
-        base = _auto_base(asked, passes, data, ckdir)
-        if base is not None:  # the base's network instead of the one sized here
-            mcfg = init_from.model_config_for(base, data.vocab, opts)
-            cfg = replace(cfg, **{k: v for k, v in init_from.FINE_TUNE.items()
-                                  if getattr(asked, k) is None})  # fmt: skip
-            note = base.notes[-1]
         notes += [note, light, many]
     init_state = init_from.fit_state(base, data.vocab, mcfg) if base else None
     return TrainSetup(run_dir, mcfg, cfg, data, None, tuple(n for n in notes if n),
@@ -243,26 +245,37 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
 
 
 def _auto_base(
-    opts: TrainOptions, passes: float | None, data: RunData, ckdir: Path
-) -> BaseNetwork | None:
-    """The shipped base, when a run without --init-from should start from it
-    (init_from.auto_base) and it knows the text's characters (BASE_COVERAGE)."""
-    if not init_from.auto_base(opts, passes):
-        return None
+    asked: TrainOptions,
+    passes: float | None,
+    data: RunData,
+    cfg: TrainConfig,
+    device: torch.device,
+    sample: torch.Tensor,
+    ckdir: Path,
+) -> tuple[BaseNetwork | None, float]:
+    """The shipped base and the passes it makes in the budget, when a run without --init-from
+    should start from it: init_from.auto_base says the text is small for the budget, the base
+    knows BASE_COVERAGE of its characters, and the base itself, slower than the network sized
+    here, still reads it MANY_PASSES times."""
+    if not init_from.auto_base(asked, passes):
+        return None, 0.0
     base = init_from.load_base(checkpoint.BUILTIN_PREFIX + init_from.AUTO_BASE, ckdir)
-    counts = torch.from_numpy(np.bincount(data.train_ids.numpy(), minlength=len(data.vocab)))
-    share = init_from.covers(base.vocab, data.vocab, counts)
+    counts = np.bincount(data.train_ids.numpy(), minlength=len(data.vocab))  # (V,)
+    share = init_from.covers(base.vocab, data.vocab, torch.from_numpy(counts))
     if share < init_from.BASE_COVERAGE:
-        return None
+        return None, 0.0
+    mcfg = init_from.model_config_for(base, data.vocab, asked)
+    reads = budget_passes(mcfg, cfg, len(data.train_ids), device, sample)
+    if reads < MANY_PASSES:
+        return None, 0.0
     known = sum(1 for c in data.vocab.tokens[1:] if c in base.vocab)
-    mcfg = base.model_config
     note = (
-        f"starts from the shipped Chinese base ({mcfg.cell} {mcfg.layers}x{mcfg.hidden}): the "
-        f"budget reads this text {passes:.0f} times over and the base knows {share:.0%} of "
-        f"it ({known:,} of its {len(data.vocab) - 1:,} characters); --init-from none trains "
+        f"starts from the shipped Chinese base ({mcfg.cell} {mcfg.layers}x{mcfg.hidden}): it "
+        f"reads this text {reads:.0f} times over in the budget, and knows {share:.0%} of it "
+        f"({known:,} of its {len(data.vocab) - 1:,} characters); --init-from none trains "
         "from scratch"
     )
-    return replace(base, notes=(note,))
+    return replace(base, notes=(note,)), reads
 
 
 def _speed_sample(train_ids: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:

@@ -226,6 +226,19 @@ def fit_to_budget(
     return chosen, note, passes
 
 
+def budget_passes(
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    n_train: int,
+    device: torch.device,
+    text: torch.Tensor | None = None,
+) -> float:
+    """How many times this model, as it is, reads n_train characters in the budget's
+    TRAIN_SHARE (the passes fit_to_budget reports for the model it chooses)."""
+    speed = measure_speed(model_cfg, cfg, device, text)
+    return speed * TRAIN_SHARE * cfg.max_time / max(n_train, 1)
+
+
 def lighten(
     model_cfg: ModelConfig, cfg: TrainConfig, passes: float | None, given: set[str]
 ) -> tuple[ModelConfig, TrainConfig, str | None]:
