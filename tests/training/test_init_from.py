@@ -229,3 +229,27 @@ def test_coverage_counts_characters_whitespace_aside():
     vocab = Vocab([UNK, " ", "天", "x"])
     counts = torch.tensor([5, 100, 9, 1])  # unknown and spaces do not count
     assert init_from.covers(Vocab([UNK, "天"]), vocab, counts) == 0.9
+
+
+def test_the_base_is_taken_on_the_sized_networks_passes_and_its_own_are_reported(
+    monkeypatch, tmp_path
+):
+    """Short of text for the network sizing picks, the base starts the run even where it,
+    bigger and slower, reads the text fewer times; the rules after sizing read its passes."""
+    import charlm.training.sizing
+    from charlm.training.options import TrainOptions
+    from charlm.training.setup import prepare
+
+    def speed(m, *_):  # the base (512 units) reads 10 x 0.8 x 10 s = 80 chars: < 1 pass
+        return 10.0 if m.hidden == 512 else 1e9
+
+    monkeypatch.setattr(charlm.training.sizing, "measure_speed", speed)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(tiny_text(10), encoding="utf-8")
+    opts = TrainOptions(corpus=str(corpus), batch_size=4, seq_len=8, max_time=10.0)
+    setup = prepare(opts, tmp_path / "ck", torch.device("cpu"), echo=lambda s: None)
+    assert setup.base is not None and setup.model_config.hidden == 512
+    note = next(n for n in setup.notes if n.startswith("starts from the shipped Chinese base"))
+    assert "reads this text 0 times over" in note
+    tc = setup.train_config  # the many-passes rule (8 networks, no decay) does not apply
+    assert tc.members != 8 and tc.decay > 0
