@@ -19,6 +19,7 @@ EVAL_SHARE = 0.1
 MODEL_FIELDS = ("cell", "embed", "hidden", "layers", "dropout", "weight_drop", "tie", "impl")
 REGULARISERS = ("dropout", "weight_drop")  # model fields that are not architecture
 SOFTMAXES = ("auto", "full", "adaptive")  # --softmax (softmax.py)
+NO_BASE = "none"  # --init-from none: from scratch, whatever init_from.auto_base would say
 
 
 # Option sets a flag away. Explicit options win over a preset.
@@ -98,6 +99,11 @@ class TrainOptions:
         if self.softmax is not None and self.softmax not in SOFTMAXES:
             raise UsageError(
                 f"--softmax must be one of {', '.join(SOFTMAXES)}, not {self.softmax!r}"
+            )
+
+        if self.keep_base_chars and self.init_from in (None, NO_BASE):
+            raise UsageError(
+                "--keep-base-chars keeps a base's characters: it needs --init-from RUN|FILE|zh"
             )
 
     def fill(self, values: dict[str, Any]) -> TrainOptions:

@@ -253,3 +253,12 @@ def test_the_base_is_taken_on_the_sized_networks_passes_and_its_own_are_reported
     assert "reads this text 0 times over" in note
     tc = setup.train_config  # the many-passes rule (8 networks, no decay) does not apply
     assert tc.members != 8 and tc.decay > 0
+
+
+def test_keep_base_chars_without_a_base_is_refused():
+    from charlm.errors import UsageError
+    from charlm.training.options import TrainOptions
+
+    with pytest.raises(UsageError, match="needs --init-from"):
+        TrainOptions(keep_base_chars=True)
+    TrainOptions(keep_base_chars=True, init_from="zh")  # with one, kept
