@@ -76,10 +76,11 @@ def load_base(spec: str, ckdir: Path) -> BaseNetwork:
 
 
 def auto_base(opts: TrainOptions, passes: float | None) -> bool:
-    """Whether a run without --init-from should start from the shipped base, before its text
-    is looked at: a budget (--max-time) whose sizing found the text read MANY_PASSES times or
-    more (short of text, not of compute: what a base knows is what it lacks), and nothing
-    given that the base's architecture would override. The text's coverage is `covers`."""
+    """Whether a run without --init-from may start from the shipped base, on what the options
+    and the sizing say: a budget (--max-time) whose sized network would read the text
+    MANY_PASSES times or more (short of text, not of compute: what a base knows is what it
+    lacks), and nothing given that the base's architecture would override. Whether the base
+    knows the text's characters is `covers`' to say."""
     if opts.init_from is not None or not opts.max_time or passes is None:
         return False
     given = [k for k in MODEL_FIELDS if k not in REGULARISERS and getattr(opts, k) is not None]
@@ -133,7 +134,9 @@ def fit_state(base: BaseNetwork, vocab: Vocab, cfg: ModelConfig) -> dict[str, to
     for every character of `vocab`, the base's row for that character, and for one the base
     lacks the base's average one (the mean row; the median bias, so it starts neither likely
     nor impossible). The unknown symbol keeps the base's. Everything else is the base's."""
-    if base.model_config.cutoffs:  # its clusters are ranges of its own ids
+    old = base.vocab.tokens
+    if base.model_config.cutoffs and vocab.tokens[: len(old)] != old:
+        # its clusters are ranges of its own ids: they must stay where they are
         raise CheckpointError("a base with a two-level softmax keeps its vocabulary's order")
     rows = [0] + [base.vocab.id_of(c) if c in base.vocab else -1 for c in vocab.tokens[1:]]
     pick = torch.tensor([max(r, 0) for r in rows])  # (V,) the base's id of each character
@@ -155,7 +158,8 @@ def fit_state(base: BaseNetwork, vocab: Vocab, cfg: ModelConfig) -> dict[str, to
 def vocab_dims(cfg: ModelConfig) -> dict[str, int]:
     """Which dimension of each weight runs along the vocabulary: the ones whose size changes
     with it (two probe networks, one character apart; none of their weights are kept)."""
-    a = {k: v.shape for k, v in CharRNN(replace(cfg, vocab_size=2)).state_dict().items()}
-    b = {k: v.shape for k, v in CharRNN(replace(cfg, vocab_size=3)).state_dict().items()}
+    v = cfg.vocab_size  # as big as the config's own: its cutoffs, if any, stay inside
+    a = {k: x.shape for k, x in CharRNN(cfg).state_dict().items()}
+    b = {k: x.shape for k, x in CharRNN(replace(cfg, vocab_size=v + 1)).state_dict().items()}
     return {k: next(d for d, (x, y) in enumerate(zip(a[k], b[k], strict=True)) if x != y)
             for k in a if a[k] != b[k]}  # fmt: skip

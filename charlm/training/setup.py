@@ -256,7 +256,7 @@ def _auto_base(
     read), when a run without --init-from should start from it: init_from.auto_base says the
     network sized here would read the text MANY_PASSES times (short of text, not compute),
     and the base knows BASE_COVERAGE of its characters. The base itself, a bigger network,
-    may read it fewer times: at 120 s on the Jay Chou lyrics 19 against the sized LSTM
+    may read it fewer times: at 120 s on the Jay Chou lyrics 18 against the sized LSTM
     256's 39, and still it starts knowing the language (README: Starting from a base)."""
     if not init_from.auto_base(asked, passes):
         return None, 0.0
@@ -331,12 +331,14 @@ def _text_and_model(
     ckdir: Path,
     opts: TrainOptions,
 ) -> tuple[EncodedText, ModelConfig, list[str]]:
-    """The ids and the model config: the text's own vocabulary, or on --init-from the
-    base's, extended by the text's new characters (what the header should say with it)."""
+    """The ids and the model config (and what the header should say with them): the text's
+    own vocabulary, or with --keep-base-chars (and from a two-level base, whose clusters are
+    ranges of its ids) the base's, extended by the text's new characters."""
     if base is None:
         text = encode_text(corpus.text, corpus.fingerprint, cfg.val_fraction, ckdir)
         return text, model_config_for(len(text.vocab), opts), []
-    if opts.keep_base_chars:
+    union = opts.keep_base_chars or bool(base.model_config.cutoffs)
+    if union:
         own = Vocab.from_counts(count_chars(corpus.text, n_train))
         vocab = init_from.union_vocab(base.vocab, own)
         text = encode_text(corpus.text, corpus.fingerprint, cfg.val_fraction, ckdir, vocab)
@@ -348,7 +350,7 @@ def _text_and_model(
     unused = len(base.vocab) - 1 - known
     kept = (
         f"{unused:,} of the base's that this text never uses are kept"
-        if opts.keep_base_chars
+        if union
         else f"{known:,} of them the base's (--keep-base-chars keeps its other {unused:,})"
     )
     note = (

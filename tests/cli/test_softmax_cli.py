@@ -57,3 +57,18 @@ def test_info_names_the_two_level_layer_and_its_cluster_scores(two_level, runner
     cuts = ", ".join(map(str, cfg["cutoffs"]))
     assert f"two-level softmax (clusters from ids {cuts})" in r.stdout.splitlines()[0]
     assert "cluster.weight" in r.stdout
+
+
+def test_a_two_level_base_fine_tunes_on_its_own_ids(two_level, runner, tmp_path):
+    """Its clusters are ranges of its ids: the vocabulary stays the base's, new ones after."""
+    text = (two_level / "lyrics.txt").read_text(encoding="utf-8")
+    (tmp_path / "new.txt").write_text(text.replace("雨", "霜"), encoding="utf-8")
+    r = invoke(runner, ["train", "--corpus", tmp_path / "new.txt", "--run", "ft2",
+                        "--checkpoint-dir", two_level, "--init-from", "ada",
+                        "--max-steps", "5"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    base = torch.load(two_level / "ada" / "best.pt", weights_only=True)
+    tuned = torch.load(two_level / "ft2" / "best.pt", weights_only=True)
+    n = len(base["vocab"])
+    assert tuned["vocab"][:n] == base["vocab"] and "霜" in tuned["vocab"][n:]
+    assert tuned["model_config"]["cutoffs"] == base["model_config"]["cutoffs"]
