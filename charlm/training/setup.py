@@ -411,7 +411,15 @@ def _base_again(
     ):
         raise CheckpointError(f"the run's base record is damaged ({record!r:.80}); "
                               "resume with --members 1, or start a new --run")  # fmt: skip
-    base = init_from.load_base(record["path"], ckdir)
+    spec = record["path"]
+    name = record.get("name")
+    if (
+        not Path(spec).is_file()
+        and isinstance(name, str)
+        and name.startswith(checkpoint.BUILTIN_PREFIX)
+    ):  # a shipped base moves with the package (a new environment): found by its name
+        spec = name
+    base = init_from.load_base(spec, ckdir)
     if base.record["digest"] != record["digest"]:
         raise CheckpointError(
             f"{record['path']}: the base this run started from has changed (digest "

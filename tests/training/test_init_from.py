@@ -262,3 +262,20 @@ def test_keep_base_chars_without_a_base_is_refused():
     with pytest.raises(UsageError, match="needs --init-from"):
         TrainOptions(keep_base_chars=True)
     TrainOptions(keep_base_chars=True, init_from="zh")  # with one, kept
+
+
+def test_a_shipped_base_is_found_by_name_when_the_package_has_moved(tmp_path):
+    """A run started from builtin:zh records the package's path; a new environment puts the
+    package elsewhere, and a new member still starts from the same base (its digest checked)."""
+    from charlm.config import TrainConfig
+    from charlm.training.options import TrainOptions
+    from charlm.training.setup import _base_again
+
+    base = init_from.load_base("builtin:zh", tmp_path)
+    record = {**base.record, "path": str(tmp_path / "gone" / "zh_base.pt")}
+    vocab = Vocab([UNK, *"春风明月"])
+    cfg = init_from.model_config_for(base, vocab, TrainOptions())
+    state = _base_again(record, vocab, cfg, TrainConfig(members=2), tmp_path)
+    assert torch.equal(state["rnn.weight_hh_l0"], base.state["rnn.weight_hh_l0"])
+    with pytest.raises(Exception, match="has changed"):
+        _base_again({**record, "digest": "0" * 64}, vocab, cfg, TrainConfig(members=2), tmp_path)
