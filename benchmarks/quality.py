@@ -66,6 +66,9 @@ def main() -> None:
     )
     p.add_argument("--seconds", type=float, default=300)
     p.add_argument("--png", type=Path)
+    p.add_argument("--scratch", action="store_true",
+                   help="the defaults from scratch (--init-from none), as before a small "
+                   "Chinese text started from the shipped base")  # fmt: skip
     args = p.parse_args()
     if not JAYCHOU.exists():
         sys.exit(f"{JAYCHOU} not found: this benchmark needs the shared Jay Chou corpus")
@@ -73,7 +76,7 @@ def main() -> None:
     kn = kn_baseline()
     with tempfile.TemporaryDirectory() as tmp:
         ck = Path(tmp)
-        ours = train(ck, "defaults", args.seconds, [])
+        ours = train(ck, "defaults", args.seconds, ["--init-from", "none"] if args.scratch else [])
         # the textbook setting on the same split (d2l's own slice would be the first 10k chars)
         book = train(ck, "textbook", args.seconds, TEXTBOOK)
     marks = [m for m in MARKS if m <= args.seconds]
