@@ -23,7 +23,7 @@ from charlm.data.vocab import Vocab
 from charlm.errors import CheckpointError, UsageError
 from charlm.models.charrnn import CharRNN
 from charlm.store import checkpoint
-from charlm.training.options import MODEL_FIELDS, NO_BASE, REGULARISERS, TrainOptions
+from charlm.training.options import MODEL_FIELDS, REGULARISERS, TrainOptions
 from charlm.training.sizing import MANY_PASSES
 
 # Fine-tuning defaults (options given always win). The rate stays the usual 3e-3: on Jay Chou
@@ -34,7 +34,6 @@ from charlm.training.sizing import MANY_PASSES
 # corpus (Jay Chou: at 82 s), and one alone stopped the run there (600 s budget, ended at
 # 199 s); each new member starts from the base again.
 FINE_TUNE: dict[str, Any] = {"weight_decay": 0.01, "warmup": 20}
-NONE = NO_BASE  # --init-from none: from scratch, whatever auto_base would say
 AUTO_BASE = "zh"  # the shipped base a small Chinese text starts from
 # auto_base: the share of the training text's characters (whitespace aside) the base knows.
 # The Jay Chou lyrics 0.957; the Tang poems in traditional script 0.725; English 0.02.

@@ -36,6 +36,7 @@ from charlm.system.runtime import auto_precision, bf16_supported, new_seed
 from charlm.training import init_from
 from charlm.training.init_from import BaseNetwork
 from charlm.training.options import (
+    NO_BASE,
     TrainOptions,
     model_config_for,
     train_config_for,
@@ -141,7 +142,7 @@ def check_run_name(name: str) -> str:
 def prepare(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Echo) -> TrainSetup:
     """A new run, or the run --resume continues; refuses what cannot work, before any folder
     is made. Big corpora's ids are cached under ckdir (see ids_cache)."""
-    if opts.resume and opts.init_from not in (None, init_from.NONE):
+    if opts.resume and opts.init_from not in (None, NO_BASE):
         raise UsageError(
             "--init-from starts a new run and --resume continues one; to continue a "
             "fine-tuning run, drop --init-from (the run remembers its base)"
@@ -180,7 +181,7 @@ def _read_recorded(record: dict[str, Any], opts: TrainOptions, echo: Echo) -> tu
 
 
 def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Echo) -> TrainSetup:
-    given_base = opts.init_from not in (None, init_from.NONE)
+    given_base = opts.init_from not in (None, NO_BASE)
     base = init_from.load_base(opts.init_from, ckdir) if given_base else None
     if base is not None:  # before the corpus is read: a wrong option costs nothing
         init_from.check_architecture(opts, base.model_config, opts.init_from)
@@ -210,9 +211,9 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
     data = run_data(text, record, cfg)
     cfg, small = _fit_batches(cfg, data, opts, device)
     cfg, order = _kn_order(cfg, data, opts)
+    counts = np.bincount(data.train_ids.numpy(), minlength=len(data.vocab))  # (V,)
     cuts, two_level = (), None
     if base is None:  # a base keeps its own output layer (init_from.check_architecture)
-        counts = np.bincount(data.train_ids.numpy(), minlength=len(data.vocab))  # (V,)
         cuts, two_level = cutoffs_for(opts.softmax, counts)
     if opts.softmax == "adaptive":
         mcfg = replace(mcfg, cutoffs=cuts)
@@ -227,7 +228,7 @@ def _prepare_new(opts: TrainOptions, ckdir: Path, device: torch.device, echo: Ec
             sized, note, passes = fit_to_budget(mcfg, cfg, len(data.train_ids), device,
                                                 embed_given, text=sample)  # fmt: skip
             notes.append(two_level)
-        base, base_passes = _auto_base(asked, passes, data, cfg, device, sample, ckdir)
+        base, base_passes = _auto_base(asked, passes, data, counts, cfg, device, sample, ckdir)
         if base is not None:  # the base's network instead of the one sized here
             sized = init_from.model_config_for(base, data.vocab, opts)
             note, passes = base.notes[-1], base_passes
@@ -247,6 +248,7 @@ def _auto_base(
     asked: TrainOptions,
     passes: float | None,
     data: RunData,
+    counts: np.ndarray,
     cfg: TrainConfig,
     device: torch.device,
     sample: torch.Tensor,
@@ -255,13 +257,13 @@ def _auto_base(
     """The shipped base and the passes it makes in the budget (what the rules after sizing
     read), when a run without --init-from should start from it: init_from.auto_base says the
     network sized here would read the text MANY_PASSES times (short of text, not compute),
-    and the base knows BASE_COVERAGE of its characters. The base itself, a bigger network,
-    may read it fewer times: at 120 s on the Jay Chou lyrics 18 against the sized LSTM
-    256's 39, and still it starts knowing the language (README: Starting from a base)."""
+    and the base knows BASE_COVERAGE of its characters (counts (V,): the training text's).
+    The base itself, a bigger network, may read it fewer times: at 120 s on the Jay Chou
+    lyrics 18 against the sized LSTM 256's 39, and still it starts knowing the language
+    (README: Starting from a base)."""
     if not init_from.auto_base(asked, passes):
         return None, 0.0
     base = init_from.load_base(checkpoint.BUILTIN_PREFIX + init_from.AUTO_BASE, ckdir)
-    counts = np.bincount(data.train_ids.numpy(), minlength=len(data.vocab))  # (V,)
     share = init_from.covers(base.vocab, data.vocab, torch.from_numpy(counts))
     if share < init_from.BASE_COVERAGE:
         return None, 0.0
@@ -411,14 +413,11 @@ def _base_again(
     ):
         raise CheckpointError(f"the run's base record is damaged ({record!r:.80}); "
                               "resume with --members 1, or start a new --run")  # fmt: skip
-    spec = record["path"]
-    name = record.get("name")
-    if (
-        not Path(spec).is_file()
-        and isinstance(name, str)
-        and name.startswith(checkpoint.BUILTIN_PREFIX)
-    ):  # a shipped base moves with the package (a new environment): found by its name
-        spec = name
+    spec, name = record["path"], record.get("name")
+    if not Path(spec).is_file() and isinstance(name, str):
+        # a shipped base moves with the package (a new environment): found by its name
+        shipped = checkpoint.builtin_name(name, ckdir)
+        spec = checkpoint.BUILTIN_PREFIX + shipped if shipped else spec
     base = init_from.load_base(spec, ckdir)
     if base.record["digest"] != record["digest"]:
         raise CheckpointError(
