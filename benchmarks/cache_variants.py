@@ -169,7 +169,8 @@ def main() -> None:
     v_kn, v_hkn = kn_logprobs(m.kn, val), torch.from_numpy(m.kn.entropies(val))
 
     def mixed(ids, kn, h_kn, lr: float, weight: float) -> torch.Tensor:  # (N-1,)
-        net, h = dynamic.dynamic_logprobs_and_entropy(lm.model, ids, lr, "cpu")
+        rms = m.dynamic.rms if m.dynamic is not None else ()
+        net, h = dynamic.dynamic_logprobs_and_entropy(lm.model, ids, lr, "cpu", rms=rms)
         return m.gate.mix(net, kn, h, h_kn) if m.gate else mix_logprobs(net, kn, weight)
 
     net, h = logprobs_and_entropy(lm.model, tune, "cpu")

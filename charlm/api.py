@@ -49,7 +49,7 @@ def load(
     path = checkpoint.resolve(spec, Path(checkpoint_dir), "best")
     payload = checkpoint.load(path)
     model, vocab, _ = checkpoint.restore_model(payload, str(path), dev)
-    mixture = checkpoint.restore_mixture(payload, len(vocab), str(path))
+    mixture = checkpoint.restore_mixture(payload, len(vocab), str(path), model)
     return LanguageModel(path, payload, model, vocab, mixture, dev, Path(checkpoint_dir))
 
 
@@ -162,7 +162,7 @@ class LanguageModel:
         if not adapt or dyn is None or dyn.lr <= 0 or len(prefix) <= dynamic.SEGMENT:
             return self.model
         ids = torch.from_numpy(self.vocab.encode(prefix).astype("int64"))  # (N,)
-        return dynamic.learned(self.model, ids, dyn.lr, self.device)
+        return dynamic.learned(self.model, ids, dyn.lr, self.device, dyn.rms)
 
     def generate(
         self,

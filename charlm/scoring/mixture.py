@@ -26,6 +26,7 @@ from charlm.scoring.adapt import CACHE_ORDER, Adaptation, cache_probs, fit_weigh
 from charlm.scoring.dynamic import Dynamic
 from charlm.scoring.evaluate import (
     EvalResult,
+    EvalStopped,
     logprobs_and_entropy,
     target_logprobs,
 )
@@ -142,10 +143,12 @@ def score_text(
     if dyn is None or dyn.lr <= 0:
         return Scores(shipped, network, weight, cache, cache)
     if gated:  # the gate reads the learning network's entropies as it does the static one's
-        dyn_net, h_dyn = dynamic.dynamic_logprobs_and_entropy(model, ids, dyn.lr, device, stop)
+        dyn_net, h_dyn = dynamic.dynamic_logprobs_and_entropy(
+            model, ids, dyn.lr, device, stop, rms=dyn.rms
+        )
         dyn_mixed = mixture.gate.mix(dyn_net, kn_logp, h_dyn, h_kn)
     else:
-        dyn_net = dynamic.dynamic_logprobs(model, ids, dyn.lr, device, stop)  # (N-1,)
+        dyn_net = dynamic.dynamic_logprobs(model, ids, dyn.lr, device, stop, dyn.rms)  # (N-1,)
         dyn_mixed = mix_logprobs(dyn_net, kn_logp, dyn.weight)
     both = mixture.adaptation.mix(dyn_mixed, ids)
     dyn_only = EvalResult.from_logprobs(dyn_mixed, ids[1:])
@@ -171,6 +174,9 @@ class MixtureFit:
     ) -> None:
         self.kn = KneserNey(torch.cat([fit_ids, tune_ids]), vocab, order)
         self.tune_ids = fit_slice(tune_ids, fit_ids, vocab)
+        # the end of the fit text, whose gradients give dynamic evaluation's RMS rule its
+        # scales (a copy: fit_ids may be a memory map)
+        self.scale_ids = fit_ids[-(dynamic.SCALE_CHARS + 1) :].clone()
         fit_kn = KneserNey(fit_ids, vocab, order)
         self.tune_kn_logp = kn_logprobs(fit_kn, self.tune_ids)
         self.tune_kn_entropy = torch.from_numpy(fit_kn.entropies(self.tune_ids))  # the gate's
@@ -227,7 +233,8 @@ class MixtureFit:
         stop: Callable[[], bool] | None = None,
         gate: Gate | None = None,
     ) -> Dynamic | None:
-        """The dynamic evaluation rate (0 among the candidates) whose adapted pipeline, the
+        """The dynamic evaluation rate (0 among the candidates; the RMS rule, its scales read
+        on the end of the fit text after the static network) whose adapted pipeline, the
         mixture weight refitted over it and the shipped song cache (`adaptation`, fitted on
         more of the tune slice than this fit can afford: refitted on 8k characters of the Tang
         poems it scored their held-out split at 100.3 against 82.1), scores the start of the
@@ -247,10 +254,18 @@ class MixtureFit:
             return weight, float((adaptation.mix(mixed, ids[: n + 1]) if adaptation
                                   else mixed).sum())  # fmt: skip
 
-        best, best_read, compared = None, None, False
+        best, best_read, compared, rms = None, None, False, ()
         for lr in (0.0, *dynamic.RATES):
+            if lr > 0 and not rms:
+                if len(self.scale_ids) < 2:  # no fit text to read the scales on
+                    break
+                try:
+                    rms = dynamic.grad_scale(model, self.scale_ids, device, stop)
+                except EvalStopped:
+                    break
             # (n,) each: the positions read before the budget ran out (all, mostly)
-            net, h_net = dynamic.dynamic_logprobs_and_entropy(model, ids, lr, device, stop, True)
+            net, h_net = dynamic.dynamic_logprobs_and_entropy(model, ids, lr, device, stop, True,
+                                                              rms)  # fmt: skip
             cut = len(net) < len(ids) - 1
             if best is None:  # the static network, the baseline: read whole or no fit
                 if cut:
@@ -261,7 +276,7 @@ class MixtureFit:
                 n, compared = len(net), True
                 weight, ll = score(net, h_net)
                 if ll > score(best_read[0][:n], best_read[1][:n])[1]:
-                    best, best_read = Dynamic(lr, weight), (net, h_net)
+                    best, best_read = Dynamic(lr, weight, rms), (net, h_net)
             if cut or (stop is not None and stop()):
                 break
         return best if compared else None  # None: no rate but 0 was scored in the time

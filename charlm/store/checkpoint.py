@@ -277,15 +277,21 @@ def _check_state(net: torch.nn.Module, state: Any, where: str) -> None:
             )
 
 
-def restore_mixture(payload: dict[str, Any], vocab_size: int, where: str):
-    """The count model and weight a checkpoint ships with, or None for the network alone."""
+def restore_mixture(
+    payload: dict[str, Any], vocab_size: int, where: str, model: torch.nn.Module | None = None
+):
+    """The count model and weight a checkpoint ships with, or None for the network alone;
+    with `model`, its dynamic evaluation's scales checked against the network's weights."""
     from charlm.scoring.mixture import from_payload
 
     block = payload.get("kn")
     if block is None:
         return None
     try:
-        return from_payload(block, vocab_size)
+        mixture = from_payload(block, vocab_size)
+        if model is not None and mixture.dynamic is not None:
+            mixture.dynamic.check_fits(model)
+        return mixture
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{where}: bad kn block ({e})") from None
 

@@ -26,7 +26,9 @@ from charlm.scoring.mixture import MixtureFit
 from charlm.store import checkpoint
 from charlm.store.run_folder import RunFolder
 
-FIT_SHARE = 0.03  # of --max-time, kept for the fit (18 s of 600)
+# of --max-time, kept for the fit (24 s of 600): the Jay Chou lyrics' 3 x LSTM 1x512 read the
+# gradient scales in ~5 s and each rate in ~3.5 s, after ~1 s for the gate
+FIT_SHARE = 0.04
 
 
 def fit_into_best(

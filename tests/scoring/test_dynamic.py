@@ -73,6 +73,7 @@ def test_training_fits_it_into_best_pt_and_evaluate_adapt_reports_each_part(trai
     payload = torch.load(trained / "d" / "best.pt", weights_only=True)
     block = Dynamic.from_payload(payload["kn"]["dynamic"])
     assert block.lr in (0.0, *dynamic.RATES)
+    assert bool(block.rms) == (block.lr > 0)  # a rate learns by the RMS rule, its scales stored
     r = invoke(runner, ["evaluate", "--checkpoint", "d", "--checkpoint-dir", trained,
                         "--adapt", "--json"])  # fmt: skip
     assert r.exit_code == 0, r.stderr
@@ -91,12 +92,16 @@ def test_a_damaged_block_is_a_damaged_checkpoint(trained, runner, tmp_path):
     from charlm.store import checkpoint
 
     payload = torch.load(trained / "d" / "best.pt", weights_only=True)
-    payload["kn"]["dynamic"] = {"lr": "fast", "weight": 0.5}
-    payload["digest"] = checkpoint.payload_digest(payload)
-    bad = tmp_path / "bad.pt"
-    torch.save(payload, bad)
-    r = invoke(runner, ["evaluate", "--checkpoint", bad, "--adapt"])
-    assert r.exit_code == 4 and "Traceback" not in r.output
+    rms = [torch.ones(3, dtype=torch.bfloat16)]  # scales of another network's shapes
+    for block in ({"lr": "fast", "weight": 0.5}, {"lr": 0.003, "weight": 0.5, "rule": "rms",
+                                                  "rms": rms}):  # fmt: skip
+        payload["kn"]["dynamic"] = block
+        payload["digest"] = checkpoint.payload_digest(payload)
+        bad = tmp_path / "bad.pt"
+        torch.save(payload, bad)
+        r = invoke(runner, ["evaluate", "--checkpoint", bad, "--adapt"])
+        assert r.exit_code == 4 and "Traceback" not in r.output
+        assert "kn block" in r.stderr
 
 
 def test_generate_learns_a_long_prefix_and_only_with_adapt(trained):
@@ -141,18 +146,81 @@ def test_a_read_cut_short_keeps_the_positions_it_scored(net):
 
 
 @pytest.mark.parametrize(("calls", "min_chars", "fitted"),
-                         [(40, 100, 0.1), (40, 1000, None), (10, 100, None)])  # fmt: skip
+                         [(40, 100, 0.003), (40, 1000, None), (10, 100, None),
+                          (28, 100, None)])  # fmt: skip
 def test_the_fit_compares_a_rate_cut_short_on_what_it_read(net, monkeypatch, calls, min_chars,
                                                            fitted):  # fmt: skip
-    """FIT_CHARS 400: the static read takes 25 segments, the fit asks once more, then the rate
-    0.1 reads 14 segments (224 characters) before the budget ends. Compared on those against
-    the static network's first 224, it wins on a repeated phrase; with MIN_FIT_CHARS above
-    what it read, or the budget ending inside the static read, there is no fit."""
+    """FIT_CHARS 400: the static read takes 25 segments, the fit asks once more, the gradient
+    scales take 4 segments (SCALE_CHARS 64), then the rate 0.003 reads 10 segments (160
+    characters) before the budget ends. Compared on those against the static network's first
+    160, it wins on a repeated phrase; with MIN_FIT_CHARS above what it read, the budget
+    ending inside the static read, or inside the scales' read, there is no fit."""
     from charlm.scoring.mixture import MixtureFit
 
     monkeypatch.setattr(dynamic, "FIT_CHARS", 400)
+    monkeypatch.setattr(dynamic, "SCALE_CHARS", 64)
+    monkeypatch.setattr(dynamic, "RATES", (0.003, 0.001))
     monkeypatch.setattr(dynamic, "MIN_FIT_CHARS", min_chars)
     text = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7]).repeat(80)  # (1120,)
     fit = MixtureFit(text[:600], text[600:], 3, 12)
     dyn = fit.fit_dynamic(net, None, stop=_stop_after(calls))
     assert (dyn.lr if dyn else None) == fitted
+
+
+def test_the_gradient_scales_have_each_weight_s_shape_and_are_zero_where_the_text_never_goes():
+    torch.manual_seed(0)  # untied: the input table's rows only move for characters read
+    net = CharRNN(ModelConfig(vocab_size=12, cell="gru", embed=8, hidden=16, dropout=0.0,
+                              tie=False))  # fmt: skip
+    ids = torch.tensor([1, 2, 3, 4, 1, 2, 3, 5] * 8)  # ids 0 and 6..11 never an input
+    rms = dynamic.grad_scale(net, ids)
+    assert [r.shape for r in rms] == [p.shape for p in net.parameters()]
+    assert all(bool((r >= 0).all()) for r in rms)
+    embed = dict(zip([n for n, _ in net.named_parameters()], rms, strict=True))["embed.weight"]
+    assert float(embed[0].abs().sum()) == 0.0 and float(embed[6:].abs().sum()) == 0.0
+    assert bool((embed[1:6].abs().sum(dim=1) > 0).all())
+
+
+def test_with_even_scales_the_rms_rule_is_the_sgd_step(net):
+    """rms + EPS = 1 everywhere: the divisor is 1 and every weight's pull is PULL."""
+    ids = torch.randint(0, 12, (100,))
+    even = tuple(torch.full_like(p, 1.0 - dynamic.EPS) for p in net.parameters())
+    sgd = dynamic.dynamic_logprobs(net, ids, 0.3)
+    rms = dynamic.dynamic_logprobs(net, ids, 0.3, rms=even)
+    torch.testing.assert_close(rms, sgd, atol=1e-5, rtol=1e-5)
+
+
+def test_the_rms_rule_learns_a_repeated_passage_and_never_looks_ahead(net):
+    phrase = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])
+    ids = phrase.repeat(40)
+    rms = dynamic.grad_scale(net, torch.randint(0, 12, (400,)))
+    static = dynamic_logprobs(net, ids, 0.0, rms=rms)
+    assert torch.allclose(static, dynamic_logprobs(net, ids, 0.0), atol=1e-6)
+    adapted = dynamic_logprobs(net, ids, 0.01, rms=rms)
+    late = slice(len(ids) // 2, None)
+    assert adapted[late].mean() > static[late].mean() + 0.5
+    assert torch.isfinite(dynamic_logprobs(net, ids, 5.0, rms=rms)).all()
+    changed = ids.clone()
+    changed[70:] = (changed[70:] + 1) % 12
+    b = dynamic_logprobs(net, changed, 0.01, rms=rms)
+    assert torch.equal(adapted[:69], b[:69]) and not torch.equal(adapted[69:], b[69:])
+
+
+def test_the_scales_travel_in_bf16_and_are_checked(net):
+    rms = dynamic.grad_scale(net, torch.randint(0, 12, (200,)))
+    block = Dynamic(0.003, 0.6, rms).to_payload()
+    assert block["rule"] == "rms" and all(r.dtype == torch.bfloat16 for r in block["rms"])
+    back = Dynamic.from_payload(block)
+    assert (back.lr, back.weight) == (0.003, 0.6)
+    for a, b in zip(back.rms, rms, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-2, atol=0)
+    back.check_fits(net)
+    other = CharRNN(ModelConfig(vocab_size=13, cell="gru", embed=8, hidden=16, dropout=0.0))
+    with pytest.raises(ValueError, match="does not match"):
+        back.check_fits(other)
+    assert "rule" not in Dynamic(0.1, 0.4).to_payload()  # no scales: the SGD step, as before
+    for bad, error in [({**block, "rule": "adam"}, ValueError),
+                       ({**block, "rms": [-block["rms"][0]]}, ValueError),
+                       ({**block, "rms": "x"}, TypeError), ({**block, "rms": [1.0]}, TypeError),
+                       ({k: v for k, v in block.items() if k != "rms"}, KeyError)]:  # fmt: skip
+        with pytest.raises(error):
+            Dynamic.from_payload(bad)
