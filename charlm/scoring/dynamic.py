@@ -55,7 +55,7 @@ FIT_CHARS = 8_000  # tune characters each candidate rate scores: the fit is a ba
 # A candidate the time budget cuts short is still compared, on the characters it scored, with
 # the best before it on the same characters, if it scored at least this many: on the Tang
 # poems' first 2M characters LSTM 1x384 scores 8k in 7.2 s with updates (1.6 s without), and
-# the 18 s the fits have at --max-time 600 ended inside the first rate tried.
+# the 18 s the fits had at --max-time 600 (then 3 %) ended inside the first rate tried.
 MIN_FIT_CHARS = 1_000
 
 
