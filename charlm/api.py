@@ -263,6 +263,7 @@ class LanguageModel:
             if dyn is not None:
                 result["adapted"]["dynamic_only"] = scores.dynamic_only.as_dict()
                 result["adapted"]["dynamic_lr"] = dyn.lr
+                result["adapted"]["dynamic_rule"] = "rms" if dyn.rms else "sgd"
         if baseline is not None:
             kn = KneserNey(baseline, len(self.vocab), BASELINE_ORDER)
             logp = kn_logprobs(kn, ids)

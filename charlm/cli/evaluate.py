@@ -109,7 +109,9 @@ def _table(console: Any, r: dict, baseline_order: int) -> None:
         if "dynamic_only" in a:
             rows.append(("charlm adapted as it reads (song cache + dynamic evaluation)", a))
             rows.append(("  song cache alone", a["cache_only"]))
-            rows.append((f"  dynamic evaluation alone (lr {a['dynamic_lr']:g})", a["dynamic_only"]))
+            rule = a.get("dynamic_rule", "sgd").upper()
+            rows.append((f"  dynamic evaluation alone ({rule}, lr {a['dynamic_lr']:g})",
+                         a["dynamic_only"]))  # fmt: skip
         else:
             rows.append(("charlm + song cache (adapted as it reads)", a))
     if "mix_weight" in r:

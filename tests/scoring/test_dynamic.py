@@ -82,6 +82,7 @@ def test_training_fits_it_into_best_pt_and_evaluate_adapt_reports_each_part(trai
     assert "cache_only" in adapted
     if block.lr > 0:
         assert adapted["dynamic_lr"] == block.lr and "dynamic_only" in adapted
+        assert adapted["dynamic_rule"] == "rms"
     else:
         assert "dynamic_only" not in adapted
         assert adapted["perplexity"] == pytest.approx(adapted["cache_only"]["perplexity"])
