@@ -13,10 +13,11 @@ rms is each weight's gradient scale (the root mean square of its gradient over s
 training text, read as above without learning; Krause et al. 2018's "RMS" rule): a weight the
 training text moves little (a rare character's embedding) takes steps its own size, and the
 weights the text moves most are held to the shipped ones most firmly. Measured against the plain
-SGD step (theta -= lr * grad, PULL uniform), each rule at its best rate, adapted figures (cache
-and dynamic): the Tang poems' first 2M characters 126.2 -> 122.9, an English text of 1.1M
-characters 2.43 -> 2.42, the Jay Chou lyrics 21.05 -> 21.03; dynamic evaluation alone there
-98.9 -> 67.9. Checkpoints fitted before it (no rms stored) keep the SGD step.
+SGD step (theta -= lr * grad, PULL uniform), each rule at its best rate on the same networks,
+adapted figures (gate, cache and dynamic; benchmarks/dynamic_rule.py): the Jay Chou lyrics
+21.04 -> 20.76 (dynamic evaluation alone 104.2 -> 73.8), the Tang poems' first 2M characters
+103.27 -> 100.93, an English text of 1.1M characters 2.42 -> 2.40. Checkpoints fitted before
+it (no rms stored) keep the SGD step.
 
 A segment is scored before the network learns from it, so no position's probability ever used
 that position's character. The rate is fitted on the tune slice (the end of the training text,
@@ -46,7 +47,8 @@ SEGMENT = 16
 PULL = 0.01  # per update, the share of the way back to the shipped weights (on average)
 # RMS-rule rates the fit tries after 0 (the static network), the likeliest first: a fit the
 # time budget cuts short keeps the best it tried (one cut inside its read: see MIN_FIT_CHARS).
-# Best measured: Jay Chou 0.001, the English text 0.003, the Tang poems 0.01.
+# Best measured: Jay Chou 0.001, the English text and the Tang poems (600 s) 0.003, the
+# Tang poems' 150 s network 0.01.
 RATES = (0.003, 0.001, 0.01)
 CLIP = 1.0  # the update's gradient norm at most this, as in training: a big rate cannot diverge
 EPS = 1e-4  # added to rms: a weight the training text never moved takes bounded steps
