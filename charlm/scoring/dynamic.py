@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from charlm.models.state import detach_state
+from charlm.scoring.adapt import Adaptation
 from charlm.scoring.evaluate import EvalStopped
 from charlm.scoring.gate import entropy as entropy_of
 
@@ -66,15 +67,20 @@ class Dynamic:
     """A fitted dynamic evaluation: the rate, the mixture weight fitted over the network as it
     adapts (an adapted network deserves more of the mixture than the static one), and each
     weight's gradient scale for the RMS rule (empty: the SGD step of older checkpoints). The
-    song cache on top keeps the shipped weights."""
+    song cache on top keeps the shipped weights, or `cache`: its weights refitted over the
+    dynamic mixture, where the fit read the whole tune slice the shipped ones were fitted on
+    (MixtureFit.fit_dynamic)."""
 
     lr: float
     weight: float
     # one tensor per model.parameters(), the same shapes (see grad_scale)
     rms: tuple[torch.Tensor, ...] = field(default=(), compare=False, repr=False)
+    cache: Adaptation | None = field(default=None, compare=False)
 
     def to_payload(self) -> dict[str, Any]:
         d: dict[str, Any] = {"lr": self.lr, "weight": self.weight}
+        if self.cache is not None:
+            d["adapt"] = self.cache.to_payload()
         if self.rms:  # bf16: half the bytes, fp32's range (a scale is no finer than a guess)
             d.update(rule="rms", rms=[r.detach().cpu().to(torch.bfloat16) for r in self.rms])
         return d
@@ -87,11 +93,12 @@ class Dynamic:
         lr, weight = float(d["lr"]), float(d["weight"])
         if not (0.0 <= lr < 10.0 and 0.0 <= weight <= 1.0):
             raise ValueError("kn.dynamic.lr or kn.dynamic.weight out of range")
+        cache = Adaptation.from_payload(d["adapt"]) if d.get("adapt") is not None else None
         rule = d.get("rule", "sgd")
         if rule not in ("sgd", "rms"):
             raise ValueError(f"kn.dynamic.rule {rule!r} is neither sgd nor rms")
         if rule == "sgd":
-            return cls(lr, weight)
+            return cls(lr, weight, cache=cache)
         rms = d["rms"]
         if not isinstance(rms, list | tuple) or not rms:
             raise TypeError("kn.dynamic.rms is not a list of tensors")
@@ -103,7 +110,7 @@ class Dynamic:
             if not bool(torch.isfinite(r).all()) or bool((r < 0).any()):
                 raise ValueError("kn.dynamic.rms holds a negative or non-finite scale")
             out.append(r)
-        return cls(lr, weight, tuple(out))
+        return cls(lr, weight, tuple(out), cache)
 
     def check_fits(self, model: torch.nn.Module) -> None:
         """ValueError unless rms has one tensor of each parameter's shape, in order."""

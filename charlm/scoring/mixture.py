@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -150,7 +150,7 @@ def score_text(
     else:
         dyn_net = dynamic.dynamic_logprobs(model, ids, dyn.lr, device, stop, dyn.rms)  # (N-1,)
         dyn_mixed = mix_logprobs(dyn_net, kn_logp, dyn.weight)
-    both = mixture.adaptation.mix(dyn_mixed, ids)
+    both = (dyn.cache or mixture.adaptation).mix(dyn_mixed, ids)
     dyn_only = EvalResult.from_logprobs(dyn_mixed, ids[1:])
     return Scores(shipped, network, weight, EvalResult.from_logprobs(both, ids[1:]),
                   cache, dyn_only)  # fmt: skip
@@ -279,7 +279,36 @@ class MixtureFit:
                     best, best_read = Dynamic(lr, weight, rms), (net, h_net)
             if cut or (stop is not None and stop()):
                 break
-        return best if compared else None  # None: no rate but 0 was scored in the time
+        if not compared:
+            return None  # no rate but 0 was scored in the time
+        whole = len(best_read[0]) == len(self.tune_ids) - 1  # what the shipped cache was fit on
+        if best.lr > 0 and adaptation is not None and whole:
+            best = replace(best, cache=self._refit_cache(best, best_read, adaptation, gate))
+        return best
+
+    def _refit_cache(
+        self,
+        dyn: Dynamic,
+        read: tuple[torch.Tensor, torch.Tensor],
+        adaptation: Adaptation,
+        gate: Gate | None,
+    ) -> Adaptation:
+        """The song cache's weights refitted over the dynamic mixture of the whole tune slice
+        (`read`: the learning network's log-probs and entropies there), resetting as the
+        shipped cache does. A network that learns the song as it reads leaves the cache less
+        to add: on the Jay Chou lyrics (a tune slice of 2,921 characters) the weights fell from
+        0.10-0.15 to 0.04-0.10 for 1-3 character matches, and the held-out text went from
+        20.76 to 20.60. Where the tune slice is longer than the dynamic fit reads, the
+        shipped weights stay: refitted on its first 8,000 characters they scored the Tang
+        poems' held-out split at 100.3 against 82.1."""
+        net, h_net = read
+        kn, h_kn = self.tune_kn_logp, self.tune_kn_entropy
+        mixed = gate.mix(net, kn, h_net, h_kn) if gate else mix_logprobs(net, kn, dyn.weight)
+        counted = self.caches.get(adaptation.reset_ids) if adaptation.order == CACHE_ORDER else None
+        p_cache, match = counted or cache_probs(self.tune_ids, adaptation.order,
+                                                adaptation.reset_ids)  # fmt: skip
+        weights = fit_weights(mixed, p_cache, match, adaptation.order)
+        return Adaptation(weights, adaptation.reset_ids)
 
     def payload(self, weight: float, adaptation: Adaptation | None) -> dict[str, Any]:
         return to_payload(self.kn, weight, adaptation)

@@ -225,3 +225,43 @@ def test_the_scales_travel_in_bf16_and_are_checked(net):
                        ({k: v for k, v in block.items() if k != "rms"}, KeyError)]:  # fmt: skip
         with pytest.raises(error):
             Dynamic.from_payload(bad)
+
+
+@pytest.mark.parametrize(("fit_chars", "refit"), [(1000, True), (400, False)])
+def test_the_cache_is_refitted_over_the_dynamic_mixture_only_on_the_whole_tune_slice(
+    net, monkeypatch, fit_chars, refit
+):
+    """The tune slice is 520 characters: a fit reading 1,000 reads it all and refits the song
+    cache's weights over the learning network's mixture (where the network has learned the
+    phrase, the cache adds less); one reading 400 keeps the shipped weights."""
+    from charlm.scoring.adapt import Adaptation
+    from charlm.scoring.mixture import MixtureFit
+
+    monkeypatch.setattr(dynamic, "FIT_CHARS", fit_chars)
+    monkeypatch.setattr(dynamic, "RATES", (0.01,))
+    text = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7]).repeat(80)  # (1120,)
+    fit = MixtureFit(text[:600], text[600:], 3, 12)
+    shipped = Adaptation((0.0, 0.5, 0.5, 0.5))
+    dyn = fit.fit_dynamic(net, shipped)
+    assert dyn is not None and dyn.lr == 0.01
+    if not refit:
+        assert dyn.cache is None
+        return
+    assert dyn.cache is not None and dyn.cache.weights != shipped.weights
+    back = Dynamic.from_payload(dyn.to_payload())
+    assert back.cache == dyn.cache and back.lr == dyn.lr
+
+
+def test_the_adapted_figure_mixes_the_refitted_cache(net):
+    from charlm.scoring.adapt import Adaptation
+    from charlm.scoring.kneser_ney import KneserNey
+    from charlm.scoring.mixture import Mixture, mix_logprobs, score_text
+
+    ids = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6] * 12)
+    kn = KneserNey(ids[:40], 12, 3)
+    shipped, refit = Adaptation((0.0, 0.1, 0.2, 0.3)), Adaptation((0.0, 0.05, 0.1, 0.6))
+    mixture = Mixture(kn, 0.5, shipped, Dynamic(0.3, 0.6, cache=refit))
+    scores = score_text(net, ids, "cpu", mixture, adapt=True)
+    dyn = mix_logprobs(dynamic_logprobs(net, ids, 0.3), torch.from_numpy(kn.log_probs(ids)), 0.6)
+    assert scores.adapted.loss == pytest.approx(-float(refit.mix(dyn, ids).mean()), rel=1e-9)
+    assert scores.adapted.loss != pytest.approx(-float(shipped.mix(dyn, ids).mean()), rel=1e-6)
