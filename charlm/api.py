@@ -264,6 +264,8 @@ class LanguageModel:
                 result["adapted"]["dynamic_only"] = scores.dynamic_only.as_dict()
                 result["adapted"]["dynamic_lr"] = dyn.lr
                 result["adapted"]["dynamic_rule"] = "rms" if dyn.rms else "sgd"
+                if dyn.cache is not None:  # the cache's weights refitted over it (mixture.py)
+                    result["adapted"]["dynamic_cache_weights"] = list(dyn.cache.weights)
         if baseline is not None:
             kn = KneserNey(baseline, len(self.vocab), BASELINE_ORDER)
             logp = kn_logprobs(kn, ids)

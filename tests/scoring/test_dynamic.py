@@ -265,3 +265,21 @@ def test_the_adapted_figure_mixes_the_refitted_cache(net):
     dyn = mix_logprobs(dynamic_logprobs(net, ids, 0.3), torch.from_numpy(kn.log_probs(ids)), 0.6)
     assert scores.adapted.loss == pytest.approx(-float(refit.mix(dyn, ids).mean()), rel=1e-9)
     assert scores.adapted.loss != pytest.approx(-float(shipped.mix(dyn, ids).mean()), rel=1e-6)
+
+
+def test_evaluate_reports_the_refitted_cache_weights(trained):
+    from dataclasses import replace
+
+    import charlm
+    from charlm.scoring.adapt import Adaptation
+
+    from ..conftest import tiny_text
+
+    lm = charlm.load("d", checkpoint_dir=trained)
+    assert lm.mixture.adaptation is not None
+    order = lm.mixture.adaptation.order
+    refit = Adaptation((0.0,) + (0.05,) * order, lm.mixture.adaptation.reset_ids)
+    lm.mixture = replace(lm.mixture, dynamic=Dynamic(0.3, lm.mixture.weight, cache=refit))
+    out = lm.evaluate(tiny_text()[:300], adapt=True)["adapted"]
+    assert out["dynamic_cache_weights"] == list(refit.weights)
+    assert out["dynamic_rule"] == "sgd"  # no scales: the SGD step
