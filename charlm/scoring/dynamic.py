@@ -131,24 +131,16 @@ def grad_scale(
     in order as dynamic evaluation reads them (state carried, no dropout, no learning), of the
     segment loss's gradient; one tensor per model.parameters(), on the CPU. `stop()` true
     raises EvalStopped."""
-    net = copy.deepcopy(model).to(device)
-    net.eval().requires_grad_(True)
-    params = list(net.parameters())
-    sq = [torch.zeros_like(p) for p in params]
-    x = ids[:-1].long().view(1, -1).to(device)  # (1, N-1)
-    y = ids[1:].long().view(1, -1).to(device)
-    state, segments = None, 0
-    for s in range(0, len(ids) - 1, SEGMENT):
+    reader = _Reader(model, ids, device)
+    sq = [torch.zeros_like(p) for p in reader.params]
+    segments = 0
+    for s in range(0, reader.n, SEGMENT):
         if stop is not None and stop():
             raise EvalStopped
-        with torch.enable_grad():
-            logits, state = net(x[:, s : s + SEGMENT], state)  # (1, t, V)
-            lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, y[:, s : s + SEGMENT, None])
-            grads = torch.autograd.grad(-lp.mean(), params, allow_unused=True)
+        _, _, grads = reader.segment(s, grads=True)
         for acc, g in zip(sq, grads, strict=True):
             if g is not None:
-                acc.add_(g.detach() * g.detach())
-        state = detach_state(state)
+                acc.add_(g * g)
         segments += 1
     return tuple((acc / max(segments, 1)).sqrt().cpu() for acc in sq)
 
@@ -210,46 +202,68 @@ def _read(
     """The log-probs of ids[1:] (N-1,), the network after the last update, and with
     `entropy` each distribution's entropy (N-1,). `stop()` true raises EvalStopped, or with
     `partial` ends the read: then the first s positions (s a multiple of SEGMENT)."""
-    net = copy.deepcopy(model).to(device)
-    net.eval().requires_grad_(True)  # no dropout: the updates follow the text, not noise
-    params = list(net.parameters())
-    shipped = [p.detach().clone() for p in params]
-    step = _rms_step(rms, device) if rms else None
-    n = len(ids) - 1
-    out = torch.zeros(max(n, 0), dtype=torch.float64)
-    ent = torch.zeros(max(n, 0), dtype=torch.float64) if entropy else None
-    x = ids[:-1].long().view(1, -1).to(device)  # (1, N-1)
-    y = ids[1:].long().view(1, -1).to(device)
-    state = None
+    reader = _Reader(model, ids, device)
+    shipped = [p.detach().clone() for p in reader.params]
+    step = _RmsStep.of(rms, device) if rms else None
+    n = reader.n
+    out = torch.zeros(n, dtype=torch.float64)
+    ent = torch.zeros(n, dtype=torch.float64) if entropy else None
     for s in range(0, n, SEGMENT):
         if stop is not None and stop():
             if partial:
-                return out[:s], net, None if ent is None else ent[:s]
+                return out[:s], reader.net, None if ent is None else ent[:s]
             raise EvalStopped
-        with torch.enable_grad():
-            logits, new_state = net(x[:, s : s + SEGMENT], state)  # (1, t, V)
-            full = torch.log_softmax(logits.float(), dim=-1)  # (1, t, V)
-            lp = full.gather(-1, y[:, s : s + SEGMENT, None])
-            out[s : s + SEGMENT] = lp[0, :, 0].detach().double().cpu()
-            if ent is not None:
-                ent[s : s + SEGMENT] = entropy_of(full[0].detach()).double().cpu()
-            if lr > 0:
-                grads = torch.autograd.grad(-lp.mean(), params, allow_unused=True)
+        full, lp, grads = reader.segment(s, grads=lr > 0)  # (t, V), (t,)
+        out[s : s + SEGMENT] = lp.double().cpu()
+        if ent is not None:
+            ent[s : s + SEGMENT] = entropy_of(full).double().cpu()
         if lr > 0:
-            _update(params, grads, shipped, lr, step)
-        state = detach_state(new_state)
-    return out, net, ent
+            _update(reader.params, grads, shipped, lr, step)
+    return out, reader.net, ent
 
 
-def _rms_step(
-    rms: Sequence[torch.Tensor], device: torch.device | str
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+class _Reader:
+    """A copy of `model` reading ids (N,) a segment at a time in text order, its state carried
+    from one segment to the next (detached: each segment's gradient is its own). No dropout:
+    what it learns follows the text, not noise."""
+
+    def __init__(self, model: torch.nn.Module, ids: torch.Tensor, device: torch.device | str):
+        self.net = copy.deepcopy(model).to(device)
+        self.net.eval().requires_grad_(True)
+        self.params = list(self.net.parameters())
+        self.n = max(len(ids) - 1, 0)  # targets
+        self.x = ids[:-1].long().view(1, -1).to(device)  # (1, N-1)
+        self.y = ids[1:].long().view(1, -1).to(device)  # (1, N-1)
+        self.state = None
+
+    def segment(
+        self, s: int, grads: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, ...] | None]:
+        """Targets s .. s+SEGMENT-1 (t of them): the log-probs of every character (t, V) and of
+        the targets (t,), both detached, and with `grads` the gradient of their mean loss,
+        one per param (None where a weight took no part)."""
+        with torch.enable_grad():
+            logits, state = self.net(self.x[:, s : s + SEGMENT], self.state)  # (1, t, V)
+            full = torch.log_softmax(logits.float(), dim=-1)  # (1, t, V)
+            lp = full.gather(-1, self.y[:, s : s + SEGMENT, None])  # (1, t, 1)
+            g = torch.autograd.grad(-lp.mean(), self.params, allow_unused=True) if grads else None
+        self.state = detach_state(state)
+        return full[0].detach(), lp[0, :, 0].detach(), g
+
+
+@dataclass(frozen=True)
+class _RmsStep:
     """The RMS rule's divisors (rms + EPS) and pulls (PULL * rms / mean rms, at most 1), one
-    tensor per weight tensor."""
-    mean = float(torch.cat([r.flatten() for r in rms]).mean())
-    divisors = [r.to(device) + EPS for r in rms]
-    pulls = [torch.clamp(PULL * r.to(device) / max(mean, 1e-12), max=1.0) for r in rms]
-    return divisors, pulls
+    tensor per weight tensor, on the reading device."""
+
+    divisors: list[torch.Tensor]
+    pulls: list[torch.Tensor]
+
+    @classmethod
+    def of(cls, rms: Sequence[torch.Tensor], device: torch.device | str) -> _RmsStep:
+        mean = max(float(torch.cat([r.flatten() for r in rms]).mean()), 1e-12)
+        return cls([r.to(device) + EPS for r in rms],
+                   [torch.clamp(PULL * r.to(device) / mean, max=1.0) for r in rms])  # fmt: skip
 
 
 def _update(
@@ -257,7 +271,7 @@ def _update(
     grads: tuple,
     shipped: list,
     lr: float,
-    step: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
+    step: _RmsStep | None = None,
 ) -> None:
     """One step: the gradient's norm clipped to CLIP, then theta -= lr * grad (SGD, `step`
     None) or lr * grad / divisor (RMS), then PULL (or each weight's pull) of the way back."""
@@ -268,5 +282,5 @@ def _update(
         scale = lr * min(1.0, CLIP / max(norm, 1e-12))
         for i, (p, g, p0) in enumerate(zip(params, grads, shipped, strict=True)):
             if g is not None and math.isfinite(norm):
-                p.sub_(scale * g if step is None else scale * g / step[0][i])
-            p.add_((PULL if step is None else step[1][i]) * (p0 - p))
+                p.sub_(scale * g if step is None else scale * g / step.divisors[i])
+            p.add_((PULL if step is None else step.pulls[i]) * (p0 - p))

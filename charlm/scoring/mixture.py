@@ -243,14 +243,12 @@ class MixtureFit:
         (at least dynamic.MIN_FIT_CHARS); None when no rate but 0 was compared."""
         ids = self.tune_ids[: dynamic.FIT_CHARS + 1]
         kn = self.tune_kn_logp[: len(ids) - 1]
-        h_kn = self.tune_kn_entropy[: len(ids) - 1]
 
         def score(net: torch.Tensor, h_net: torch.Tensor) -> tuple[float, float]:
             """The weight fitted over these n positions and the log-likelihood there."""
             n = len(net)
             weight = fit_weight(net, kn[:n])  # stored; a gate (`gate`) mixes in its place
-            mixed = (gate.mix(net, kn[:n], h_net, h_kn[:n]) if gate
-                     else mix_logprobs(net, kn[:n], weight))  # fmt: skip
+            mixed = self._tune_mix(net, h_net, gate, weight)
             return weight, float((adaptation.mix(mixed, ids[: n + 1]) if adaptation
                                   else mixed).sum())  # fmt: skip
 
@@ -301,14 +299,21 @@ class MixtureFit:
         20.76 to 20.60. Where the tune slice is longer than the dynamic fit reads, the
         shipped weights stay: refitted on its first 8,000 characters they scored the Tang
         poems' held-out split at 100.3 against 82.1."""
-        net, h_net = read
-        kn, h_kn = self.tune_kn_logp, self.tune_kn_entropy
-        mixed = gate.mix(net, kn, h_net, h_kn) if gate else mix_logprobs(net, kn, dyn.weight)
+        mixed = self._tune_mix(*read, gate, dyn.weight)
         counted = self.caches.get(adaptation.reset_ids) if adaptation.order == CACHE_ORDER else None
         p_cache, match = counted or cache_probs(self.tune_ids, adaptation.order,
                                                 adaptation.reset_ids)  # fmt: skip
         weights = fit_weights(mixed, p_cache, match, adaptation.order)
         return Adaptation(weights, adaptation.reset_ids)
+
+    def _tune_mix(
+        self, net: torch.Tensor, h_net: torch.Tensor, gate: Gate | None, weight: float
+    ) -> torch.Tensor:
+        """The network's log-probs of the first n tune targets (n,), and its entropies there,
+        mixed with the count model's: by `gate` where there is one, else by `weight`."""
+        n = len(net)
+        kn, h_kn = self.tune_kn_logp[:n], self.tune_kn_entropy[:n]
+        return gate.mix(net, kn, h_net, h_kn) if gate else mix_logprobs(net, kn, weight)
 
     def payload(self, weight: float, adaptation: Adaptation | None) -> dict[str, Any]:
         return to_payload(self.kn, weight, adaptation)
