@@ -62,6 +62,13 @@ class CorpusSplit:
     train_ids: torch.Tensor  # (N_train,) the training part of the same text
     notes: tuple[str, ...]  # what reading the file noticed (encoding guesses, ...)
     changed: bool  # the file is not the text the checkpoint fingerprinted
+    split: str = "val"
+
+    @property
+    def preceding(self) -> torch.Tensor | None:
+        """The text just before the split, which it continues (the training part, for the
+        held-out split; nothing precedes the others): dynamic evaluation reads its end first."""
+        return self.train_ids if self.split == "val" else None
 
 
 class LanguageModel:
@@ -242,15 +249,24 @@ class LanguageModel:
         all_ids = torch.from_numpy(text.ids)  # (N,) the whole corpus; splits are views of it
         train_ids = all_ids[: text.n_train]
         ids = {"val": all_ids[text.n_train :], "train": train_ids, "all": all_ids}[split]
-        return CorpusSplit(source, ids, train_ids, tuple(read.notes), changed)
+        return CorpusSplit(source, ids, train_ids, tuple(read.notes), changed, split)
 
     def score(
-        self, ids: torch.Tensor, adapt: bool = False, baseline: torch.Tensor | None = None
+        self,
+        ids: torch.Tensor,
+        adapt: bool = False,
+        baseline: torch.Tensor | None = None,
+        preceding: torch.Tensor | None = None,
     ) -> dict[str, Any]:
         """Scores of ids[1:] given what precedes (ids (N,), N >= 2): what ships (network and
         count model), the network alone, with `adapt` the song cache too, and with
-        `baseline` (training ids) a Kneser-Ney model of that text for comparison."""
-        scores = score_text(self.model, ids, self.device, self.mixture, adapt=adapt)
+        `baseline` (training ids) a Kneser-Ney model of that text for comparison. `preceding`
+        (training ids that `ids` continues, CorpusSplit.preceding): dynamic evaluation first
+        reads as many of its last characters as the fit recorded (Dynamic.warm)."""
+        dyn = self.mixture.dynamic if self.mixture is not None else None
+        n_warm = dyn.warm if dyn is not None and preceding is not None else 0
+        warm = preceding[max(0, len(preceding) - n_warm) :] if n_warm else None
+        scores = score_text(self.model, ids, self.device, self.mixture, adapt=adapt, warm=warm)
         result: dict[str, Any] = scores.shipped.as_dict()
         if scores.weight is not None:
             result["mix_weight"] = scores.weight
@@ -264,6 +280,7 @@ class LanguageModel:
                 result["adapted"]["dynamic_only"] = scores.dynamic_only.as_dict()
                 result["adapted"]["dynamic_lr"] = dyn.lr
                 result["adapted"]["dynamic_rule"] = "rms" if dyn.rms else "sgd"
+                result["adapted"]["dynamic_warm_chars"] = 0 if warm is None else len(warm)
                 if dyn.cache is not None:  # the cache's weights refitted over it (mixture.py)
                     result["adapted"]["dynamic_cache_weights"] = list(dyn.cache.weights)
         if baseline is not None:
@@ -295,4 +312,5 @@ class LanguageModel:
             raise UsageError(
                 f"--split {split} of {data.source} has fewer than 2 characters; try --split all"
             )
-        return {**self.score(data.ids, adapt), "split": split, "corpus": data.source}
+        result = self.score(data.ids, adapt, preceding=data.preceding)
+        return {**result, "split": split, "corpus": data.source}

@@ -73,7 +73,8 @@ def evaluate(
         raise UsageError(
             f"--split {split} of {data.source} has fewer than 2 characters; try --split all"
         )
-    result = lm.score(data.ids, adapt, data.train_ids if baseline == "kn" else None)
+    result = lm.score(data.ids, adapt, data.train_ids if baseline == "kn" else None,
+                      data.preceding)  # fmt: skip
     result.update({"split": split, "corpus": data.source, "checkpoint": str(lm.path)})
     _table(out, result, api.BASELINE_ORDER)
     share = result["unknown_chars"] / max(1, result["chars"])
@@ -110,7 +111,9 @@ def _table(console: Any, r: dict, baseline_order: int) -> None:
             rows.append(("charlm adapted as it reads (song cache + dynamic evaluation)", a))
             rows.append(("  song cache alone", a["cache_only"]))
             rule = a.get("dynamic_rule", "sgd").upper()
-            rows.append((f"  dynamic evaluation alone ({rule}, lr {a['dynamic_lr']:g})",
+            warm = a.get("dynamic_warm_chars", 0)
+            after = f", after {warm:,} training chars" if warm else ""
+            rows.append((f"  dynamic evaluation alone ({rule}, lr {a['dynamic_lr']:g}{after})",
                          a["dynamic_only"]))  # fmt: skip
         else:
             rows.append(("charlm + song cache (adapted as it reads)", a))

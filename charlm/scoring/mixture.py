@@ -113,13 +113,16 @@ def score_text(
     stop: Callable[[], bool] | None = None,
     adapt: bool = False,
     net_logp: torch.Tensor | None = None,
+    warm: torch.Tensor | None = None,
 ) -> Scores:
     """Score ids (N,) under the network and, with a mixture, under the mixture too, and with
     `adapt` (and a fitted adaptation) under the adapted mixture: the song cache, and dynamic
     evaluation where it was fitted (then both together is `adapted`). `kn_logp`, `net_logp`
     (N-1,): the count model's and the network's log-probs of these ids, when the caller has
     them (a gated mixture scores the network again: it needs its entropies too); `stop` as in
-    evaluate.target_logprobs."""
+    evaluate.target_logprobs. `warm` (W,): the text just before `ids` (the end of the training
+    text, for its held-out split), which dynamic evaluation reads, learning, before `ids`; the
+    static scores start from nothing, as during training."""
     gated = mixture is not None and mixture.gate is not None
     h_net = h_kn = None
     if gated:  # the gate reads both models' entropies before each character
@@ -142,14 +145,16 @@ def score_text(
     dyn = mixture.dynamic
     if dyn is None or dyn.lr <= 0:
         return Scores(shipped, network, weight, cache, cache)
+    n = len(ids) - 1
+    read = ids if warm is None or not len(warm) else torch.cat([warm.to(ids.dtype), ids])
     if gated:  # the gate reads the learning network's entropies as it does the static one's
         dyn_net, h_dyn = dynamic.dynamic_logprobs_and_entropy(
-            model, ids, dyn.lr, device, stop, rms=dyn.rms
+            model, read, dyn.lr, device, stop, rms=dyn.rms
         )
-        dyn_mixed = mixture.gate.mix(dyn_net, kn_logp, h_dyn, h_kn)
+        dyn_mixed = mixture.gate.mix(dyn_net[-n:], kn_logp, h_dyn[-n:], h_kn)  # ids' part (N-1,)
     else:
-        dyn_net = dynamic.dynamic_logprobs(model, ids, dyn.lr, device, stop, dyn.rms)  # (N-1,)
-        dyn_mixed = mix_logprobs(dyn_net, kn_logp, dyn.weight)
+        dyn_net = dynamic.dynamic_logprobs(model, read, dyn.lr, device, stop, dyn.rms)
+        dyn_mixed = mix_logprobs(dyn_net[-n:], kn_logp, dyn.weight)  # (N-1,)
     both = (dyn.cache or mixture.adaptation).mix(dyn_mixed, ids)
     dyn_only = EvalResult.from_logprobs(dyn_mixed, ids[1:])
     return Scores(shipped, network, weight, EvalResult.from_logprobs(both, ids[1:]),
@@ -174,6 +179,7 @@ class MixtureFit:
     ) -> None:
         self.kn = KneserNey(torch.cat([fit_ids, tune_ids]), vocab, order)
         self.tune_ids = fit_slice(tune_ids, fit_ids, vocab)
+        self.tune_chars = len(tune_ids)  # the whole slice: text no network trains on
         # the end of the fit text, whose gradients give dynamic evaluation's RMS rule its
         # scales (a copy: fit_ids may be a memory map)
         self.scale_ids = fit_ids[-(dynamic.SCALE_CHARS + 1) :].clone()
@@ -279,6 +285,8 @@ class MixtureFit:
                 break
         if not compared:
             return None  # no rate but 0 was scored in the time
+        if best.lr > 0:  # the held-out text follows the tune slice: read it first (WARM_CHARS)
+            best = replace(best, warm=min(self.tune_chars, dynamic.WARM_CHARS))
         whole = len(best_read[0]) == len(self.tune_ids) - 1  # what the shipped cache was fit on
         if best.lr > 0 and adaptation is not None and whole:
             best = replace(best, cache=self._refit_cache(best, best_read, adaptation, gate))

@@ -9,6 +9,7 @@ import torch
 from charlm.config import ModelConfig
 from charlm.models.charrnn import CharRNN
 from charlm.scoring import dynamic
+from charlm.scoring.adapt import Adaptation
 from charlm.scoring.dynamic import Dynamic, dynamic_logprobs
 from charlm.scoring.evaluate import target_logprobs
 
@@ -53,8 +54,14 @@ def test_learning_as_it_reads_scores_a_repeated_passage_better(net):
 def test_the_stored_block_is_checked():
     ok = Dynamic(0.1, 0.4)
     assert Dynamic.from_payload(ok.to_payload()) == ok
+    warm = Dynamic(0.1, 0.4, warm=300)
+    assert Dynamic.from_payload(warm.to_payload()).warm == 300
     bad_blocks = [([1], TypeError), ({"lr": -1, "weight": 0.5}, ValueError),
-                  ({"lr": 0.1, "weight": 2}, ValueError), ({"weight": 0.5}, KeyError)]  # fmt: skip
+                  ({"lr": 0.1, "weight": 2}, ValueError), ({"weight": 0.5}, KeyError),
+                  ({"lr": 0.1, "weight": 0.5, "warm": -1}, ValueError),
+                  ({"lr": 0.1, "weight": 0.5, "warm": 2.5}, ValueError),
+                  ({"lr": 0.1, "weight": 0.5, "warm": dynamic.WARM_CHARS + 1},
+                   ValueError)]  # fmt: skip
     for bad, error in bad_blocks:
         with pytest.raises(error):
             Dynamic.from_payload(bad)
@@ -83,6 +90,9 @@ def test_training_fits_it_into_best_pt_and_evaluate_adapt_reports_each_part(trai
     if block.lr > 0:
         assert adapted["dynamic_lr"] == block.lr and "dynamic_only" in adapted
         assert adapted["dynamic_rule"] == "rms"
+        # the held-out split follows the tune slice: read first, as much as the fit recorded
+        assert 0 < block.warm <= dynamic.WARM_CHARS
+        assert adapted["dynamic_warm_chars"] == block.warm
     else:
         assert "dynamic_only" not in adapted
         assert adapted["perplexity"] == pytest.approx(adapted["cache_only"]["perplexity"])
@@ -234,7 +244,6 @@ def test_the_cache_is_refitted_over_the_dynamic_mixture_only_on_the_whole_tune_s
     """The tune slice is 520 characters: a fit reading 1,000 reads it all and refits the song
     cache's weights over the learning network's mixture (where the network has learned the
     phrase, the cache adds less); one reading 400 keeps the shipped weights."""
-    from charlm.scoring.adapt import Adaptation
     from charlm.scoring.mixture import MixtureFit
 
     monkeypatch.setattr(dynamic, "FIT_CHARS", fit_chars)
@@ -244,6 +253,7 @@ def test_the_cache_is_refitted_over_the_dynamic_mixture_only_on_the_whole_tune_s
     shipped = Adaptation((0.0, 0.5, 0.5, 0.5))
     dyn = fit.fit_dynamic(net, shipped)
     assert dyn is not None and dyn.lr == 0.01
+    assert dyn.warm == 520  # the whole tune slice, which no network trained on, read first
     if not refit:
         assert dyn.cache is None
         return
@@ -253,7 +263,6 @@ def test_the_cache_is_refitted_over_the_dynamic_mixture_only_on_the_whole_tune_s
 
 
 def test_the_adapted_figure_mixes_the_refitted_cache(net):
-    from charlm.scoring.adapt import Adaptation
     from charlm.scoring.kneser_ney import KneserNey
     from charlm.scoring.mixture import Mixture, mix_logprobs, score_text
 
@@ -271,7 +280,6 @@ def test_evaluate_reports_the_refitted_cache_weights(trained):
     from dataclasses import replace
 
     import charlm
-    from charlm.scoring.adapt import Adaptation
 
     from ..conftest import tiny_text
 
@@ -283,3 +291,37 @@ def test_evaluate_reports_the_refitted_cache_weights(trained):
     out = lm.evaluate(tiny_text()[:300], adapt=True)["adapted"]
     assert out["dynamic_cache_weights"] == list(refit.weights)
     assert out["dynamic_rule"] == "sgd"  # no scales: the SGD step
+
+
+def test_the_held_out_text_is_read_after_the_tune_slice_it_continues(net):
+    """With `warm`, the learning network reads the text before the scored one first: the
+    scores are the last part of one read of both, and the static scores do not move."""
+    from charlm.scoring.kneser_ney import KneserNey
+    from charlm.scoring.mixture import Mixture, mix_logprobs, score_text
+
+    before = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6] * 8)  # (64,) the phrase the text repeats
+    ids = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6] * 4)  # (32,)
+    kn = KneserNey(before, 12, 3)
+    mixture = Mixture(kn, 0.5, Adaptation((0.0, 0.1, 0.1, 0.1)), Dynamic(0.3, 0.6))
+    cold = score_text(net, ids, "cpu", mixture, adapt=True)
+    warm = score_text(net, ids, "cpu", mixture, adapt=True, warm=before)
+    both = dynamic_logprobs(net, torch.cat([before, ids]), 0.3)[-(len(ids) - 1) :]
+    expected = mix_logprobs(both, torch.from_numpy(kn.log_probs(ids)), 0.6)
+    assert warm.dynamic_only.loss == pytest.approx(-float(expected.mean()), rel=1e-9)
+    assert warm.dynamic_only.loss < cold.dynamic_only.loss  # it learned the phrase first
+    assert warm.shipped.loss == cold.shipped.loss and warm.cache_only.loss == cold.cache_only.loss
+
+
+def test_evaluate_reads_the_recorded_tune_slice_before_the_held_out_split_only(trained):
+    from dataclasses import replace
+
+    import charlm
+
+    lm = charlm.load("d", checkpoint_dir=trained)
+    lm.mixture = replace(lm.mixture, dynamic=Dynamic(0.3, lm.mixture.weight, warm=120))
+    val = lm.evaluate(adapt=True)["adapted"]
+    assert val["dynamic_warm_chars"] == 120
+    whole = lm.evaluate(adapt=True, split="all")["adapted"]  # nothing precedes the corpus
+    assert whole["dynamic_warm_chars"] == 0
+    lm.mixture = replace(lm.mixture, dynamic=Dynamic(0.3, lm.mixture.weight))  # before: none
+    assert lm.evaluate(adapt=True)["adapted"]["dynamic_warm_chars"] == 0
