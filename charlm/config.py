@@ -105,6 +105,9 @@ class TrainConfig:
     precision: str = "fp32"  # "bf16": autocast the training forward pass (CPU with bf16, CUDA)
     kn_order: int = 8  # Kneser-Ney n-gram mixed with the network; 0 = network alone
     mix_fraction: float = 0.05  # end of the training text kept apart to fit the mixture weight
+    # a language's word list the count model leans on (scoring/lexicon.py): auto = the one
+    # that writes most of the corpus's characters, if any; zh; none
+    lexicon: str = "auto"
     seed: int = 0
     # processes training together (torchrun): each takes batch_size of the global batch
     processes: int = 1
@@ -147,6 +150,7 @@ class TrainConfig:
         _check(self.precision in ("fp32", "bf16"), "--precision must be fp32 or bf16")
         _check(0 <= self.kn_order <= 16, "--kn-order must be in [0, 16] (0 = no count model)")
         _check(0 < self.mix_fraction < 0.5, "--mix-fraction must be in (0, 0.5)")
+        _check(self.lexicon in ("auto", "zh", "none"), "--lexicon must be auto, zh or none")
         _check(self.processes >= 1, "processes must be >= 1")
         _check(1 <= self.members <= 16, "--members must be in [1, 16]")
         _check(0.0 <= self.decay <= 1.0, "--decay must be in [0, 1] (0 = off)")

@@ -68,7 +68,7 @@ HELP_GROUPS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
         ("Optimisation", ("optimizer", "lr", "decay", "weight_decay", "warmup", "clip",
                           "batch_size", "seq_len", "sampler", "unk_prob", "precision")),
         ("Evaluation and count model", ("eval_every", "eval_epochs", "kn_order", "mix_fraction",
-                                        "preview", "tensorboard")),
+                                        "lexicon", "preview", "tensorboard")),
         OUTPUT,
     ),
     "generate": (
@@ -231,6 +231,12 @@ KnOrder = _opt(
 )
 MixFraction = _opt(
     float, "Training-text tail used to fit the mixture weight." + _default(D.mix_fraction)
+)
+Lexicon = _opt(
+    str,
+    "A language's word list the count model leans on (zh: jieba's 349k Chinese words); auto: "
+    "the one that writes half the corpus's characters, if any." + _default(D.lexicon),
+    choices=("auto", "zh", "none"),
 )
 ValFraction = _opt(float, f"Held-out tail fraction.{_default(D.val_fraction)}")
 Newline = _opt(str, "Keep line breaks, or read them as spaces (the textbook).  [default: keep]",

@@ -51,6 +51,7 @@ def train(
     precision: o.TrainPrecision = None,
     kn_order: o.KnOrder = None,
     mix_fraction: o.MixFraction = None,
+    lexicon: o.Lexicon = None,
     val_fraction: o.ValFraction = None,
     encoding: o.Encoding = None,
     newline: o.Newline = None,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from charlm.data.vocab import UNK_ID, chunk_spans
+from charlm.data.vocab import UNK_ID, Vocab, chunk_spans
 from charlm.scoring import dynamic
 from charlm.scoring.adapt import CACHE_ORDER, Adaptation, cache_probs, fit_weights
 from charlm.scoring.dynamic import Dynamic
@@ -32,6 +32,10 @@ from charlm.scoring.evaluate import (
 )
 from charlm.scoring.gate import Gate, entropy, fit_gate
 from charlm.scoring.kneser_ney import KneserNey
+from charlm.scoring.lexicon import MIN_WEIGHT, LexiconCounts
+from charlm.scoring.lexicon import from_payload as lexicon_from_payload
+
+Counts = KneserNey | LexiconCounts  # the corpus's count model, leaning on a lexicon or not
 
 MAX_KN_CHARS = 5_000_000  # past this the network trains alone (kept from the dict-table days)
 MIN_TUNE_CHARS = 64  # fewer tune characters than this cannot fit a weight worth shipping
@@ -57,7 +61,7 @@ PICK_CHARS = 1_000_000
 
 @dataclass(frozen=True)
 class Mixture:
-    kn: KneserNey
+    kn: Counts
     weight: float  # lam: the network's share
     adaptation: Adaptation | None = None  # the song cache fitted beside it (adapt.py)
     dynamic: Dynamic | None = None  # dynamic evaluation fitted beside it (dynamic.py)
@@ -82,10 +86,16 @@ class Mixture:
     def next_logprobs(self, net_logits: torch.Tensor, contexts: list[list[int]]) -> torch.Tensor:
         """(B, V) network logits and each row's context ids -> (B, V) mixture log-probs."""
         logp_net = torch.log_softmax(net_logits.double(), dim=-1).cpu()  # (B, V)
-        p_kn = torch.from_numpy(self.kn.distributions(contexts))  # (B, V)
+        kn = self.kn
+        corpus = kn.corpus if isinstance(kn, LexiconCounts) else kn
+        p_corpus = torch.from_numpy(corpus.distributions(contexts))  # (B, V)
+        p_kn = p_corpus
+        if isinstance(kn, LexiconCounts):
+            p_lex = torch.from_numpy(kn.lexicon.distributions(contexts))  # (B, V)
+            p_kn = (1 - kn.weight) * p_corpus + kn.weight * p_lex
         lam = torch.full((len(p_kn), 1), self.weight, dtype=torch.float64)  # (B, 1)
-        if self.gate is not None:
-            h_kn = -(p_kn * torch.log(p_kn.clamp_min(1e-300))).sum(-1)
+        if self.gate is not None:  # it reads the corpus counts' entropy, as in scoring
+            h_kn = -(p_corpus * torch.log(p_corpus.clamp_min(1e-300))).sum(-1)
             lam = torch.sigmoid(self.gate.logits(entropy(logp_net), h_kn))[:, None]
         p = lam * logp_net.exp() + (1 - lam) * p_kn
         return torch.log(p).to(net_logits.device)
@@ -176,14 +186,23 @@ class MixtureFit:
         order: int,
         vocab: int,
         reset_ids: tuple[int, ...] = (),
+        lexicon: tuple[str, KneserNey] | None = None,
     ) -> None:
-        self.kn = KneserNey(torch.cat([fit_ids, tune_ids]), vocab, order)
+        self.kn: Counts = KneserNey(torch.cat([fit_ids, tune_ids]), vocab, order)
         self.tune_ids = fit_slice(tune_ids, fit_ids, vocab)
         self.tune_chars = len(tune_ids)  # the whole slice: text no network trains on
         # the end of the fit text, whose gradients give dynamic evaluation's RMS rule its
         # scales (a copy: fit_ids may be a memory map)
         self.scale_ids = fit_ids[-(dynamic.SCALE_CHARS + 1) :].clone()
-        fit_kn = KneserNey(fit_ids, vocab, order)
+        fit_kn: Counts = KneserNey(fit_ids, vocab, order)
+        self.lexicon_weight = 0.0
+        if lexicon is not None:  # its share b, fitted against the corpus counts alone
+            name, lex = lexicon
+            b = 1 - fit_weight(kn_logprobs(fit_kn, self.tune_ids), kn_logprobs(lex, self.tune_ids))
+            if b >= MIN_WEIGHT:
+                self.lexicon_weight = b
+                self.kn = LexiconCounts(self.kn, lex, name, b)
+                fit_kn = LexiconCounts(fit_kn, lex, name, b)
         self.tune_kn_logp = kn_logprobs(fit_kn, self.tune_ids)
         self.tune_kn_entropy = torch.from_numpy(fit_kn.entropies(self.tune_ids))  # the gate's
         # the song cache over the tune slice, without and with resets at blank lines
@@ -394,13 +413,13 @@ def fit_weight(net_logp: torch.Tensor, kn_logp: torch.Tensor, iters: int = 100) 
     return lam
 
 
-def kn_logprobs(kn: KneserNey, ids: torch.Tensor) -> torch.Tensor:
+def kn_logprobs(kn: Counts, ids: torch.Tensor) -> torch.Tensor:
     """ln p_kn(ids[i] | ids[:i]) for i >= 1, (N-1,) float64."""
     return torch.from_numpy(kn.log_probs(ids))
 
 
 def to_payload(
-    kn: KneserNey,
+    kn: Counts,
     weight: float,
     adaptation: Adaptation | None,
     dyn: Dynamic | None = None,
@@ -415,6 +434,7 @@ def to_payload(
         "adapt": adaptation.to_payload() if adaptation else None,
         **({"dynamic": dyn.to_payload()} if dyn else {}),
         **({"gate": gate.to_payload()} if gate else {}),
+        **({"lexicon": kn.to_payload()} if isinstance(kn, LexiconCounts) else {}),
         "vocab_size": t["vocab_size"],
         "unk_mass": t["unk_mass"],
         "discounts": torch.from_numpy(t["discounts"]),
@@ -424,9 +444,12 @@ def to_payload(
     }
 
 
-def from_payload(block: dict[str, Any] | None, vocab_size: int) -> Mixture | None:
+def from_payload(
+    block: dict[str, Any] | None, vocab_size: int, vocab: Vocab | None = None
+) -> Mixture | None:
     """The mixture a checkpoint's kn block describes; ValueError/KeyError/TypeError if it is
-    malformed. Format 1 blocks hold the training ids instead of tables: rebuilt from them."""
+    malformed. Format 1 blocks hold the training ids instead of tables: rebuilt from them. A
+    block with a lexicon needs the `vocab` to rebuild it for (lexicon.py)."""
     if not block:
         return None
     weight, order = float(block["weight"]), int(block["order"])
@@ -448,4 +471,9 @@ def from_payload(block: dict[str, Any] | None, vocab_size: int) -> Mixture | Non
     dyn = block.get("dynamic")
     dyn = Dynamic.from_payload(dyn) if dyn is not None else None
     gate = Gate.from_payload(block["gate"]) if block.get("gate") is not None else None
-    return Mixture(KneserNey.from_tables(block), weight, adaptation, dyn, gate)
+    kn: Counts = KneserNey.from_tables(block)
+    if block.get("lexicon") is not None:
+        if vocab is None:
+            raise ValueError("kn.lexicon needs the vocabulary to rebuild it")
+        kn = lexicon_from_payload(block["lexicon"], kn, vocab)
+    return Mixture(kn, weight, adaptation, dyn, gate)

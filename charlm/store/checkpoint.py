@@ -288,7 +288,7 @@ def restore_mixture(
     if block is None:
         return None
     try:
-        mixture = from_payload(block, vocab_size)
+        mixture = from_payload(block, vocab_size, Vocab(payload["vocab"]))
         if model is not None and mixture.dynamic is not None:
             mixture.dynamic.check_fits(model)
         return mixture

@@ -21,6 +21,7 @@ from charlm.config import TrainConfig
 from charlm.data.prepared import RunData
 from charlm.scoring.adapt import Adaptation, blank_line_ids
 from charlm.scoring.evaluate import perplexity, target_logprobs
+from charlm.scoring.lexicon import for_corpus
 from charlm.scoring.mixture import MixtureFit, Scores, fit_slice, kn_logprobs, score_text
 from charlm.system.distributed import Dist
 from charlm.training.optim import Plateau
@@ -49,8 +50,10 @@ class HeldOut:
         # what each fit scores (every process: all of them help score the network)
         self.tune_ids = fit_slice(data.tune_ids, data.train_ids, len(data.vocab)) if mixed else None
         if self.tune_ids is not None and dist.main:
+            lexicon = for_corpus(cfg.lexicon, data.vocab, data.train_ids)
             self.mix_fit = MixtureFit(data.train_ids, data.tune_ids, cfg.kn_order,
-                                      len(data.vocab), blank_line_ids(data.vocab))  # fmt: skip
+                                      len(data.vocab), blank_line_ids(data.vocab),
+                                      lexicon)  # fmt: skip
             self.val_kn_logp = kn_logprobs(self.mix_fit.kn, self.eval_ids)
         self.mixture = None
         if self.mix_fit:

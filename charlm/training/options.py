@@ -80,6 +80,7 @@ class TrainOptions:
     precision: str | None = None
     kn_order: int | None = None
     mix_fraction: float | None = None
+    lexicon: str | None = None
     val_fraction: float | None = None
     seed: int | None = None
     processes: int | None = None  # not an option: how many processes torchrun started
