@@ -25,6 +25,7 @@ from charlm.data.ids_cache import encode_text
 from charlm.models.ensemble import mean_probability
 from charlm.scoring.adapt import blank_line_ids
 from charlm.scoring.evaluate import target_logprobs
+from charlm.scoring.lexicon import for_corpus
 from charlm.scoring.mixture import MixtureFit, fit_weight, kn_logprobs, mix_logprobs
 from charlm.store import checkpoint
 from charlm.training.setup import run_data
@@ -44,8 +45,9 @@ def main() -> None:
     corpus = read_corpus(rec["source"], CorpusOptions(**rec["options"]))
     text = encode_text(corpus.text, corpus.fingerprint, rec["val_fraction"], None, vocab)
     data = run_data(text, rec, cfg)
+    lexicon = for_corpus(cfg.lexicon, vocab, data.train_ids)
     fit = MixtureFit(data.train_ids, data.tune_ids, cfg.kn_order, len(vocab),
-                     blank_line_ids(vocab))  # fmt: skip
+                     blank_line_ids(vocab), lexicon)  # fmt: skip
     kn_val = kn_logprobs(fit.kn, data.val_ids)
     tune = [target_logprobs(m, fit.tune_ids) for m in models]
     val = [target_logprobs(m, data.val_ids) for m in models]

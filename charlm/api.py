@@ -28,6 +28,7 @@ from charlm.generation.sampling import DEFAULT_PREFIX, check_prefix, generate
 from charlm.scoring import dynamic
 from charlm.scoring.evaluate import EvalResult
 from charlm.scoring.kneser_ney import KneserNey
+from charlm.scoring.lexicon import LexiconCounts
 from charlm.scoring.mixture import kn_logprobs, score_text
 from charlm.store import checkpoint
 from charlm.system.runtime import choose_device, new_seed
@@ -270,6 +271,8 @@ class LanguageModel:
         result: dict[str, Any] = scores.shipped.as_dict()
         if scores.weight is not None:
             result["mix_weight"] = scores.weight
+        if self.mixture is not None and isinstance(self.mixture.kn, LexiconCounts):
+            result["lexicon"] = self.mixture.kn.to_payload()  # what the count model leans on
         result["network"] = scores.network.as_dict()
         if scores.adapted is not None:
             dyn = self.mixture.dynamic if scores.dynamic_only is not None else None

@@ -104,7 +104,10 @@ def _table(console: Any, r: dict, baseline_order: int) -> None:
     t.add_column("model")
     for k in ("perplexity", "bits/char", "loss"):
         t.add_column(k, justify="right")
-    rows = [("charlm" + (f" (mixture, w={r['mix_weight']:.2f})" if "mix_weight" in r else ""), r)]
+    lex = r.get("lexicon")
+    lexicon = f", lexicon {lex['name']} {lex['weight']:.2f}" if lex else ""
+    mixed = f" (mixture, w={r['mix_weight']:.2f}{lexicon})" if "mix_weight" in r else ""
+    rows = [("charlm" + mixed, r)]
     if "adapted" in r:
         a = r["adapted"]
         if "dynamic_only" in a:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import gzip
 import math
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from charlm.data.vocab import Vocab, chunk_spans
+from charlm.data.vocab import UNK_ID, Vocab, chunk_spans
 from charlm.scoring.kneser_ney import KneserNey
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -52,18 +51,22 @@ MIN_WEIGHT = 0.005  # a fitted b below this adds nothing worth the lexicon's bui
 
 
 @functools.lru_cache(maxsize=2)
-def words(name: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """The lexicon's words and their frequencies, as the asset lists them."""
+def words(name: str) -> tuple[str, np.ndarray, np.ndarray]:
+    """The lexicon's words as the asset lists them: all of them joined into one string, where
+    each starts in it ((W + 1,), the last entry its length) and each one's frequency (W,)."""
     if name not in LEXICONS:
         raise ValueError(f"no lexicon named {name!r} (known: {', '.join(LEXICONS)})")
     with gzip.open(ASSETS / LEXICONS[name], "rt", encoding="utf-8") as f:
-        rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
-    return tuple(w for w, _ in rows), tuple(int(c) for _, c in rows)
+        rows = [line.partition("\t") for line in f.read().split("\n") if line]
+    ws = [w for w, _, _ in rows]
+    starts = np.zeros(len(ws) + 1, dtype=np.int64)
+    np.cumsum([len(w) for w in ws], out=starts[1:])
+    return "".join(ws), starts, np.array([int(c) for _, _, c in rows], dtype=np.int64)
 
 
 @functools.lru_cache(maxsize=2)
 def _charset(name: str) -> frozenset[str]:
-    return frozenset("".join(words(name)[0]))
+    return frozenset(words(name)[0])
 
 
 def coverage(name: str, vocab: Vocab, char_counts: np.ndarray) -> float:
@@ -85,15 +88,18 @@ def choose(vocab: Vocab, char_counts: np.ndarray) -> str | None:
 
 def lexicon_ids(name: str, vocab: Vocab) -> np.ndarray:
     """The lexicon text (see the module docstring) in `vocab`'s ids, (N,); a character the
-    vocabulary lacks is its <unk>."""
-    ws, freqs = words(name)
-    known = set(vocab.tokens[1:])
-    bag: list[str] = []
-    for w, f in zip(ws, freqs, strict=True):
-        if any(c in known for c in w):  # a word of <unk> alone says nothing
-            bag.extend([w] * max(1, round(math.log2(f + 1))))
-    random.Random(SEED).shuffle(bag)
-    return vocab.encode("".join(bag)).astype(np.int64)
+    vocabulary lacks is its <unk>, and a word of <unk> alone is left out (it says nothing)."""
+    joined, starts, freqs = words(name)
+    chars = vocab.encode(joined).astype(np.int64)  # (C,) every word's characters
+    known = np.maximum.reduceat(chars != UNK_ID, starts[:-1])  # (W,) any character known
+    times = np.maximum(1, np.rint(np.log2(freqs + 1))).astype(np.int64) * known  # (W,)
+    bag = np.random.default_rng(SEED).permutation(np.repeat(np.arange(len(freqs)), times))
+    lengths = np.diff(starts)[bag]  # (B,) each drawn word's length
+    ends = np.cumsum(lengths)
+    # each drawn word's characters in turn: its start in `joined`, then +1 along the word
+    total = int(ends[-1]) if len(ends) else 0
+    at = np.repeat(starts[bag] - (ends - lengths), lengths) + np.arange(total)
+    return chars[at]
 
 
 def build(name: str, vocab: Vocab, order: int = ORDER) -> KneserNey:
