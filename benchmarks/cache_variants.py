@@ -56,7 +56,7 @@ from charlm.scoring.adapt import (  # noqa: E402
     fit_weights,
 )
 from charlm.scoring.evaluate import logprobs_and_entropy, perplexity  # noqa: E402
-from charlm.scoring.lexicon import LexiconCounts  # noqa: E402
+from charlm.scoring.lexicon import Lexicon, LexiconCounts  # noqa: E402
 from charlm.scoring.mixture import MixtureFit, kn_logprobs, mix_logprobs  # noqa: E402
 from charlm.training.setup import run_data  # noqa: E402
 
@@ -165,7 +165,9 @@ def main() -> None:
     if len(data.vocab) != len(lm.vocab) or data.tune_ids is None:
         sys.exit("the corpus is not the one this run trained on (or it has no tune slice)")
     reset = blank_line_ids(lm.vocab)
-    lexicon = (m.kn.name, m.kn.lexicon) if isinstance(m.kn, LexiconCounts) else None
+    lexicon = (
+        Lexicon(m.kn.name, m.kn.lexicon, m.kn.keep) if isinstance(m.kn, LexiconCounts) else None
+    )
     fit = MixtureFit(data.train_ids, data.tune_ids, m.kn.order, len(lm.vocab), reset, lexicon)
     tune, val = fit.tune_ids, data.val_ids
     v_kn, v_hkn = kn_logprobs(m.kn, val), torch.from_numpy(m.kn.entropies(val))

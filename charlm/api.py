@@ -50,7 +50,8 @@ def load(
     path = checkpoint.resolve(spec, Path(checkpoint_dir), "best")
     payload = checkpoint.load(path)
     model, vocab, _ = checkpoint.restore_model(payload, str(path), dev)
-    mixture = checkpoint.restore_mixture(payload, len(vocab), str(path), model)
+    mixture = checkpoint.restore_mixture(payload, len(vocab), str(path), model,
+                                         Path(checkpoint_dir))  # fmt: skip
     return LanguageModel(path, payload, model, vocab, mixture, dev, Path(checkpoint_dir))
 
 

@@ -275,10 +275,19 @@ class KneserNey:
         """ln p(ids[i] | ids[:i]) for i >= 1, shape (N-1,), as evaluate() scores the network;
         all positions at once, one searchsorted per order."""
         seq = _as_ids(ids)
-        n, v = len(seq), self.vocab_size
-        if n < 2:
+        return self._log_probs(seq, seq[1:]) if len(seq) >= 2 else np.zeros(0)
+
+    def log_probs_of(self, ids: Any, target: int) -> np.ndarray:
+        """ln p(target | ids[:i]) for i >= 1, (N-1,): one id's chance after every context of
+        the text (what a lexicon leaves to the corpus, lexicon.py, asks of a few ids)."""
+        seq = _as_ids(ids)
+        if len(seq) < 2:
             return np.zeros(0)
-        w = seq[1:]  # targets (N-1,)
+        return self._log_probs(seq, np.full(len(seq) - 1, target, dtype=np.int64))
+
+    def _log_probs(self, seq: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """ln p(w[i] | seq[:i + 1]), (N-1,), seq (N,), w the targets (N-1,)."""
+        n, v = len(seq), self.vocab_size
         p = self._base[w]
         alive = np.ones(n - 1, dtype=bool)
         gram = np.zeros(n, dtype=np.int64)  # id of the (k-1)-gram ending at each position

@@ -7,7 +7,8 @@ similar contexts, the count table remembers long exact phrases. Their per-charac
 
 beats both on small corpora. `lam` is fitted by EM on a "tune" slice cut from the end of the
 training text, which neither the network nor the count model used for fitting it and which the
-held-out split never sees.
+held-out split never sees. Where a language's word list helps the tune slice, p_kn is itself
+the corpus's counts leaning on the list's (lexicon.py: LexiconCounts, fitted in MixtureFit).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +34,7 @@ from charlm.scoring.evaluate import (
 )
 from charlm.scoring.gate import Gate, entropy, fit_gate
 from charlm.scoring.kneser_ney import KneserNey
-from charlm.scoring.lexicon import MIN_WEIGHT, LexiconCounts
+from charlm.scoring.lexicon import MIN_WEIGHT, Lexicon, LexiconCounts, fit_share
 from charlm.scoring.lexicon import from_payload as lexicon_from_payload
 
 Counts = KneserNey | LexiconCounts  # the corpus's count model, leaning on a lexicon or not
@@ -86,13 +88,11 @@ class Mixture:
     def next_logprobs(self, net_logits: torch.Tensor, contexts: list[list[int]]) -> torch.Tensor:
         """(B, V) network logits and each row's context ids -> (B, V) mixture log-probs."""
         logp_net = torch.log_softmax(net_logits.double(), dim=-1).cpu()  # (B, V)
-        kn = self.kn
-        corpus = kn.corpus if isinstance(kn, LexiconCounts) else kn
-        p_corpus = torch.from_numpy(corpus.distributions(contexts))  # (B, V)
-        p_kn = p_corpus
-        if isinstance(kn, LexiconCounts):
-            p_lex = torch.from_numpy(kn.lexicon.distributions(contexts))  # (B, V)
-            p_kn = (1 - kn.weight) * p_corpus + kn.weight * p_lex
+        if isinstance(self.kn, LexiconCounts):  # the gate reads the corpus counts' certainty
+            both = self.kn.distributions_and_corpus(contexts)
+            p_kn, p_corpus = (torch.from_numpy(p) for p in both)  # (B, V) each
+        else:
+            p_kn = p_corpus = torch.from_numpy(self.kn.distributions(contexts))  # (B, V)
         lam = torch.full((len(p_kn), 1), self.weight, dtype=torch.float64)  # (B, 1)
         if self.gate is not None:  # it reads the corpus counts' entropy, as in scoring
             h_kn = -(p_corpus * torch.log(p_corpus.clamp_min(1e-300))).sum(-1)
@@ -186,7 +186,7 @@ class MixtureFit:
         order: int,
         vocab: int,
         reset_ids: tuple[int, ...] = (),
-        lexicon: tuple[str, KneserNey] | None = None,
+        lexicon: Lexicon | None = None,
     ) -> None:
         self.kn: Counts = KneserNey(torch.cat([fit_ids, tune_ids]), vocab, order)
         self.tune_ids = fit_slice(tune_ids, fit_ids, vocab)
@@ -196,13 +196,14 @@ class MixtureFit:
         self.scale_ids = fit_ids[-(dynamic.SCALE_CHARS + 1) :].clone()
         fit_kn: Counts = KneserNey(fit_ids, vocab, order)
         self.lexicon_weight = 0.0
+        self.lexicon_name = lexicon.name if lexicon is not None else None  # the one tried
         if lexicon is not None:  # its share b, fitted against the corpus counts alone
-            name, lex = lexicon
-            b = 1 - fit_weight(kn_logprobs(fit_kn, self.tune_ids), kn_logprobs(lex, self.tune_ids))
+            leaning = LexiconCounts(fit_kn, lexicon.kn, lexicon.name, 0.5, lexicon.keep)
+            b = fit_share(leaning.parts(self.tune_ids))
             if b >= MIN_WEIGHT:
                 self.lexicon_weight = b
-                self.kn = LexiconCounts(self.kn, lex, name, b)
-                fit_kn = LexiconCounts(fit_kn, lex, name, b)
+                self.kn = replace(leaning, corpus=self.kn, weight=b)
+                fit_kn = replace(leaning, weight=b)
         self.tune_kn_logp = kn_logprobs(fit_kn, self.tune_ids)
         self.tune_kn_entropy = torch.from_numpy(fit_kn.entropies(self.tune_ids))  # the gate's
         # the song cache over the tune slice, without and with resets at blank lines
@@ -445,11 +446,15 @@ def to_payload(
 
 
 def from_payload(
-    block: dict[str, Any] | None, vocab_size: int, vocab: Vocab | None = None
+    block: dict[str, Any] | None,
+    vocab_size: int,
+    vocab: Vocab | None = None,
+    cache_root: Path | None = None,
 ) -> Mixture | None:
     """The mixture a checkpoint's kn block describes; ValueError/KeyError/TypeError if it is
     malformed. Format 1 blocks hold the training ids instead of tables: rebuilt from them. A
-    block with a lexicon needs the `vocab` to rebuild it for (lexicon.py)."""
+    block with a lexicon needs the `vocab` to rebuild it for (lexicon.py; its tables cached
+    under `cache_root` where given)."""
     if not block:
         return None
     weight, order = float(block["weight"]), int(block["order"])
@@ -475,5 +480,5 @@ def from_payload(
     if block.get("lexicon") is not None:
         if vocab is None:
             raise ValueError("kn.lexicon needs the vocabulary to rebuild it")
-        kn = lexicon_from_payload(block["lexicon"], kn, vocab)
+        kn = lexicon_from_payload(block["lexicon"], kn, vocab, cache_root)
     return Mixture(kn, weight, adaptation, dyn, gate)

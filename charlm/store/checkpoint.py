@@ -278,17 +278,22 @@ def _check_state(net: torch.nn.Module, state: Any, where: str) -> None:
 
 
 def restore_mixture(
-    payload: dict[str, Any], vocab_size: int, where: str, model: torch.nn.Module | None = None
+    payload: dict[str, Any],
+    vocab_size: int,
+    where: str,
+    model: torch.nn.Module | None = None,
+    cache_root: Path | None = None,
 ):
     """The count model and weight a checkpoint ships with, or None for the network alone;
-    with `model`, its dynamic evaluation's scales checked against the network's weights."""
+    with `model`, its dynamic evaluation's scales checked against the network's weights; a
+    lexicon's tables cached under `cache_root` (the checkpoint folder) where given."""
     from charlm.scoring.mixture import from_payload
 
     block = payload.get("kn")
     if block is None:
         return None
     try:
-        mixture = from_payload(block, vocab_size, Vocab(payload["vocab"]))
+        mixture = from_payload(block, vocab_size, Vocab(payload["vocab"]), cache_root)
         if model is not None and mixture.dynamic is not None:
             mixture.dynamic.check_fits(model)
         return mixture

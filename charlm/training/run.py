@@ -108,6 +108,7 @@ def _train(
                 )  # fmt: skip
             if dist.main:
                 print_header(console, setup, trainer, device, dist)
+                _lexicon_note(console, trainer)
             summary = trainer.run()
             if summary["stopped"] != "interrupted":
                 with console.status("fitting dynamic evaluation for --adapt..."):
@@ -122,6 +123,23 @@ def _train(
         return None
     _close(console, summary, trainer, folder.path, ckdir, dist)
     return summary
+
+
+def _lexicon_note(console, trainer: Trainer) -> None:
+    """What the count model leans on (scoring/lexicon.py), where a lexicon was tried."""
+    fit = trainer.mix_fit
+    if fit is None or fit.lexicon_name is None:
+        return
+    name = fit.lexicon_name
+    console.print(
+        f"note: the count model leans on the {name} lexicon (jieba's words) with a share of "
+        f"{fit.lexicon_weight:.2f}, fitted on the tune slice (--lexicon none: the corpus's "
+        "counts alone)"
+        if fit.lexicon_weight > 0
+        else f"note: the {name} lexicon did not help the tune slice; the count model is the "
+        "corpus's alone",
+        markup=False,
+    )
 
 
 def _close(console, summary: dict, trainer: Trainer, run_dir: Path, ckdir: Path, dist: Dist):

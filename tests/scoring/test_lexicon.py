@@ -54,8 +54,9 @@ def test_coverage_picks_the_lexicon_for_chinese_text_and_none_for_english():
     vocab = _vocab(tiny_text())
     ids = torch.from_numpy(vocab.encode(tiny_text()).astype(np.int64))
     assert lexicon.for_corpus("none", vocab, ids) is None
-    name, kn = lexicon.for_corpus("auto", vocab, ids)
-    assert name == "zh" and kn.order == lexicon.ORDER and kn.vocab_size == len(vocab)
+    lex = lexicon.for_corpus("auto", vocab, ids)
+    assert lex.name == "zh" and lex.kn.order == lexicon.ORDER and lex.kn.vocab_size == len(vocab)
+    assert vocab.tokens[lex.keep[0]] == "\n"  # what it never writes, the commonest first
     with pytest.raises(UsageError):
         TrainConfig(lexicon="en")
 
@@ -66,7 +67,8 @@ def leaning():
     vocab = _vocab(text)
     ids = vocab.encode(text).astype(np.int64)
     corpus = KneserNey(ids, len(vocab), 4)
-    return vocab, ids, LexiconCounts(corpus, lexicon.build("zh", vocab), "zh", 0.2)
+    keep = lexicon.keep_ids("zh", vocab, np.bincount(ids, minlength=len(vocab)))
+    return vocab, ids, LexiconCounts(corpus, lexicon.build("zh", vocab), "zh", 0.2, keep)
 
 
 def test_the_leaning_model_is_one_distribution_its_scores_and_generation_agree(leaning):
@@ -77,7 +79,11 @@ def test_the_leaning_model_is_one_distribution_its_scores_and_generation_agree(l
     assert np.allclose(p.sum(1), 1.0)
     assert np.allclose(np.log(p[np.arange(len(text) - 1), text[1:]]), kn.log_probs(text))
     corpus, lex = kn.corpus.distributions(contexts), kn.lexicon.distributions(contexts)
-    assert np.allclose(p, 0.8 * corpus + 0.2 * lex)
+    keep = list(kn.keep)
+    assert keep and np.array_equal(p[:, keep], corpus[:, keep])  # the line break's chance kept
+    rest = 1 - corpus[:, keep].sum(1)  # what the corpus leaves to the characters of words
+    want = 0.8 * corpus + 0.2 * rest[:, None] * lex / (1 - lex[:, keep].sum(1))[:, None]
+    assert np.allclose(np.delete(p, keep, 1), np.delete(want, keep, 1))
     # the gate reads the corpus counts' entropy; seen() asks what the corpus had
     assert np.array_equal(kn.entropies(text), kn.corpus.entropies(text))
     assert kn.seen(np.array([[ids[0], ids[1]]]))[0]
@@ -86,6 +92,7 @@ def test_the_leaning_model_is_one_distribution_its_scores_and_generation_agree(l
 def test_the_mixture_generates_from_the_leaning_model(leaning):
     _, ids, kn = leaning
     mixture = Mixture(kn, 0.5)
+    torch.manual_seed(0)
     logits = torch.randn(2, kn.vocab_size)
     out = mixture.next_logprobs(logits, [list(ids[:5]), list(ids[7:9])])  # (2, V)
     assert torch.allclose(out.exp().sum(1), torch.ones(2, dtype=out.dtype))
@@ -104,15 +111,16 @@ def test_the_fit_leans_on_the_lexicon_only_where_it_helps_the_tune_slice():
     fit_ids = torch.from_numpy(vocab.encode(fit_text).astype(np.int64))
     tune_ids = torch.from_numpy(vocab.encode(tune_text).astype(np.int64))
     plain = MixtureFit(fit_ids, tune_ids, 4, len(vocab))
-    lex = lexicon.build("zh", vocab)
-    leaning = MixtureFit(fit_ids, tune_ids, 4, len(vocab), lexicon=("zh", lex))
+    counts = np.bincount(fit_ids.numpy(), minlength=len(vocab))
+    lex = lexicon.Lexicon("zh", lexicon.build("zh", vocab), lexicon.keep_ids("zh", vocab, counts))
+    leaning = MixtureFit(fit_ids, tune_ids, 4, len(vocab), lexicon=lex)
     assert isinstance(leaning.kn, LexiconCounts) and 0 < leaning.lexicon_weight < 1
     assert leaning.tune_kn_logp.mean() > plain.tune_kn_logp.mean() + 0.5  # nats a character
     assert torch.equal(leaning.tune_kn_entropy, plain.tune_kn_entropy)  # the gate's feature
     # a lexicon that only hurts (its words' characters are <unk> here) is not leaned on
     en = _vocab(ENGLISH)
     en_ids = torch.from_numpy(en.encode(ENGLISH).astype(np.int64))
-    zh_on_en = ("zh", lexicon.build("zh", en))
+    zh_on_en = lexicon.Lexicon("zh", lexicon.build("zh", en), ())
     fit = MixtureFit(en_ids[:1500], en_ids[1500:], 4, len(en), lexicon=zh_on_en)
     assert isinstance(fit.kn, KneserNey) and fit.lexicon_weight == 0.0
 
@@ -120,14 +128,16 @@ def test_the_fit_leans_on_the_lexicon_only_where_it_helps_the_tune_slice():
 def test_the_checkpoint_stores_the_lexicon_by_name_and_rebuilds_it(leaning):
     vocab, ids, kn = leaning
     block = to_payload(kn, 0.6, None)
-    assert block["lexicon"] == {"name": "zh", "order": lexicon.ORDER, "weight": 0.2}
+    assert block["lexicon"] == {"name": "zh", "order": lexicon.ORDER, "weight": 0.2,
+                                "keep": list(kn.keep)}  # fmt: skip
     back = from_payload(block, len(vocab), vocab)
     assert isinstance(back.kn, LexiconCounts) and back.kn.weight == 0.2
     assert np.allclose(back.kn.log_probs(ids[:200]), kn.log_probs(ids[:200]))
     with pytest.raises(ValueError):
         from_payload(block, len(vocab))  # no vocabulary to rebuild it for
-    for bad, error in (({"name": "xx", "order": 4, "weight": 0.2}, ValueError),
-                       ({"name": "zh", "order": 4, "weight": 1.5}, ValueError),
+    good = block["lexicon"]
+    for bad, error in (({**good, "name": "xx"}, ValueError), ({**good, "weight": 1.5}, ValueError),
+                       ({**good, "keep": [len(vocab)]}, ValueError),
                        ({"name": "zh", "order": 4}, KeyError), ([1], TypeError)):  # fmt: skip
         with pytest.raises(error):
             from_payload({**block, "lexicon": bad}, len(vocab), vocab)
@@ -142,6 +152,7 @@ def test_train_records_its_choice_and_none_turns_it_off(tmp_path, runner):
                             "--eval-every", "10", "--kn-order", "4", "--lexicon", setting,
                             "--seed", "1"])  # fmt: skip
         assert r.exit_code == 0, r.output
+        assert ("zh lexicon" in r.stderr) == (setting == "zh")  # the run says what it leans on
         payload = torch.load(tmp_path / setting / "best.pt", weights_only=True)
         assert payload["train_config"]["lexicon"] == setting
         if setting == "none":
@@ -155,3 +166,37 @@ def test_train_records_its_choice_and_none_turns_it_off(tmp_path, runner):
     r = invoke(runner, ["train", "--corpus", corpus, "--lexicon", "en", "--checkpoint-dir",
                         tmp_path])  # fmt: skip
     assert r.exit_code == 2 and "--lexicon" in r.stderr
+
+
+def test_the_lexicon_tables_are_cached_in_the_checkpoint_folder_and_a_bad_entry_rebuilt(
+    tmp_path, monkeypatch
+):
+    vocab = _vocab(tiny_text())
+    fresh = lexicon.build("zh", vocab)
+    first = lexicon.build("zh", vocab, cache_root=tmp_path)  # written
+    (entry,) = (tmp_path / lexicon.CACHE_SUBDIR).iterdir()
+    calls = []
+    real = lexicon._build
+    monkeypatch.setattr(lexicon, "_build", lambda *a: calls.append(a) or real(*a))
+    again = lexicon.build("zh", vocab, cache_root=tmp_path)  # read, not built
+    assert calls == []
+    text = vocab.encode(tiny_text()[:300]).astype(np.int64)
+    for kn in (first, again):
+        assert np.array_equal(kn.log_probs(text), fresh.log_probs(text))
+    entry.write_bytes(b"not a table")  # damaged: built again and rewritten
+    assert np.array_equal(lexicon.build("zh", vocab, cache_root=tmp_path).log_probs(text),
+                          fresh.log_probs(text))  # fmt: skip
+    assert len(calls) == 1 and entry.read_bytes()[:2] == b"PK"
+    # no folder to cache in: nothing is written anywhere
+    lexicon.build("zh", vocab, cache_root=tmp_path / "absent")
+    assert not (tmp_path / "absent").exists()
+
+
+def test_the_share_is_the_one_that_scores_the_tune_slice_best(leaning):
+    _, ids, kn = leaning
+    parts = kn.parts(ids[:400])
+    b = lexicon.fit_share(parts)
+    grid = np.linspace(0.001, 0.999, 999)
+    best = grid[np.argmax([lexicon.mix_scores(*parts, x).mean() for x in grid])]
+    assert abs(b - best) < 2e-3
+    assert np.allclose(lexicon.mix_scores(*parts, 0.2), kn.log_probs(ids[:400]))
