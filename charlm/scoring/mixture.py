@@ -177,6 +177,8 @@ class MixtureFit:
     Two count models: one counts the training text without the tune slice and scores the tune
     slice (so the weight is fitted on text neither model has seen), the other counts all of it
     and is the one that ships. `fit(model)` gives the mixture for the network as it is now.
+    With a `lexicon` (lexicon.for_corpus), both lean on it at the share b that scores the tune
+    slice best (`lexicon_weight`; 0 where it is under lexicon.MIN_WEIGHT: not leaned on).
     """
 
     def __init__(
