@@ -154,10 +154,16 @@ def build(name: str, vocab: Vocab, order: int = ORDER, cache_root: Path | None =
 
 def _cache_path(root: Path, name: str, tokens: tuple[str, ...], order: int) -> Path:
     """The entry for this lexicon (its asset's bytes), vocabulary and order."""
-    h = hashlib.sha256((ASSETS / LEXICONS[name]).read_bytes())
+    h = hashlib.sha256(_asset_digest(name))
     h.update(f"{SEED}|{order}|".encode())
     h.update("\n".join(tokens).encode("utf-8"))
     return root / CACHE_SUBDIR / f"{name}-o{order}-{h.hexdigest()[:20]}.npz"
+
+
+@functools.lru_cache(maxsize=2)
+def _asset_digest(name: str) -> bytes:
+    """The asset's sha256, read once a process (a load asks for the cache entry's name)."""
+    return hashlib.sha256((ASSETS / LEXICONS[name]).read_bytes()).digest()
 
 
 @functools.lru_cache(maxsize=2)

@@ -34,7 +34,7 @@ from charlm.scoring.evaluate import (
 )
 from charlm.scoring.gate import Gate, entropy, fit_gate
 from charlm.scoring.kneser_ney import KneserNey
-from charlm.scoring.lexicon import MIN_WEIGHT, Lexicon, LexiconCounts, fit_share
+from charlm.scoring.lexicon import MIN_WEIGHT, Lexicon, LexiconCounts, fit_share, mix_scores
 from charlm.scoring.lexicon import from_payload as lexicon_from_payload
 
 Counts = KneserNey | LexiconCounts  # the corpus's count model, leaning on a lexicon or not
@@ -199,14 +199,19 @@ class MixtureFit:
         fit_kn: Counts = KneserNey(fit_ids, vocab, order)
         self.lexicon_weight = 0.0
         self.lexicon_name = lexicon.name if lexicon is not None else None  # the one tried
+        tune_logp = None  # the fit's count model's ln p of the tune slice, once read
         if lexicon is not None:  # its share b, fitted against the corpus counts alone
             leaning = LexiconCounts(fit_kn, lexicon.kn, lexicon.name, 0.5, lexicon.keep)
-            b = fit_share(leaning.parts(self.tune_ids))
+            parts = leaning.parts(self.tune_ids)  # (T-1,) each: read once, for b and the logp
+            b = fit_share(parts)
+            tune_logp = parts[0]  # the corpus counts alone
             if b >= MIN_WEIGHT:
                 self.lexicon_weight = b
                 self.kn = replace(leaning, corpus=self.kn, weight=b)
                 fit_kn = replace(leaning, weight=b)
-        self.tune_kn_logp = kn_logprobs(fit_kn, self.tune_ids)
+                tune_logp = mix_scores(*parts, b)
+        self.tune_kn_logp = (kn_logprobs(fit_kn, self.tune_ids) if tune_logp is None
+                             else torch.from_numpy(tune_logp))  # fmt: skip
         self.tune_kn_entropy = torch.from_numpy(fit_kn.entropies(self.tune_ids))  # the gate's
         # the song cache over the tune slice, without and with resets at blank lines
         self.caches = {r: cache_probs(self.tune_ids, CACHE_ORDER, r) for r in {(), reset_ids}}
