@@ -6,6 +6,9 @@ the same calls.
     for piece in lm.generate("分开", seed=1):     # the text as it is written
         print(piece, end="")
     song = lm.generate_text("分开", lines=4, seed=1)
+    lm.generate_text(form="七言绝句", rhyme_with="光", seed=3)   # every `charlm generate` option
+    for rec in lm.samples("分开", num_samples=3, lines=4, report_novelty=True, seed=1):
+        print(rec["seed"], rec["text"], rec["novelty"])   # the records of `generate --json`
     lm.evaluate("窗外的麻雀在电线杆上多嘴")         # {"perplexity": ..., "bits_per_char": ...}
     lm.evaluate(corpus="other.txt", split="all")  # as `charlm evaluate --corpus ... --split all`
 """
@@ -24,14 +27,16 @@ from charlm.data.corpus import check_val_fraction, read_recorded
 from charlm.data.ids_cache import encode_text
 from charlm.errors import DataError, UsageError
 from charlm.generation.novelty import TrainingIndex
-from charlm.generation.sampling import DEFAULT_PREFIX, check_prefix, generate
+from charlm.generation.prepared import Generation, prepare
+from charlm.generation.request import DEFAULT_PREFIX, GenerationRequest
+from charlm.generation.sampling import check_prefix, generate
 from charlm.scoring import dynamic
 from charlm.scoring.evaluate import EvalResult
 from charlm.scoring.kneser_ney import KneserNey
 from charlm.scoring.lexicon import LexiconCounts
 from charlm.scoring.mixture import kn_logprobs, score_text
 from charlm.store import checkpoint
-from charlm.system.runtime import choose_device, new_seed
+from charlm.system.runtime import choose_device
 
 BASELINE_ORDER = 8  # the Kneser-Ney order `evaluate --baseline kn` compares with
 
@@ -52,7 +57,10 @@ def load(
     model, vocab, _ = checkpoint.restore_model(payload, str(path), dev)
     mixture = checkpoint.restore_mixture(payload, len(vocab), str(path), model,
                                          Path(checkpoint_dir))  # fmt: skip
-    return LanguageModel(path, payload, model, vocab, mixture, dev, Path(checkpoint_dir))
+    lm = LanguageModel(path, payload, model, vocab, mixture, dev, Path(checkpoint_dir))
+    shadowed = checkpoint.shadow_note(spec, Path(checkpoint_dir))
+    lm.notes = [shadowed] if shadowed else []
+    return lm
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class LanguageModel:
     def __init__(self, path, payload, model, vocab, mixture, device, checkpoint_dir) -> None:
         self.path, self.payload, self.model, self.vocab = path, payload, model, vocab
         self.mixture, self.device, self.checkpoint_dir = mixture, device, checkpoint_dir
+        self.notes: list[str] = []  # what loading it noticed (a run hiding a shipped base)
 
     @property
     def has_adaptation(self) -> bool:
@@ -173,33 +182,41 @@ class LanguageModel:
         ids = torch.from_numpy(self.vocab.encode(prefix).astype("int64"))  # (N,)
         return dynamic.learned(self.model, ids, dyn.lr, self.device, dyn.rms)
 
-    def generate(
-        self,
-        prefix: str | None = None,
-        *,
-        seed: int | None = None,
-        adapt: bool | None = None,
-        skip_unknown: bool = False,
-        **sampling: Any,
-    ) -> Iterator[str]:
+    def prepare(self, request: GenerationRequest | None = None, **options: Any) -> Generation:
+        """A request (or `charlm generate`'s options by their long names with underscores)
+        resolved against this model: the seed, the prefix, the copy guard's default (on at
+        16 when the training text is at hand, as the CLI), adaptation. Errors are CharlmError
+        with the CLI's message."""
+        if request is None:
+            request = GenerationRequest.from_fields(options)
+        elif options:
+            raise UsageError("prepare() takes a request or options, not both")
+        return prepare(self, request)
+
+    def generate(self, prefix: str | None = None, **options: Any) -> Iterator[str]:
         """The text of one sample as it is written: the prefix, then one character at a time.
-        `sampling`: SampleConfig's fields (length, temperature, top_k, top_p, lines,
-        precision, acrostic, max_copy); seed None draws a fresh one. An acrostic writes one
-        line per head unless `lines` says otherwise."""
-        if sampling.get("acrostic") and not sampling.get("lines"):
-            sampling["lines"] = len(sampling["acrostic"])  # one line per head, as the CLI
-        cfg = SampleConfig(seed=new_seed() if seed is None else seed, **sampling)
-        if cfg.num_samples != 1:
-            raise UsageError("generate() writes one sample; call stream() for several")
-        prefix = self.prefix_for(prefix, cfg.acrostic, skip_unknown)
-        index = self.training_index() if cfg.max_copy else None
-        for pieces in self.stream(prefix, cfg, self.check_adapt(adapt), index):
+        `options`: GenerationRequest's fields (length, temperature, top_k, top_p, seed, lines,
+        acrostic, max_copy, form, rhyme, rhyme_with, template, adapt, ...), as `charlm
+        generate` takes them; seed None draws a fresh one. Same options, same text as the CLI."""
+        run = self.prepare(prefix=prefix, **options)
+        if run.cfg.num_samples != 1:
+            raise UsageError("generate() writes one sample; call samples() for several")
+        for pieces in run.stream():
             if pieces[0]:
                 yield pieces[0]
 
-    def generate_text(self, prefix: str | None = None, **kwargs: Any) -> str:
+    def generate_text(self, prefix: str | None = None, **options: Any) -> str:
         """generate(...) joined into one string."""
-        return "".join(self.generate(prefix, **kwargs))
+        return "".join(self.generate(prefix, **options))
+
+    def samples(self, prefix: str | None = None, **options: Any) -> list[dict[str, Any]]:
+        """Every sample at once (num_samples of them), as `generate --json` writes them: text,
+        prefix, seed, sample, checkpoint, and novelty / form where asked."""
+        run = self.prepare(prefix=prefix, **options)
+        texts = [""] * run.cfg.num_samples
+        for pieces in run.stream():
+            texts = [t + p for t, p in zip(texts, pieces, strict=True)]
+        return run.records(texts)
 
     def form_report(self, cfg: SampleConfig, text: str) -> dict[str, Any]:
         """What --json adds with a form: the layout asked for and each line's rhyme group (as

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from charlm.config import ModelConfig, TrainConfig
+from charlm.generation import request
 from charlm.training.options import TrainOptions
 
 MODEL_DEFAULTS = ModelConfig(vocab_size=2)
@@ -124,9 +125,50 @@ Checkpoint = Annotated[
 ]
 Encoding = _opt(str, "Corpus encoding.  [default: utf-8]", metavar="CODEC")
 
-RhymeTable = Annotated[
-    str,
-    typer.Option(help="十三辙 (the rhymes of song lyrics) or 中华新韵 (the 14 groups of 2005)."),
+# ---- generate: each option is a GenerationRequest field, help and choices declared there -------
+
+
+def request_option(name: str, kind: Any) -> Any:
+    """`charlm generate`'s option for GenerationRequest's field `name` (its help, flag and
+    choices read from the field; tests/cli/test_options.py checks every field has one)."""
+    meta = request.meta_of(name)
+    names = (meta["flag"],) if "flag" in meta else ()
+    choices = meta["choices"]
+    extra: dict[str, Any] = {}
+    if choices:
+        extra = {"metavar": f"[{'|'.join(choices)}]", "autocompletion": complete_from(choices)}
+    elif "metavar" in meta:
+        extra = {"metavar": meta["metavar"]}
+    return Annotated[kind, typer.Option(*names, help=request.help_of(name), **extra)]
+
+
+Prefix = request_option("prefix", str | None)
+Length = request_option("length", int | None)
+Temperature = request_option("temperature", float)
+TopK = request_option("top_k", int)
+TopP = request_option("top_p", float)
+Seed = request_option("seed", int | None)
+NumSamples = request_option("num_samples", int)
+Lines = request_option("lines", int)
+SamplePrecision = request_option("precision", str)
+SkipUnknown = request_option("skip_unknown", bool)
+Acrostic = request_option("acrostic", str)
+MaxCopy = request_option("max_copy", int | None)
+ReportNovelty = request_option("report_novelty", bool)
+Adapt = request_option("adapt", bool | None)
+Form = request_option("form", str)
+Rhyme = request_option("rhyme", str)
+RhymeWith = request_option("rhyme_with", str)
+RhymeTable = request_option("rhyme_table", str)
+Template = request_option("template", str | None)
+RepeatChorus = request_option("repeat_chorus", bool)
+LineCandidates = request_option("line_candidates", int)
+LoopGuard = request_option("loop_guard", bool)
+Separator = Annotated[
+    str, typer.Option(help='The line written between samples ("" for a blank one).')
+]
+ListForms = Annotated[
+    bool, typer.Option("--list-forms", help="Print the named forms (lengths, rhymes, tones), exit.")
 ]
 
 # ---- the model: train and info ----------------------------------------------------------------

@@ -17,6 +17,7 @@ from charlm.generation.choice import LineChoice, follow
 from charlm.generation.constraints import Draft
 from charlm.generation.form.layout import is_named
 from charlm.generation.novelty import TrainingIndex
+from charlm.generation.request import DEFAULT_PREFIX
 from charlm.models.ensemble import make_stepper
 from charlm.scoring.mixture import Mixture
 from charlm.system.runtime import make_generator
@@ -33,7 +34,6 @@ NAMED_FORM_CANDIDATES = 1
 MAX_ROWS = 16_384  # samples x candidate lines in one batch
 SEQ_CHUNK = 2048  # sequences a rule scores in one batch (Lookahead.sequences)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-DEFAULT_PREFIX = "分开"  # the textbook's prefix: generate's default
 PREVIEW_PREFIXES = (DEFAULT_PREFIX, "不分开")  # sampled at each training evaluation
 
 

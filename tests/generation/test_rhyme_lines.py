@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from charlm.config import SampleConfig
 from charlm.data.vocab import Vocab
 from charlm.errors import CharlmError, UsageError
 from charlm.generation.form import english
@@ -260,8 +261,11 @@ def test_the_rhyme_word_comes_once_the_line_has_a_quarter_chance_of_having_ended
 
 
 def test_the_look_ahead_is_used_when_asked(en):
-    with_look = en.generate_text("", rhyme="AABB", seed=4)
-    assert with_look != en.generate_text("", rhyme="AABB", seed=4, lookahead=False)
+    def text(look: bool) -> str:  # lookahead is a knob of SampleConfig, not an option
+        cfg = SampleConfig(length=800, rhyme="AABB", seed=4, lookahead=look)
+        return "".join(p[0] for p in en.stream("", cfg))
+
+    assert text(True) != text(False)
 
 
 def test_a_short_word_must_have_stood_whole():
