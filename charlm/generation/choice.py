@@ -11,7 +11,6 @@ line by line. With N = 1 nothing is buffered and every character streams as it c
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
@@ -53,24 +52,10 @@ def follow(
     index: torch.Tensor, last: torch.Tensor, state: list, parts: list[Any]
 ) -> tuple[torch.Tensor, list]:
     """Every row continues from the row `index` (R,) names: its next logits (R, V), its
-    recurrent state (per layer, (R, H) tensors), and the per-row state of `parts` (the draft
-    and the constraints that keep some: their ROW_STATE attributes, copied row by row)."""
+    recurrent state (per layer, (R, H) tensors), and the per-row state of `parts` (the step
+    context and the pipeline: each one's `reorder(rows)`)."""
     rows = index.tolist()
     for part in parts:
-        for name in getattr(part, "ROW_STATE", ()):
-            setattr(part, name, _rows_of(getattr(part, name), rows))
-        if hasattr(part, "follow_rows"):
-            part.follow_rows(rows)
+        part.reorder(rows)
     at = index.to(last.device)
     return last[at], [tuple(t[at] for t in s) for s in state]
-
-
-def _rows_of(value: list, rows: list[int]) -> list:
-    """value[i] for each i in rows: the first row to take an entry takes it as it is (the old
-    list is dropped), the others a deep copy, so that no two rows share a mutable entry."""
-    taken: set[int] = set()
-    out = []
-    for i in rows:
-        out.append(copy.deepcopy(value[i]) if i in taken else value[i])
-        taken.add(i)
-    return out

@@ -1,9 +1,10 @@
-"""The rewrites of each step's next-character distribution, applied in order.
+"""The processors of lyric form, copies and loops, and `build`, which puts a generation's
+pipeline together (pipeline.Pipeline: what ships, the rules, the sampling filters).
 
-Each constraint is an object with one method: `(B, V) log-probs or logits, Draft -> (B, V)`.
-`Draft` is what they read: each sample's recent ids, lines written, current line length.
-A new rule of lyric form (line lengths, rhyme slots) is one more class here and one more
-entry in `build`; `sampling.generate` does not change.
+Each is a processor.Processor: `(B, V) log-probs or logits, StepContext -> (B, V)`, reading
+each row's recent ids, lines written, current line length and the look ahead. A new rule of
+lyric form is one more Processor and one more entry in `build`; `sampling.generate` does not
+change. A new sampling control is one more processor in filters.py.
 
     MixWithCounts   the network mixed with the Kneser-Ney count model (what ships)
     SongCache       each sample's own cache of what it has written, and the line guard
@@ -20,125 +21,43 @@ entry in `build`; `sampling.generate` does not change.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from dataclasses import replace
 
 import torch
 
 from charlm.config import SampleConfig
 from charlm.data.vocab import UNK_ID, Vocab
 from charlm.errors import UsageError
+from charlm.generation.filters import sampling_filters
 from charlm.generation.form.constraint import FormConstraint, check_groups, vocab_rhymes
 from charlm.generation.form.free_lines import RUN_ON, RhymeLines, Shape
 from charlm.generation.form.layout import layout_for
 from charlm.generation.form.lexicon import language_of, lexicon_for
 from charlm.generation.form.rhyme import RhymeBook
 from charlm.generation.novelty import TrainingIndex
+from charlm.generation.pipeline import Pipeline
+from charlm.generation.processor import Processor, StepContext, take_rows
 from charlm.generation.repeats import repeat_guard, word_ids
 from charlm.scoring.adapt import Adaptation, LineGuard, StreamCache, adapt_logprobs
 from charlm.scoring.mixture import Mixture
 
 
-@dataclass
-class Draft:
-    """The samples written so far: each one's last ids (as far back as any constraint looks),
-    its line count and current line length, and whether it is done (--lines reached)."""
-
-    ROW_STATE = ("history", "line", "lines", "line_len", "done")  # see choice.follow
-
-    history: list[list[int]]  # per sample, the last `keep` ids (prefix included)
-    line: list[list[int]]  # per sample, the ids of its current line (prefix included)
-    lines: list[int]  # line breaks written, prefix included
-    line_len: list[int]  # characters in the current (last) line
-    max_lines: int  # 0 = no limit
-    keep: int = 1
-    steps: int = 0  # characters generated after the prefix
-    done: list[bool] = field(default_factory=list)
-    # (B, K) candidate ids -> (B, K, V) log-probs of the character after each: a look one
-    # step ahead from the current state, set by `generate` before each step's rules
-    peek: Callable[[torch.Tensor], torch.Tensor] | None = None
-    # (P,) rows, (P,) ids -> (P, V) log-probs after writing each id on its row
-    peek_rows: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-    # (row, W id sequences) -> (W,) log-probs of each sequence after its first id, from that
-    # row's state: how a rule weighs whole words (sampling.Lookahead.sequences)
-    score: Callable[[int, list[list[int]]], torch.Tensor] | None = None
-    spell: str | None = None  # how to write an <unk> a rule forced at this step (a symbol)
-
-    @classmethod
-    def start(cls, prefix: str, start: list[int], n: int, max_lines: int, keep: int) -> Draft:
-        lines = [prefix.count("\n")] * n
-        tail = len(prefix.rsplit("\n", 1)[-1])  # the prefix's last line
-        return cls(
-            history=[list(start[-keep:]) for _ in range(n)],
-            line=[list(start[len(start) - tail :]) if tail else [] for _ in range(n)],
-            lines=lines,
-            line_len=[tail] * n,
-            max_lines=max_lines,
-            keep=keep,
-            done=[max_lines > 0 and c >= max_lines for c in lines],
-        )
-
-    @property
-    def finished(self) -> bool:
-        return all(self.done)
-
-    def last_ids(self) -> list[int]:
-        return [tail[-1] for tail in self.history]
-
-    def add(self, ids: list[int], vocab: Vocab) -> list[str]:
-        """Append one id per sample; the text pieces to write ("" for a finished sample)."""
-        self.steps += 1
-        out = []
-        for b, i in enumerate(ids):
-            tail = self.history[b]
-            tail.append(i)
-            del tail[: -self.keep]
-            if vocab.tokens[i] == "\n":
-                self.line[b] = []
-            else:
-                self.line[b].append(i)
-            if self.done[b]:
-                out.append("")
-                continue
-            ch = self.spell if i == UNK_ID and self.spell else vocab.tokens[i]
-            out.append(ch)
-            self.line_len[b] = 0 if ch == "\n" else self.line_len[b] + 1
-            if ch == "\n":
-                self.lines[b] += 1
-                self.done[b] = self.max_lines > 0 and self.lines[b] >= self.max_lines
-        self.spell = None
-        return out
-
-
-class Constraint(Protocol):
-    looks_back: int  # how many of each sample's last ids it reads (Draft keeps the most asked)
-
-    def __call__(self, logits: torch.Tensor, draft: Draft) -> torch.Tensor:
-        """(B, V) -> (B, V)."""
-        ...
-
-
-class MixWithCounts:
+class MixWithCounts(Processor):
     """Network logits -> log-probs of the network mixed with the count model."""
-
-    ships = True  # part of the distribution that ships (what best-of-N lines are scored by)
 
     def __init__(self, mixture: Mixture) -> None:
         self.mixture, self.looks_back = mixture, mixture.kn.order
 
-    def __call__(self, logits: torch.Tensor, draft: Draft) -> torch.Tensor:
-        return self.mixture.next_logprobs(logits, draft.history)  # (B, V) log-probs
+    def __call__(self, logits: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        return self.mixture.next_logprobs(logits, ctx.history)  # (B, V) log-probs
 
 
-class SongCache:
+class SongCache(Processor):
     """Each sample's song cache (what it has written, as counts by context) mixed in, and the
     line guard, which stops a line from repeating forever. Fed with the prefix, then with each
     new character as the draft grows."""
 
     looks_back = 1
-    ships = True
-    ROW_STATE = ("caches",)
 
     def __init__(self, adaptation: Adaptation | None, n: int, vocab: Vocab, start: list[int]):
         if adaptation is None:
@@ -152,10 +71,10 @@ class SongCache:
         for i in start:
             self._add([i] * n)
 
-    def __call__(self, logp: torch.Tensor, draft: Draft) -> torch.Tensor:
-        if draft.steps > self.seen:  # the character chosen at the last step
-            self._add(draft.last_ids())
-            self.seen = draft.steps
+    def __call__(self, logp: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        if ctx.steps > self.seen:  # the character chosen at the last step
+            self._add(ctx.last_ids())
+            self.seen = ctx.steps
         p = adapt_logprobs(logp, self.caches, self.adaptation)
         return self.guard.mask(p) if self.guard else p
 
@@ -165,13 +84,14 @@ class SongCache:
             if self.guard:
                 self.guard.add(b, i)
 
-    def follow_rows(self, rows: list[int]) -> None:
+    def reorder(self, rows: list[int]) -> None:
+        take_rows(self, ("caches",), rows)
         if self.guard:
             self.guard.current = [list(self.guard.current[r]) for r in rows]
             self.guard.previous = [list(self.guard.previous[r]) for r in rows]
 
 
-class CopyGuard:
+class CopyGuard(Processor):
     """No character that would copy more than `n` training characters in a row: it is
     removed before the draw. A row that would be left with nothing writable (the unknown
     symbol never counts: it is never written) stays as it was.
@@ -184,8 +104,8 @@ class CopyGuard:
         self.index, self.n, self.looks_back = index, n, n
         self.word_ids = word_ids or set()
 
-    def __call__(self, logits: torch.Tensor, draft: Draft) -> torch.Tensor:
-        for b, tail in enumerate(draft.history):
+    def __call__(self, logits: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        for b, tail in enumerate(ctx.history):
             if tail and tail[-1] in self.word_ids:
                 continue  # inside a word (or at its end): the bar waits for the next one
             bad = torch.from_numpy(self.index.extensions(tail, self.n)).to(logits.device)  # (V,)
@@ -196,7 +116,7 @@ class CopyGuard:
         return logits
 
 
-class AcrosticHeads:
+class AcrosticHeads(Processor):
     """A sample at the start of line k may only write heads[k], and the line may not end
     right after it (a line of its head alone is no line)."""
 
@@ -205,8 +125,8 @@ class AcrosticHeads:
     def __init__(self, heads: list[int], newline: int | None) -> None:
         self.heads, self.newline = heads, newline
 
-    def __call__(self, logits: torch.Tensor, draft: Draft) -> torch.Tensor:
-        for b, (k, n) in enumerate(zip(draft.lines, draft.line_len, strict=True)):
+    def __call__(self, logits: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        for b, (k, n) in enumerate(zip(ctx.lines, ctx.line_len, strict=True)):
             if k >= len(self.heads):
                 continue
             if n == 0:
@@ -227,17 +147,19 @@ def build(
     copy_index: TrainingIndex | None = None,
     prefix: str = "",
     rows: int | None = None,
-) -> list[Constraint]:
-    """The constraints a generation applies, in order: what ships first (the mixture, the
-    song cache), then the rules that forbid (copies, the form, acrostic heads). `rows`: the
-    batch's rows (cfg.num_samples, times the candidate lines of each)."""
+) -> Pipeline:
+    """The processors a generation applies, in order: what ships first (the mixture, the
+    song cache), then the rules that forbid (loops, copies, the form, acrostic heads), then
+    the sampling filters. `rows`: the batch's rows (cfg.num_samples, times the candidate
+    lines of each)."""
     rows = rows or cfg.num_samples
     language = language_of(vocab)
-    out: list[Constraint] = []
+    shipped: list[Processor] = []
     if mixture:
-        out.append(MixWithCounts(mixture))
+        shipped.append(MixWithCounts(mixture))
         if adapt:
-            out.append(SongCache(mixture.adaptation, rows, vocab, start))
+            shipped.append(SongCache(mixture.adaptation, rows, vocab, start))
+    out: list[Processor] = []
     if cfg.loop_guard:
         out.append(repeat_guard(vocab, language))
     if copy_index is not None and cfg.max_copy > 0:
@@ -254,7 +176,7 @@ def build(
     if cfg.acrostic:
         heads = [int(i) for i in vocab.encode(cfg.acrostic)]
         out.append(AcrosticHeads(heads, vocab.id_of("\n")))
-    return out
+    return Pipeline(shipped, out, sampling_filters(cfg))
 
 
 def writes_free_lines(vocab: Vocab, cfg: SampleConfig) -> bool:
@@ -292,14 +214,14 @@ def form_constraint(
                           lookahead=cfg.lookahead, free_heads=bool(cfg.acrostic))  # fmt: skip
 
 
-def fit_to_form(cfg: SampleConfig, rules: list[Constraint], prefix: str) -> SampleConfig:
+def fit_to_form(cfg: SampleConfig, pipe: Pipeline, prefix: str) -> SampleConfig:
     """With a form, the song's length and line count are the form's; with --rhyme alone, its
     line count (and room for each line to reach MAX_LINE and finish its word)."""
-    free = next((r for r in rules if isinstance(r, RhymeLines)), None)
+    free = pipe.of_kind(RhymeLines)
     if free is not None:
         room = sum(free.shape.cap(i) + RUN_ON + 32 for i in range(len(free.lines))) + free.breaks
         return replace(cfg, length=room, lines=prefix.count("\n") + free.breaks)
-    form = next((r for r in rules if isinstance(r, FormConstraint)), None)
+    form = pipe.of_kind(FormConstraint)
     if form is None:
         return cfg
     return replace(cfg, length=len(form.plan) - len(prefix), lines=form.layout.breaks())

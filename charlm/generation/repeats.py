@@ -25,6 +25,7 @@ import re
 import torch
 
 from charlm.data.vocab import Vocab
+from charlm.generation.processor import Processor, StepContext
 
 RUN = 3  # copies in a row a line may hold of one unit
 SHORT, SHORT_RUN = 4, 2  # of a phrase of 2..SHORT units; longer ones: 1
@@ -50,7 +51,7 @@ def closes(units: list, n: int) -> object | None:
     return units[-n]  # the next unit of the period
 
 
-class RepeatGuard:
+class RepeatGuard(Processor):
     """Characters as the units; spaces do not separate the copies."""
 
     looks_back = 1
@@ -58,8 +59,8 @@ class RepeatGuard:
     def __init__(self, vocab: Vocab) -> None:
         self.spaces = {i for i in (vocab.id_of(c) for c in " \u3000\t") if i is not None}
 
-    def __call__(self, logits: torch.Tensor, draft) -> torch.Tensor:
-        for b, line in enumerate(draft.line):
+    def __call__(self, logits: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        for b, line in enumerate(ctx.line):
             ids = [i for i in line if i not in self.spaces]
             bad = {i for n in range(1, len(ids) // 2 + 2) if (i := closes(ids, n)) is not None}
             if bad and len(bad) < logits.shape[1]:
@@ -67,7 +68,7 @@ class RepeatGuard:
         return logits
 
 
-class WordRepeatGuard:
+class WordRepeatGuard(Processor):
     """Words as the units (a language that separates its words with spaces)."""
 
     looks_back = 1
@@ -79,8 +80,8 @@ class WordRepeatGuard:
             if len(t) == 1:
                 self.cases.setdefault(t.lower(), []).append(i)
 
-    def __call__(self, logits: torch.Tensor, draft) -> torch.Tensor:
-        for b, line in enumerate(draft.line):
+    def __call__(self, logits: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        for b, line in enumerate(ctx.line):
             bad = self.barred(self.vocab.decode(line))
             if bad and len(bad) < logits.shape[1]:
                 logits[b, list(bad)] = float("-inf")

@@ -22,7 +22,7 @@ from torch import nn
 
 from charlm.models.charrnn import CharRNN
 from charlm.models.state import State
-from charlm.models.stepper import Stepper
+from charlm.models.stepper import Stepper, StepperBackend
 
 
 def mean_probability(logp: torch.Tensor) -> torch.Tensor:
@@ -71,9 +71,16 @@ class EnsembleStepper:
     """Stepper's interface over an Ensemble: one fused step per member, then the average."""
 
     def __init__(self, model: Ensemble, dtype: torch.dtype = torch.float32) -> None:
+        self.model = model
         self.steppers = [Stepper(m, dtype) for m in model.members]
         self.layers = model.cfg.layers
         self.split, self.cast_states = Stepper.split, self.steppers[0].cast_states
+
+    @torch.inference_mode()
+    def prime(self, ids: torch.Tensor) -> tuple[torch.Tensor, list[State]]:
+        """As Stepper.prime, over the members (their states one after another)."""
+        logits, state = self.model(ids)  # (R, T, V)
+        return logits[:, -1], self.cast_states(self.split(state))
 
     @torch.inference_mode()
     def step(self, ids: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
@@ -86,6 +93,6 @@ class EnsembleStepper:
         return average_logprobs(logits), new
 
 
-def make_stepper(model: nn.Module, dtype: torch.dtype = torch.float32):
+def make_stepper(model: nn.Module, dtype: torch.dtype = torch.float32) -> StepperBackend:
     """The one-step generator for a CharRNN or an Ensemble."""
     return EnsembleStepper(model, dtype) if isinstance(model, Ensemble) else Stepper(model, dtype)

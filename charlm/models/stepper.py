@@ -10,12 +10,27 @@ training recurrences). The values agree with CharRNN.forward to float rounding (
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 
 from charlm.models.charrnn import CharRNN, layer_weights, two_level_scores
 from charlm.models.scratch import cell_step
 from charlm.models.state import State
+
+
+class StepperBackend(Protocol):
+    """What generation calls of a network: read the prefix, then one step a character. The
+    torch steppers here are one backend; another (numpy, say) implements the same three."""
+
+    def prime(self, ids: torch.Tensor) -> tuple[torch.Tensor, list[State]]:
+        """ids (R, T), the prefix on every row -> its last logits (R, V) and per-layer states."""
+        ...
+
+    def step(self, ids: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
+        """ids (R,) and per-layer states -> logits (R, V) and the next states."""
+        ...
 
 
 class Stepper:
@@ -76,6 +91,12 @@ class Stepper:
         if "w" in layer:
             return F.linear(torch.cat([x, h], dim=1), layer["w"], layer["b"]), None
         return F.linear(x, layer["w_ih"], layer["b_ih"]), F.linear(h, layer["w_hh"], layer["b_hh"])
+
+    @torch.inference_mode()
+    def prime(self, ids: torch.Tensor) -> tuple[torch.Tensor, list[State]]:
+        """The whole prefix in one forward pass of the network: ids (R, T) -> (R, V), states."""
+        logits, state = self.model(ids)  # (R, T, V)
+        return logits[:, -1], self.cast_states(self.split(state))
 
     @staticmethod
     def split(state: State) -> list[State]:

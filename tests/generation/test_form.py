@@ -151,24 +151,25 @@ def test_acrostic_with_a_form(lm):
 
 
 def test_acrostic_without_a_form_heads_every_line():
-    """The draft counts each line from its break: at the start of line k only head k may be
+    """The step context counts each line from its break: at the start of line k only head k may be
     written, and right after it the line may not end."""
-    from charlm.generation.constraints import AcrosticHeads, Draft
+    from charlm.generation.constraints import AcrosticHeads
+    from charlm.generation.processor import StepContext
 
     vocab = Vocab.build("春夜花白风\n")
     ids = {c: vocab.id_of(c) for c in "春夜花白风\n"}
     heads = AcrosticHeads([ids[c] for c in "春夜花"], ids["\n"])
-    draft = Draft.start("", [], n=1, max_lines=0, keep=1)
+    ctx = StepContext.start("", [], n=1, max_lines=0, keep=1)
 
     def allowed() -> set[str]:
-        row = heads(torch.zeros(1, len(vocab)), draft)[0]
+        row = heads(torch.zeros(1, len(vocab)), ctx)[0]
         return {c for c, i in ids.items() if row[i] == 0}
 
     for text, head in (("", "春"), ("春风风\n", "夜"), ("夜风\n", "花")):
         for ch in text:
-            draft.add([ids[ch]], vocab)
+            ctx.add([ids[ch]], vocab)
         assert allowed() == {head}
-        draft.add([ids[head]], vocab)
+        ctx.add([ids[head]], vocab)
         assert "\n" not in allowed() and "风" in allowed()
 
 
@@ -229,7 +230,7 @@ def test_a_form_on_a_model_without_chinese_is_refused(tmp_path):
 
 
 def test_the_loop_guard_stops_loops_and_lets_lyrics_repeat():
-    from charlm.generation.constraints import Draft
+    from charlm.generation.processor import StepContext
     from charlm.generation.repeats import RepeatGuard
 
     vocab = Vocab.build("我想你 每天都想你\n啊")
@@ -237,8 +238,8 @@ def test_the_loop_guard_stops_loops_and_lets_lyrics_repeat():
     ids = {c: vocab.id_of(c) for c in "我想你 每天都啊"}
 
     def forbidden(line: str) -> set[str]:
-        draft = Draft.start(line, [int(i) for i in vocab.encode(line)], 1, 0, 1)
-        out = guard(torch.zeros(1, len(vocab)), draft)[0]
+        ctx = StepContext.start(line, [int(i) for i in vocab.encode(line)], 1, 0, 1)
+        out = guard(torch.zeros(1, len(vocab)), ctx)[0]
         return {c for c, i in ids.items() if out[i] == float("-inf")}
 
     assert forbidden("我我我") == {"我"}  # a fourth in a row
@@ -254,8 +255,8 @@ def test_the_loop_guard_stops_loops_and_lets_lyrics_repeat():
 def test_the_english_loop_guard_counts_words_so_refrains_pass():
     """la la la, yeah yeah yeah, merrily merrily: what English lyrics repeat is words; the
     guard bars the first letter of the word that would be one copy too many."""
-    from charlm.generation.constraints import Draft
     from charlm.generation.form.lexicon import language_of
+    from charlm.generation.processor import StepContext
     from charlm.generation.repeats import WordRepeatGuard, repeat_guard
 
     vocab = Vocab.build("La la la, merrily we row our boat yeah! Zzz...\n")
@@ -263,8 +264,8 @@ def test_the_english_loop_guard_counts_words_so_refrains_pass():
     assert isinstance(guard, WordRepeatGuard)
 
     def forbidden(line: str) -> set[str]:
-        draft = Draft.start(line, [int(i) for i in vocab.encode(line)], 1, 0, 1)
-        out = guard(torch.zeros(1, len(vocab)), draft)[0]
+        ctx = StepContext.start(line, [int(i) for i in vocab.encode(line)], 1, 0, 1)
+        out = guard(torch.zeros(1, len(vocab)), ctx)[0]
         return {t for t in vocab.tokens if out[vocab.id_of(t) or 0] == float("-inf")}
 
     assert forbidden("la la ") == set() and forbidden("La la la, ") == {"l", "L"}  # a 4th
@@ -316,7 +317,7 @@ def test_the_look_ahead_weighs_each_candidate_by_what_may_follow_it():
     share of the network's next distribution: computed as one product (Lookahead.mass), it
     equals the log-sum-exp over the allowed log-probs, rows allowing different ids included."""
     from charlm.generation.form.constraint import _weigh_by_next
-    from charlm.generation.sampling import Lookahead
+    from charlm.generation.lookahead import Lookahead
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 20, generator=g)
@@ -368,20 +369,21 @@ def test_the_look_ahead_weighs_fewer_candidates_before_a_tone_than_before_a_rhym
     rule = FormConstraint(layout, vocab, vocab_rhymes(vocab, book), 1, "")
     widths = []
 
-    class Draft:
-        steps, spell = 0, None
+    class Ahead:
+        def mass(self, cands, allowed):  # (B, K), (B, V) -> (B, K)
+            widths.append(cands.shape[1])
+            return torch.zeros(cands.shape)
+
+    class Ctx:
+        steps, spell, ahead = 0, None, Ahead()
 
         def last_ids(self):
             return [vocab.id_of("春")]
 
-        def peek(self, cands, allowed):  # (B, K), (B, V) -> (B, K)
-            widths.append(cands.shape[1])
-            return torch.zeros(cands.shape)
-
-    draft = Draft()
+    ctx = Ctx()
     for step in range(7):  # the first line: tones at fixed slots, a rhyme at its end
-        draft.steps = step
-        rule(torch.zeros(1, len(vocab)), draft)
+        ctx.steps = step
+        rule(torch.zeros(1, len(vocab)), ctx)
     # slot 5 looks ahead to the rhyme (slot 6, 12 candidates), slot 6 to the line break
     assert widths[-2:] == [min(LOOKAHEAD_K, len(vocab))] * 2
     assert TONE_K < LOOKAHEAD_K and TONE_K in widths[:-2]
@@ -390,7 +392,7 @@ def test_the_look_ahead_weighs_fewer_candidates_before_a_tone_than_before_a_rhym
 def test_the_step_after_a_look_ahead_is_read_from_it(lm, monkeypatch):
     """A tonal form looks ahead before most characters; the drawn candidate's step is then
     already computed, and is taken from there: the same songs, fewer network steps."""
-    from charlm.generation import sampling
+    from charlm.generation import lookahead, sampling
     from charlm.models.stepper import Stepper
 
     rows = []  # the batch of every step the network takes
@@ -405,7 +407,7 @@ def test_the_step_after_a_look_ahead_is_read_from_it(lm, monkeypatch):
     main = rows.count(4 * sampling.NAMED_FORM_CANDIDATES)  # samples x candidate lines
     rows.clear()
     monkeypatch.setattr(
-        sampling.Lookahead, "step", lambda self, ids, st: self.stepper.step(ids, st)
+        lookahead.Lookahead, "step", lambda self, ids, st: self.stepper.step(ids, st)
     )
     assert songs(lm, n_seeds=3, form="七言绝句") == reused
     every = rows.count(4 * sampling.NAMED_FORM_CANDIDATES)

@@ -144,14 +144,15 @@ def test_the_copy_guard_counts_the_prefix_as_part_of_the_copy():
     import torch
 
     from charlm.data.vocab import Vocab
-    from charlm.generation.constraints import CopyGuard, Draft
+    from charlm.generation.constraints import CopyGuard
+    from charlm.generation.processor import StepContext
 
     vocab = Vocab.build("分开不了\n我爱你")
     train = [int(i) for i in vocab.encode("分开不了\n")]
     guard = CopyGuard(TrainingIndex(train, len(vocab)), 3)
     start = [int(i) for i in vocab.encode("分开不")]
-    draft = Draft.start("分开不", start, n=1, max_lines=0, keep=guard.looks_back)
-    out = guard(torch.zeros(1, len(vocab)), draft)[0]
+    ctx = StepContext.start("分开不", start, n=1, max_lines=0, keep=guard.looks_back)
+    out = guard(torch.zeros(1, len(vocab)), ctx)[0]
     assert torch.isinf(out).nonzero().flatten().tolist() == [vocab.id_of("了")]
 
 
@@ -168,7 +169,8 @@ def test_the_copy_guard_lets_an_english_word_finish_and_bars_the_next_one():
     import torch
 
     from charlm.data.vocab import Vocab
-    from charlm.generation.constraints import CopyGuard, Draft
+    from charlm.generation.constraints import CopyGuard
+    from charlm.generation.processor import StepContext
     from charlm.generation.repeats import word_ids
 
     text = "the land of Egypt and the sea\n"
@@ -178,14 +180,14 @@ def test_the_copy_guard_lets_an_english_word_finish_and_bars_the_next_one():
 
     def barred(line: str) -> set[str]:
         ids = [int(i) for i in vocab.encode(line)]
-        draft = Draft.start(line, ids, n=1, max_lines=0, keep=guard.looks_back)
-        out = guard(torch.zeros(1, len(vocab)), draft)[0]
+        ctx = StepContext.start(line, ids, n=1, max_lines=0, keep=guard.looks_back)
+        out = guard(torch.zeros(1, len(vocab)), ctx)[0]
         return {vocab.tokens[i] for i in torch.isinf(out).nonzero().flatten().tolist()}
 
     assert barred("land of Eg") == set()  # inside a word: it finishes
     assert barred("land of Egypt") == set()  # and may end as the text does
     assert barred("land of Egypt ") == {"a"}  # the next word may not copy on
     plain = CopyGuard(guard.index, 6)  # without word ids: the bar falls mid-word
-    draft = Draft.start("land of Eg", [int(i) for i in vocab.encode("land of Eg")], 1, 0, 6)
-    out = plain(torch.zeros(1, len(vocab)), draft)[0]
+    ctx = StepContext.start("land of Eg", [int(i) for i in vocab.encode("land of Eg")], 1, 0, 6)
+    out = plain(torch.zeros(1, len(vocab)), ctx)[0]
     assert torch.isinf(out[vocab.id_of("y")])

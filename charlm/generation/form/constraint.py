@@ -33,6 +33,7 @@ from charlm.data.vocab import UNK_ID, Vocab
 from charlm.errors import DataError, UsageError
 from charlm.generation.form.layout import FREE, Layout, is_named
 from charlm.generation.form.rhyme import LEVEL, VocabRhymes
+from charlm.generation.processor import Processor, StepContext, take_rows
 
 LOOKAHEAD_K = 12  # candidates weighed at the slot before a rhyme
 # candidates weighed before a slot that asks only a tone (half the characters fit it). On the
@@ -51,11 +52,10 @@ NEAR_COPY_MIN = 4  # a named form's lines this long and longer never repeat (see
 Peek = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-class FormConstraint:
+class FormConstraint(Processor):
     """Generation held to a layout; `written` is each sample's text so far, as ids."""
 
     looks_back = 1
-    ROW_STATE = ("groups", "used", "written")  # see choice.follow
 
     def __init__(
         self,
@@ -119,14 +119,17 @@ class FormConstraint:
                     f"first line, which has {first} character(s)"
                 )
 
-    def __call__(self, logits: torch.Tensor, draft) -> torch.Tensor:
+    def reorder(self, rows: list[int]) -> None:
+        take_rows(self, ("groups", "used", "written"), rows)
+
+    def __call__(self, logits: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         """(B, V) -> (B, V): only what the layout allows at this position."""
-        if draft.steps > self.seen:  # what the samples wrote at the last step
-            for b, i in enumerate(draft.last_ids()):
+        if ctx.steps > self.seen:  # what the samples wrote at the last step
+            for b, i in enumerate(ctx.last_ids()):
                 self.written[b].append(i)
                 self._remember(b, self.start + self.seen, i)
-            self.seen = draft.steps
-        p = self.start + draft.steps
+            self.seen = ctx.steps
+        p = self.start + ctx.steps
         if p >= len(self.plan):
             return logits
         kind, line, pos, literal = self.plan[p]
@@ -134,7 +137,7 @@ class FormConstraint:
             return _only(logits, [self.newline] * len(logits))
         if kind == LITERAL:
             if self.vocab.id_of(literal) is None:  # a symbol the model never saw: it reads
-                draft.spell = literal  # <unk> there, and the text has the symbol itself
+                ctx.spell = literal  # <unk> there, and the text has the symbol itself
             return _only(logits, [self._literal_id(literal)] * len(logits))
         spec = self.layout.lines[line]
         if spec.repeat_of is not None:
@@ -143,9 +146,11 @@ class FormConstraint:
         allowed = self._no_near_copy(self._allowed(len(logits), line, pos, logits.device),
                                      line, pos)  # (B, V)  # fmt: skip
         nxt = self._next_allowed(p + 1, len(logits), logits.device)  # (B, V) or None
-        if nxt is not None and self.lookahead and draft.peek is not None:
+        if nxt is not None and self.lookahead and ctx.ahead is not None:
             k = LOOKAHEAD_K if self._hard(p + 1) else TONE_K
-            logits = _weigh_by_next(logits.masked_fill(~allowed, float("-inf")), nxt, draft.peek, k)
+            logits = _weigh_by_next(
+                logits.masked_fill(~allowed, float("-inf")), nxt, ctx.ahead.mass, k
+            )
         return mask(logits, allowed)
 
     def _no_near_copy(self, allowed: torch.Tensor, line: int, pos: int) -> torch.Tensor:

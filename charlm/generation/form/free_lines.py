@@ -50,6 +50,7 @@ from charlm.generation.form.layout import is_cjk
 from charlm.generation.form.lexicon import Lexicon
 from charlm.generation.form.rhyme import RhymeBook
 from charlm.generation.form.rhyme_word import Spelling
+from charlm.generation.processor import Processor, StepContext, take_rows
 
 _WORD_TAIL = re.compile(r"[A-Za-z']*\Z")  # the word a line's text ends in, if any
 END_MARKS = "。！？!?…"  # a Chinese line may end on one: before it, the rhyme (see _ends)
@@ -125,12 +126,12 @@ def parse_scheme(scheme: str) -> list[tuple[str, bool]]:
     return out
 
 
-class RhymeLines:
+class RhymeLines(Processor):
     """The rule; per-row state is the text of the current line and each letter's rhyme."""
 
     looks_back = 1
-    ROW_STATE = ("text", "line", "blank", "groups", "used", "forcing", "survival", "plan",
-                 "done")  # fmt: skip
+    # per-row state, copied row by row when best of N lines keeps one (reorder)
+    ROWS = ("text", "line", "blank", "groups", "used", "forcing", "survival", "plan", "done")
 
     def __init__(self, shape: Shape, vocab: Vocab, lexicon: Lexicon, n: int, prefix: str,
                  rhyme_with: str | None = None, lookahead: bool = True) -> None:  # fmt: skip
@@ -175,12 +176,15 @@ class RhymeLines:
     def breaks(self) -> int:
         return len(self.lines) + sum(end for _, end in self.lines[:-1])
 
-    def __call__(self, logits: torch.Tensor, draft) -> torch.Tensor:
+    def reorder(self, rows: list[int]) -> None:
+        take_rows(self, self.ROWS, rows)
+
+    def __call__(self, logits: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         """(B, V) -> (B, V)."""
-        if draft.steps > self.seen:
-            for b, i in enumerate(draft.last_ids()):
+        if ctx.steps > self.seen:
+            for b, i in enumerate(ctx.last_ids()):
                 self._wrote(b, self.vocab.tokens[i])
-            self.seen = draft.steps
+            self.seen = ctx.steps
         logp = torch.log_softmax(logits.float(), dim=1)  # (B, V)
         p_break = logp[:, self.ends].exp().sum(dim=1).tolist()  # (B,) a line (or sentence) end
         rows = [self._allowed(b, p_break[b]) for b in range(len(logits))]
@@ -191,13 +195,13 @@ class RhymeLines:
             if r is not None:
                 allowed[b] = torch.from_numpy(r).to(logits.device)
         out = mask(logits, allowed)
-        if self.lookahead and draft.peek_rows is not None:
-            out = self._look_ahead(out, draft.peek_rows)
+        if self.lookahead and ctx.ahead is not None:
+            out = self._look_ahead(out, ctx.ahead.rows)
         for b in range(len(logits)):
-            if self.forcing[b] is not None and draft.score is not None and self._few(b):
+            if self.forcing[b] is not None and ctx.ahead is not None and self._few(b):
                 words = self._candidates(b, self.lines[self.line[b]][0])
                 if self.plan[b] is None:  # the word starts here: weigh every candidate once
-                    rest = functools.partial(draft.score, b)
+                    rest = functools.partial(ctx.ahead.sequences, b)
                     self.plan[b] = self.spelling.weigh(words, logp[b], rest)
                 spelled = self.spelling.logits(words, self.plan[b], self.forcing[b], logits[b])
                 out[b] = spelled.to(out.dtype)
