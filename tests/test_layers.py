@@ -21,6 +21,7 @@ LAYERS = [
     ("charlm.store",),
     ("charlm.training",),
     ("charlm.api",),
+    ("charlm.serve",),
     ("charlm.cli",),
     ("charlm", "charlm.__main__"),  # the package face
 ]

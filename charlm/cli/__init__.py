@@ -4,11 +4,11 @@ Public names: `app` (the Typer application), `main` (the console-script entry po
 Importing the package registers every command on `app`, in the order `--help` lists them.
 """
 
-from charlm.cli import evaluate, generate, info, plot, runs, scan, train  # noqa: F401  (registers)
+from charlm.cli import evaluate, generate, info, plot, runs, scan, serve, train  # noqa: F401
 from charlm.cli.app import app, main
 
 # `charlm --help` lists commands in the order they were registered: the order of a session.
-ORDER = ("train", "generate", "evaluate", "scan", "info", "plot")
+ORDER = ("train", "generate", "evaluate", "scan", "serve", "info", "plot")
 app.registered_commands.sort(key=lambda c: ORDER.index(c.callback.__name__))
 
 __all__ = ["app", "main"]

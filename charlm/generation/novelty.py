@@ -15,6 +15,7 @@ import numpy as np
 
 BASE = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplication by it is a bijection mod 2**64
 REPORT_NS = (4, 8, 16)
+SPAN_N = 8  # the shortest run of characters shown as copied: a 4-gram is often a set phrase
 
 
 def _as_u64(ids: Any) -> np.ndarray:
@@ -77,6 +78,18 @@ class TrainingIndex:
         """Per sample: the copied share of its 4-, 8- and 16-grams, and its longest copy."""
         shares = {str(n): self.copied_share(ids, n) for n in REPORT_NS}
         return {"copied_ngrams": shares, "longest_copy": self.longest_copy(ids)}
+
+    def copied_spans(self, ids: Any, n: int = SPAN_N) -> list[tuple[int, int]]:
+        """[start, end) spans of ids covered by n-grams that occur in the training text, the
+        overlapping ones merged: where a reader sees copied text (the page highlights them)."""
+        hit = np.flatnonzero(self.contains(ngram_hashes(ids, n), n))  # copied n-gram starts
+        spans: list[tuple[int, int]] = []
+        for i in hit.tolist():
+            if spans and i <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], i + n)
+            else:
+                spans.append((i, i + n))
+        return spans
 
     def extensions(self, tail: list[int], n: int) -> np.ndarray:
         """(V,) bool: the characters c for which tail[-n:] + [c] occurs in the training text,

@@ -8,6 +8,7 @@ Python API and the page call these and nothing else, so they write the same byte
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,6 +32,7 @@ class Generation:
     index: Any  # TrainingIndex | None
     seed_given: bool
     notes: list[str] = field(default_factory=list)
+    _index_tried: bool = False
 
     def stream(self) -> Iterator[list[str]]:
         """One text piece per sample a step: first the prefix, then a character each. The
@@ -64,6 +66,38 @@ class Generation:
                 rec["form"] = self.lm.form_report(self.cfg, text)
             out.append(rec)
         return out
+
+    def annotations(self, texts: list[str]) -> list[dict[str, Any]]:
+        """What the page shows beside each sample: each line's rhyme group and scheme letter
+        (as `charlm scan` reads them) and the spans copied from the training text (None when
+        that text is not at hand, as for a shipped base)."""
+        from charlm.generation.form.rhyme import RhymeBook
+        from charlm.generation.form.scan import scan
+
+        book, index = RhymeBook(self.cfg.rhyme_table), self.copy_index()
+        out = []
+        for text in texts:
+            read = scan(text, book)
+            spans = None
+            if index is not None:
+                spans = [{"start": a, "end": b, "length": b - a}
+                         for a, b in index.copied_spans(self.lm.vocab.encode(text))]  # fmt: skip
+            out.append({
+                "line_rhymes": [{"text": ln["text"], "rhyme": ln["rhyme"], "letter": ln["letter"]}
+                                for ln in read["lines"]],
+                "scheme": read["scheme"],
+                "copied_spans": spans,
+            })  # fmt: skip
+        return out
+
+    def copy_index(self) -> Any:
+        """The training text's index: the copy guard's, else read now (at most
+        AUTO_MAX_COPY_CHARS); None when the text cannot be read as it was."""
+        if self.index is None and not self._index_tried:
+            self._index_tried = True
+            with contextlib.suppress(CharlmError):  # no text at hand: no spans shown
+                self.index = self.lm.training_index(AUTO_MAX_COPY_CHARS)
+        return self.index
 
 
 def prepare(lm: Any, request: GenerationRequest) -> Generation:
