@@ -218,37 +218,6 @@ class LanguageModel:
             texts = [t + p for t, p in zip(texts, pieces, strict=True)]
         return run.records(texts)
 
-    def form_report(self, cfg: SampleConfig, text: str) -> dict[str, Any]:
-        """What --json adds with a form: the layout asked for and each line's rhyme group (as
-        `scan` reads the text)."""
-        from charlm.generation.constraints import free_shape
-        from charlm.generation.form.layout import layout_for
-        from charlm.generation.form.rhyme import RhymeBook
-        from charlm.generation.form.scan import scan
-
-        book = RhymeBook(cfg.rhyme_table)
-        read = scan(text, book)
-        shape = free_shape(self.vocab, cfg)
-        if shape is not None:  # --rhyme alone, an English template: lines of free length
-            return {
-                "name": None,
-                "lines": [ln["length"] for ln in read["lines"]],
-                "stanzas": None,
-                "rhyme": "".join(c + ("/" if end else "") for c, end in shape.lines),
-                "template_lines": list(shape.targets) or None,
-                "rhyme_table": read["rhyme_table"],
-                "line_rhymes": [ln["rhyme"] for ln in read["lines"]],
-            }
-        layout = layout_for(cfg.form, cfg.rhyme, cfg.template, book, cfg.repeat_chorus)
-        return {
-            "name": layout.name or None,
-            "lines": layout.lengths,
-            "stanzas": layout.spec(),
-            "rhyme": layout.scheme,
-            "rhyme_table": book.table,
-            "line_rhymes": [ln["rhyme"] for ln in read["lines"]],
-        }
-
     def corpus_split(
         self, corpus: str | None, split: str = "val", encoding: str | None = None
     ) -> CorpusSplit:

@@ -63,7 +63,7 @@ class Generation:
             if reports:
                 rec["novelty"] = reports[b]
             if self.cfg.has_form or self.cfg.free_lines:
-                rec["form"] = self.lm.form_report(self.cfg, text)
+                rec["form"] = form_report(self.lm.vocab, self.cfg, text)
             out.append(rec)
         return out
 
@@ -133,3 +133,35 @@ def _default_copy_guard(lm: Any, cfg: SampleConfig, notes: list[str], index: Any
         if index is None:  # a big text: the guard is asked for, not given by default
             return None, cfg
     return index, replace(cfg, max_copy=AUTO_MAX_COPY)
+
+
+def form_report(vocab: Any, cfg: SampleConfig, text: str) -> dict[str, Any]:
+    """What --json adds with a form: the layout asked for and each line's rhyme group (as
+    `scan` reads the text)."""
+    from charlm.generation.constraints import free_shape
+    from charlm.generation.form.layout import layout_for
+    from charlm.generation.form.rhyme import RhymeBook
+    from charlm.generation.form.scan import scan
+
+    book = RhymeBook(cfg.rhyme_table)
+    read = scan(text, book)
+    shape = free_shape(vocab, cfg)
+    if shape is not None:  # --rhyme alone, an English template: lines of free length
+        return {
+            "name": None,
+            "lines": [ln["length"] for ln in read["lines"]],
+            "stanzas": None,
+            "rhyme": "".join(c + ("/" if end else "") for c, end in shape.lines),
+            "template_lines": list(shape.targets) or None,
+            "rhyme_table": read["rhyme_table"],
+            "line_rhymes": [ln["rhyme"] for ln in read["lines"]],
+        }
+    layout = layout_for(cfg.form, cfg.rhyme, cfg.template, book, cfg.repeat_chorus)
+    return {
+        "name": layout.name or None,
+        "lines": layout.lengths,
+        "stanzas": layout.spec(),
+        "rhyme": layout.scheme,
+        "rhyme_table": book.table,
+        "line_rhymes": [ln["rhyme"] for ln in read["lines"]],
+    }

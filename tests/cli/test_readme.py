@@ -1,5 +1,6 @@
-"""README's Tutorial and Use blocks, run as a user would: each ```sh block in bash, in the
-order they appear, in one folder, with `charlm` from this environment on PATH.
+"""README's Tutorial and Use blocks, then the docs pages' (in DOCS' order), run as a user
+would: each ```sh block in bash, in the order they appear, in one folder, with `charlm` from
+this environment on PATH.
 
 Two changes keep it to seconds: every `charlm train` gets a tiny model and a step limit
 (TINY, placed before the README's own options, so those still win), and the corpora the
@@ -30,6 +31,10 @@ TINY_TUNE = "--batch-size 4 --seq-len 16 --eval-every 3 --kn-order 3 --max-steps
 # 春夏秋冬 for the acrostic; no 火 or 星, so the script's exit-3 branch runs
 EXTRA_LINES = ["春夏秋冬四季歌", "我们的爱情在天空", "月光照在窗台上"]  # 光: --rhyme-with
 JAY = "../shared/corpora/jaychou_lyrics.txt.zip"
+ROOT = README.parent
+# the topic pages, in the order a reader of the old one-page README met them
+DOCS = ["corpus-and-model", "training", "base", "lyric-form", "originality", "adaptation",
+        "serve", "python-api", "shell", "scaling", "development"]  # fmt: skip
 
 
 def sh_blocks(section: str) -> list[str]:
@@ -39,6 +44,15 @@ def sh_blocks(section: str) -> list[str]:
     end = text.find("\n## ", start + 1)
     body = text[start : end if end > 0 else None]
     return re.findall(r"```sh\n(.*?)```", body, flags=re.S)
+
+
+def doc_blocks(name: str) -> list[str]:
+    text = (ROOT / "docs" / f"{name}.md").read_text(encoding="utf-8")
+    return re.findall(r"```sh\n(.*?)```", text, flags=re.S)
+
+
+def test_every_docs_page_is_run_in_order():
+    assert sorted(DOCS) == sorted(p.stem for p in (ROOT / "docs").glob("*.md"))
 
 
 def runnable(block: str) -> str:
@@ -93,7 +107,7 @@ def test_the_tutorial_and_use_blocks_run(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHARLM_")}
     env.update(PATH=bindir + os.pathsep + env.get("PATH", ""), HOME=str(tmp_path),
                NO_COLOR="1", SHELL="/bin/bash")  # fmt: skip
-    blocks = sh_blocks("Tutorial") + sh_blocks("Use")
+    blocks = sh_blocks("Tutorial") + sh_blocks("Use") + [b for d in DOCS for b in doc_blocks(d)]
     assert len(blocks) >= 8
     outputs = []
     for block in blocks:
