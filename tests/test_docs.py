@@ -89,3 +89,19 @@ def test_every_option_named_exists(page):
             if re.fullmatch(r"--[a-z][a-z0-9-]*", flag) and flag not in known[cmd]:
                 wrong.append(f"charlm {cmd} {flag}")
     assert not wrong, f"{page.name}: options that do not exist: {sorted(set(wrong))}"
+
+
+def test_the_module_map_names_every_module_once():
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    table = text[text.index("\n## Modules\n") :]
+    named: list[str] = []
+    for row in table.splitlines():
+        if row.startswith("| `"):
+            named += re.findall(r"`([\w/]+\.py)`", row.split("|")[1])
+    pkg = ROOT / "charlm"
+    modules = sorted(str(p.relative_to(pkg)) for p in pkg.rglob("*.py")
+                     if p.name not in ("__init__.py", "__main__.py"))  # fmt: skip
+    twice = sorted({m for m in named if named.count(m) > 1})
+    assert not twice, f"named more than once in ARCHITECTURE.md's module map: {twice}"
+    assert sorted(set(named) - set(modules)) == [], "the map names modules that are not there"
+    assert sorted(set(modules) - set(named)) == [], "modules missing from ARCHITECTURE.md's map"

@@ -62,7 +62,7 @@ HELP_GROUPS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
         ("Corpus", ("corpus", "encoding", "newline", "max_chars", "max_corpus_bytes",
                     "val_fraction")),
         ("Run", ("run", "resume", "init_from", "keep_base_chars", "preset", "seed",
-                 "checkpoint_dir", "device")),
+                 "checkpoint_dir", "device", "dry_run")),
         ("Budget and stopping", ("max_time", "epochs", "max_steps", "early_stop", "lr_patience")),
         ("Model", ("cell", "hidden", "layers", "embed", "tie", "softmax", "dropout",
                    "weight_drop", "impl", "members", "bidirectional")),
@@ -309,9 +309,19 @@ Tensorboard = Annotated[
     ),
 ]
 TrainSeed = _opt(int, "Seed; chosen, printed and stored if absent.")
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Print the plan (corpus, sizes, budget, base, regularisation, and why) and exit: "
+        "nothing trains, no run folder is made (--json: the plan on stdout).",
+    ),
+]
 
 # TrainOptions fields that are no option (decided by the machine, not the user)
 NOT_OPTIONS = frozenset({"processes"})
+# train's parameters that are no training option: where and how to run, what to print
+TRAIN_SHELL = frozenset({"device", "checkpoint_dir", "quiet", "json_out", "dry_run"})
 
 
 def train_options(values: dict[str, Any]) -> TrainOptions:

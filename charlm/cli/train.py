@@ -63,6 +63,7 @@ def train(
     seed: o.TrainSeed = None,
     device: o.Device = "auto",
     checkpoint_dir: o.CkptDir = Path("checkpoints"),
+    dry_run: o.DryRun = False,
     quiet: o.Quiet = False,
     json_out: o.Json = False,
 ) -> None:
@@ -75,6 +76,7 @@ def train(
       charlm train --run jay --resume --epochs 80
       charlm train --corpus my_lyrics.txt --init-from zh --max-time 600
       charlm train --run jay --tensorboard
+      charlm train --corpus my_lyrics.txt --max-time 600 --dry-run
       torchrun --nproc-per-node 2 -m charlm -- train --run big --corpus big.txt
     """
     started = time.monotonic()  # --max-time is the wall time of the whole command
@@ -83,8 +85,13 @@ def train(
         # threads) could abort at interpreter exit ("terminate called...", -6): skip it
         leave_fast()
     opts = o.train_options(locals())
-    from charlm.training.run import run_training  # torch: here, so `--help` stays fast
+    from charlm.training.run import plan_only, run_training  # torch: `--help` stays fast
 
+    if dry_run:
+        plan = plan_only(opts, device, checkpoint_dir, console(quiet))
+        if json_out:
+            print(json.dumps(plan, ensure_ascii=False), flush=True)
+        return
     summary = run_training(opts, device, checkpoint_dir, console(quiet), quiet, started)
     if json_out and summary is not None:  # None: not rank 0 of a torchrun run
         print(json.dumps(summary, ensure_ascii=False), flush=True)

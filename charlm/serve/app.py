@@ -43,7 +43,8 @@ class Limits:
     max_length: int = 4000  # characters a sample
     max_samples: int = 8
     max_prefix: int = 2000
-    max_active: int = 4  # generations at once; more get 503 and try again
+    max_active: int = 8  # generations at once; more wait their turn...
+    max_waiting: int = 32  # ...up to this many, and more get 503 (try again)
     max_body: int = 256_000  # bytes of a request
 
 
@@ -66,7 +67,8 @@ def create_app(checkpoint_dir: Path, device: str = "cpu", limits: Limits = Limit
         return JSONResponse({"forms": [json.loads(x) for x in lines]})
 
     async def status(_: Request) -> Response:
-        return JSONResponse({"active": state.active, "loaded": state.models.loaded()})
+        return JSONResponse({"active": state.active, "waiting": state.waiting,
+                             "loaded": state.models.loaded()})  # fmt: skip
 
     async def scan(request: Request) -> Response:
         body = await _body(request, limits)
@@ -111,8 +113,9 @@ class _State:
 
     def __init__(self, models: ModelCache, limits: Limits) -> None:
         self.models, self.limits = models, limits
-        self.active = 0
+        self.active = self.waiting = 0
         self._lock = threading.Lock()
+        self._turns: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}  # one per loop
 
     def check(self, body: dict[str, Any]) -> tuple[Any, GenerationRequest]:
         fields = dict(body)
@@ -134,18 +137,31 @@ class _State:
         (4xx, the CLI's message) or the stream of JSON lines that follows."""
         try:
             name, req = self.check(body)
-            with self._lock:
-                if self.active >= self.limits.max_active:
-                    raise ResourceError(f"{self.active} songs are being written; try again")
-                self.active += 1
+            if self.waiting >= self.limits.max_waiting:
+                raise ResourceError(f"{self.active + self.waiting} songs are being written or "
+                                    "waiting; try again")  # fmt: skip
         except CharlmError as e:
             return _error(e)
         loop, queue, stop = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
+        turn = self._turns.setdefault(loop, asyncio.Semaphore(self.limits.max_active))
+        self.waiting += 1
+        try:
+            await turn.acquire()
+        finally:
+            self.waiting -= 1
+        with self._lock:
+            self.active += 1
 
         def put(item: Any) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        worker = threading.Thread(target=self._work, args=(name, req, put, stop), daemon=True)
+        def done() -> None:
+            with self._lock:
+                self.active -= 1
+            loop.call_soon_threadsafe(turn.release)  # asyncio objects: on their loop
+
+        worker = threading.Thread(target=self._work, args=(name, req, put, stop, done),
+                                  daemon=True)  # fmt: skip
         worker.start()
         first = await queue.get()
         if first.get("type") == "error" and first.get("before_text"):
@@ -154,7 +170,7 @@ class _State:
                                 status_code=first["status"])  # fmt: skip
         return StreamingResponse(_lines(first, queue, stop), media_type="application/x-ndjson")
 
-    def _work(self, name: Any, req: GenerationRequest, put, stop: threading.Event) -> None:
+    def _work(self, name: Any, req: GenerationRequest, put, stop: threading.Event, done) -> None:
         started = False
         try:
             lm = self.models.get(name)
@@ -183,8 +199,7 @@ class _State:
             put({"type": "error", "error": f"unexpected error: {type(e).__name__}: {e}",
                  "exit_code": 1, "status": 500, "before_text": not started})  # fmt: skip
         finally:
-            with self._lock:
-                self.active -= 1
+            done()  # on the thread: `active` falls as soon as the work stops
             put(None)
 
 

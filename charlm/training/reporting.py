@@ -10,7 +10,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from tqdm import tqdm
@@ -251,6 +251,63 @@ def print_header(console: Any, setup: Any, trainer: Any, device: Any, dist: Any)
         )
     for note in setup.notes:
         console.print(f"[yellow]note:[/] {note}")
+
+
+def plan_record(setup: Any, device: Any) -> dict[str, Any]:
+    """What `train --dry-run` shows: the run as prepared, and the notes that say why."""
+    from charlm.models.charrnn import CharRNN
+
+    data, mcfg, cfg = setup.data, setup.model_config, setup.train_config
+    return {
+        "run": str(setup.run_dir), "resume": setup.resume is not None,
+        "corpus": (data.corpus or {}).get("source"), "train_chars": len(data.train_ids),
+        "heldout_chars": len(data.val_ids),
+        "tune_chars": len(data.tune_ids) if data.tune_ids is not None else 0,
+        "vocab": len(data.vocab), "model": asdict(mcfg),
+        "params": count_parameters(CharRNN(mcfg)),
+        "base": (setup.base or {}).get("name"),
+        "train": {k: getattr(cfg, k) for k in (
+            "max_time", "max_steps", "epochs", "members", "batch_size", "seq_len", "sampler",
+            "optimizer", "lr", "decay", "weight_decay", "warmup", "kn_order", "lexicon",
+            "precision", "seed")},
+        "device": device.type, "why": list(setup.notes),
+    }  # fmt: skip
+
+
+def print_plan(console: Any, plan: dict[str, Any]) -> None:
+    """The plan as a table on the console, then why (the sizing and base rules' notes)."""
+    from rich.table import Table
+
+    m, t = plan["model"], plan["train"]
+    two = f", two-level softmax at {m['cutoffs'][0]}" if m["cutoffs"] else ""
+    budget = [f"--max-time {t['max_time']:g} s" if t["max_time"] else "",
+              f"--max-steps {t['max_steps']}" if t["max_steps"] else "",
+              "" if t["max_time"] else f"up to {t['epochs']} epochs"]  # fmt: skip
+    rows = [
+        ("run", plan["run"] + (" (resumed)" if plan["resume"] else "")),
+        ("corpus", f"{plan['corpus']}: {plan['train_chars']:,} training + "
+                   f"{plan['tune_chars']:,} mixture-fit / {plan['heldout_chars']:,} held-out "
+                   f"chars, vocab {plan['vocab']:,}"),
+        ("model", f"{m['cell']} {m['layers']}x{m['hidden']}, embed {m['embed']}"
+                  f"{', tied' if m['tie'] else ''}{two} ({plan['params']:,} params)"),
+        ("starts from", plan["base"] or "scratch"),
+        ("regularisation", f"dropout {m['dropout']:g}, weight decay {t['weight_decay']:g}"),
+        ("budget", ", ".join(b for b in budget if b)),
+        ("networks", f"up to {t['members']}, averaged" if t["members"] > 1 else "1"),
+        ("optimiser", f"{t['optimizer']}, lr {t['lr']:g}, decay over the last "
+                      f"{t['decay']:.0%}, warm-up {t['warmup']} steps"),
+        ("batches", f"{t['batch_size']} x {t['seq_len']} chars, {t['sampler']} sampler"),
+        ("count model", f"order {t['kn_order']}, lexicon {t['lexicon']}" if t["kn_order"]
+                        else "none"),
+        ("device", f"{plan['device']} ({t['precision']}), seed {t['seed']}"),
+    ]  # fmt: skip
+    table = Table(title="plan (--dry-run: nothing trained)", show_header=False,
+                  title_justify="left")  # fmt: skip
+    for k, v in rows:
+        table.add_row(k, str(v))
+    console.print(table)
+    for note in plan["why"]:
+        console.print(f"[yellow]why:[/] {note}", highlight=False)
 
 
 def print_summary(console: Any, s: dict) -> None:

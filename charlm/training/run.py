@@ -36,6 +36,23 @@ def _default_previews(vocab: Vocab) -> list[str]:
     return ok or [""]
 
 
+def plan_only(opts: TrainOptions, device_name: str, ckdir: Path, console) -> dict:
+    """`train --dry-run`: the run prepared as it would be (the corpus read, the model sized to
+    the budget, the base chosen), its plan printed on stderr and returned; nothing trains and
+    no run folder is made."""
+    from charlm.training.reporting import plan_record, print_plan
+
+    device = choose_device(device_name)
+    check_checkpoint_dir(ckdir)
+    opts = apply_preset(opts)
+    echo = lambda line: console.print(line, markup=False, highlight=False)  # noqa: E731
+    with console.status("reading the corpus and sizing the model..."):
+        setup = prepare(opts, Path(ckdir), device, echo)
+    plan = plan_record(setup, device)
+    print_plan(console, plan)
+    return plan
+
+
 def run_training(
     opts: TrainOptions,
     device_name: str,

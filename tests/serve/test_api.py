@@ -24,7 +24,7 @@ from .conftest import copy_run
 
 @pytest.fixture
 def client(runs_dir):
-    with TestClient(create_app(runs_dir, limits=Limits(max_active=2))) as c:
+    with TestClient(create_app(runs_dir, limits=Limits())) as c:
         yield c
 
 
@@ -182,7 +182,7 @@ def test_several_clients_at_once(live_server):
 
 
 def test_too_many_at_once_are_told_to_wait(runs_dir):
-    app = create_app(runs_dir, limits=Limits(max_active=0))
+    app = create_app(runs_dir, limits=Limits(max_waiting=0))
     with TestClient(app) as c:
         r = c.post("/api/generate", json={"checkpoint": "a"})
     assert r.status_code == 503 and "try again" in r.json()["error"]

@@ -1,6 +1,7 @@
 """training/run.py: what `charlm train` does once its options are parsed (no CLI parsing)."""
 
 import io
+import json
 
 import pytest
 from rich.console import Console
@@ -123,3 +124,20 @@ def test_a_network_alone_on_a_few_thousand_characters_says_it_memorises(tmp_path
     run_train(opts, "cpu", tmp_path, c, quiet=True)
     assert "are few for a network of its own" in buf.getvalue()
     assert "--init-from zh" in buf.getvalue()
+
+
+def test_dry_run_prints_the_plan_and_makes_nothing(tmp_path, runner):
+    from ..conftest import invoke, tiny_text
+
+    corpus = tmp_path / "lyrics.txt"
+    corpus.write_text(tiny_text(), encoding="utf-8")
+    ck = tmp_path / "ck"
+    args = ["train", "--corpus", corpus, "--run", "plan", "--checkpoint-dir", ck,
+            "--max-time", "60", "--init-from", "none", "--dry-run", "--json"]  # fmt: skip
+    r = invoke(runner, args)
+    assert r.exit_code == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["run"].endswith("plan") and plan["train"]["max_time"] == 60
+    assert plan["model"]["hidden"] >= 1 and plan["params"] > 0 and plan["base"] is None
+    assert plan["train_chars"] + plan["tune_chars"] + plan["heldout_chars"] == len(tiny_text())
+    assert "plan (--dry-run" in r.stderr and not (ck / "plan").exists()
