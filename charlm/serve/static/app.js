@@ -184,7 +184,7 @@ function onEvent(ev, cards, req) {
     });
   } else if (ev.type === "result") {
     ev.samples.forEach((s, b) => {
-      const entry = { id: `${Date.now()}-${b}`, at: new Date().toISOString(), request: { ...req, seed: ev.seed }, seed: ev.seed, sample: b, ...s };
+      const entry = { id: `${Date.now()}-${b}`, at: new Date().toISOString(), request: { ...req, seed: ev.seed }, ...s, seed: ev.seed, sample: b, samples: ev.samples.length };
       cards[b].card.replaceWith(renderSample(entry, { saved: true }));
       saveHistory(entry);
     });
@@ -256,7 +256,7 @@ function renderSample(entry, { saved = false, compact = false } = {}) {
   }
   return el("article", { class: "sample done", "data-seed": entry.seed },
     el("div", { class: "meta" },
-      el("strong", {}, `seed ${entry.seed}`), " ",
+      el("strong", {}, `seed ${entry.seed}`), entry.samples > 1 ? ` · sample ${entry.sample + 1} of ${entry.samples}` : "", " ",
       el("span", { class: "muted" }, `${entry.request.checkpoint} · ${describe(entry.request)}`), " ",
       el("span", { class: copies && copies.length ? "copies warn" : "copies muted" }, copyNote),
       saved ? el("span", { class: "muted" }, " · kept in History") : ""),
@@ -302,7 +302,7 @@ function showHistory() {
       el("button", { type: "button", onclick: () => { applyRequest(entry.request); selectTab("write"); generate({ ...entry.request, seed: entry.seed + 1 }); } }, "Next seed"),
       el("button", { type: "button", class: "danger", onclick: () => writeHistory(readHistory().filter((x) => x.id !== entry.id)) }, "Delete"),
     );
-    card.querySelector(".meta").prepend(tick, " ", el("span", { class: "muted" }, new Date(entry.at).toLocaleString()), " ");
+    card.querySelector(".meta").prepend(el("label", { class: "pick-label" }, tick, "compare"), " · ", el("span", { class: "muted" }, new Date(entry.at).toLocaleString()), " ");
     return el("li", {}, card);
   }));
   pickedChanged();
