@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -33,6 +34,7 @@ from charlm.generation.request import GenerationRequest
 from charlm.serve.models import ModelCache, run_list
 
 STATUS = {2: 400, 3: 422, 4: 404, 6: 503}  # exit code -> HTTP status
+FLUSH_S = 0.05  # the longest a written character waits to be sent (benchmarks/serve.py)
 
 
 @dataclass(frozen=True)
@@ -181,12 +183,20 @@ class _State:
                  "samples": len(texts), "options": req.as_dict(),
                  "max_copy": run.cfg.max_copy, "pieces": texts})  # fmt: skip
             started = True
+            held, last = [""] * len(texts), 0.0  # the first piece goes at once
             for pieces in steps:
                 if stop.is_set():  # the client went away: nothing keeps computing
                     steps.close()
                     return
-                texts = [t + p for t, p in zip(texts, pieces, strict=True)]
-                put({"type": "piece", "pieces": pieces})
+                texts = _joined(texts, pieces)
+                held = _joined(held, pieces)
+                # a piece a line break or FLUSH_S: each event wakes the loop (and the GIL)
+                now = time.perf_counter()
+                if now - last >= FLUSH_S or any("\n" in p for p in pieces):
+                    put({"type": "piece", "pieces": held})
+                    held, last = [""] * len(texts), now
+            if any(held):
+                put({"type": "piece", "pieces": held})
             samples = [{**rec, **note} for rec, note in
                        zip(run.records(texts), run.annotations(texts), strict=True)]  # fmt: skip
             short = run.short_samples(texts)
