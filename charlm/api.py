@@ -39,6 +39,7 @@ from charlm.store import checkpoint
 from charlm.system.runtime import choose_device
 
 BASELINE_ORDER = 8  # the Kneser-Ney order `evaluate --baseline kn` compares with
+SPLITS = ("val", "train", "all")
 
 
 def load(
@@ -61,6 +62,18 @@ def load(
     shadowed = checkpoint.shadow_note(spec, Path(checkpoint_dir))
     lm.notes = [shadowed] if shadowed else []
     return lm
+
+
+def _checked(text: Any, adapt: Any, split: str = "val") -> bool:
+    """evaluate()'s own arguments, checked before anything is read: a wrong type or an unknown
+    split is a UsageError, not a failure from inside torch or a KeyError."""
+    if split not in SPLITS:
+        raise UsageError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    if text is not None and not isinstance(text, str):
+        raise UsageError(f"evaluate: text must be a str, not {type(text).__name__}")
+    if not isinstance(adapt, bool):
+        raise UsageError(f"evaluate: adapt must be true or false, not {adapt!r}")
+    return adapt
 
 
 @dataclass(frozen=True)
@@ -187,11 +200,9 @@ class LanguageModel:
         resolved against this model: the seed, the prefix, the copy guard's default (on at
         16 when the training text is at hand, as the CLI), adaptation. Errors are CharlmError
         with the CLI's message."""
-        if request is None:
-            request = GenerationRequest.from_fields(options)
-        elif options:
+        if request is not None and options:
             raise UsageError("prepare() takes a request or options, not both")
-        return prepare(self, request)
+        return prepare(self, request or GenerationRequest.from_fields(options))
 
     def generate(self, prefix: str | None = None, **options: Any) -> Iterator[str]:
         """The text of one sample as it is written: the prefix, then one character at a time.
@@ -223,6 +234,7 @@ class LanguageModel:
     ) -> CorpusSplit:
         """A split (val, train or all) of `corpus` (default: the file the model trained on),
         read with the recorded options and encoded with this model's vocabulary."""
+        _checked(None, False, split)
         stored = self.payload.get("corpus") or {}
         if not (corpus or stored.get("source")) or (stored.get("source") == "-" and not corpus):
             raise UsageError(
@@ -291,7 +303,7 @@ class LanguageModel:
         """Loss, perplexity and bits per character of `text` (characters the model never saw
         count as its unknown symbol), or of a split of `corpus` (default: the training file's
         held-out part) as `charlm evaluate` reports them."""
-        adapt = self.check_adapt(adapt)
+        adapt = self.check_adapt(_checked(text, adapt))
         if text is not None:
             ids = torch.from_numpy(self.vocab.encode(text).astype("int64"))  # (N,)
             if len(ids) < 2:

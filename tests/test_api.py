@@ -103,7 +103,8 @@ def test_the_readme_example_runs(trained, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     exec(compile(block, "README.md", "exec"), {})
     out = capsys.readouterr().out
-    song = charlm.load("jay", device="cpu").generate_text("分开", lines=4, seed=1)
-    assert out.startswith(song)  # printed piece by piece: the same text generate_text gives
-    *_, own, split = out.splitlines()
-    assert len(out.splitlines()) == 4 + 2 and float(own) > 0 and float(split) > 0
+    lm = charlm.load("jay", device="cpu")
+    song = lm.generate_text("分开", lines=4, seed=1)
+    form = lm.generate_text(form="七言绝句", seed=3)  # printed piece by piece: the same text
+    assert out == song + "\n" + form
+    assert [len(line) for line in form.splitlines()] == [7, 7, 7, 7]

@@ -69,30 +69,39 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def read_stdin_text(what: str) -> str:
-    """All of stdin as UTF-8 text (whatever the locale says), or a DataError naming `what`."""
-    data = sys.stdin.buffer.read()
+    """All of stdin as text (see document_text), or a DataError naming `what`."""
+    return document_text(sys.stdin.buffer.read(), "<stdin>", what)
+
+
+def document_text(data: bytes, where: str, what: str) -> str:
+    """One document's bytes (a template, a lyric to scan, a prefix) as text, read alike from
+    a file and from stdin: UTF-8 with or without a BOM (whatever the locale says), line breaks
+    as \n (CRLF and CR too), or a DataError naming `where`."""
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(
-            f"<stdin> ({what}): not UTF-8 text at byte {e.start}; pipe in UTF-8, or save it "
-            "to a file"
+            f"{where} ({what}): not UTF-8 text at byte {e.start}; save it as UTF-8"
         ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def read_text_arg(source: str, what: str) -> str:
-    """A one-document argument (a template, a lyric): a UTF-8 file, or "-" for stdin; what
-    cannot be read is a DataError naming the file and the fix."""
+    """A one-document argument (a template, a lyric): a UTF-8 file, or "-" for stdin, read by
+    document_text; what cannot be read is a DataError naming the file and the fix."""
     if source == "-":
         return read_stdin_text(what)
     try:
-        return Path(source).read_text(encoding="utf-8")
+        data = Path(source).read_bytes()
     except FileNotFoundError:
         raise DataError(
             f"{source}: no such {what} file; pass a {what} as a UTF-8 text file, or -"
         ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{source}: cannot read the {what} as UTF-8 text ({e})") from None
+    except IsADirectoryError:
+        raise DataError(f"{source}: is a folder; pass a {what} as a UTF-8 text file") from None
+    except OSError as e:
+        raise DataError(f"{source}: cannot read the {what} ({e.strerror})") from None
+    return document_text(data, source, what)
 
 
 def _is_junk(name: str) -> bool:

@@ -210,8 +210,28 @@ def form_constraint(
                 f"({', '.join(book.groups)}) nor a character with one clear rhyme"
             )
     check_groups(rhymes, layout, group)
+    if cfg.acrostic:
+        check_heads(cfg.acrostic, layout)
     return FormConstraint(layout, vocab, rhymes, rows or cfg.num_samples, prefix, group,
                           lookahead=cfg.lookahead, free_heads=bool(cfg.acrostic))  # fmt: skip
+
+
+def check_heads(heads: str, layout) -> None:
+    """An acrostic on a form: a line a head, each line long enough to go on after its head
+    and starting with a character to write (not a template's symbol), as --lines refuses
+    fewer lines than heads."""
+    n = len(layout.lines)
+    if len(heads) > n:
+        raise UsageError(f"--acrostic {heads} has {len(heads)} heads and the form {n} lines; "
+                         f"give at most {n} heads, or a form of more lines")  # fmt: skip
+    bad = [k + 1 for k, line in enumerate(layout.lines[: len(heads)])
+           if len(line.slots) < 2 or line.slots[0] is not None]  # fmt: skip
+    if bad:
+        raise UsageError(
+            f"--acrostic: line(s) {', '.join(map(str, bad))} of the form cannot start with a "
+            "head (a line of one character, or one that starts with a symbol); choose "
+            "another form"
+        )
 
 
 def fit_to_form(cfg: SampleConfig, pipe: Pipeline, prefix: str) -> SampleConfig:

@@ -152,7 +152,9 @@ class GenerationRequest:
         for f in fields(self):
             _check_type(f.name, getattr(self, f.name), f.type, f.default)
         check_choice(self.form, self.template is not None)
-        if self.template is not None:
+        if self.template is not None:  # as a file is read (data.corpus.document_text)
+            text = self.template.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+            object.__setattr__(self, "template", text)
             if not self.template.strip():
                 raise UsageError("--template is empty; give a song whose shape to copy")
             if len(self.template) > TEMPLATE_MAX_CHARS:

@@ -29,6 +29,7 @@ whether to build it at all: the lexicon must write MIN_COVERAGE of its training 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
@@ -148,7 +149,10 @@ def build(name: str, vocab: Vocab, order: int = ORDER, cache_root: Path | None =
                      discounts=t["discounts"], **arrays)  # fmt: skip
         os.replace(tmp, path)
     except OSError:
-        tmp.unlink(missing_ok=True)  # a read-only folder: no cache, the model all the same
+        pass  # a read-only folder, a .cache that is a file: no cache, the model all the same
+    finally:  # after a failure or a signal (SIGTERM raises here): no half-written debris
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return kn
 
 

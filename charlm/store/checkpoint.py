@@ -322,9 +322,19 @@ def builtin_name(spec: str | None, checkpoint_dir: Path) -> str | None:
                 + ", ".join(f"{BUILTIN_PREFIX}{n}" for n in BUILTIN)
             )
         return name
-    if spec in BUILTIN and not Path(spec).exists() and not (checkpoint_dir / spec).exists():
+    if (
+        spec in BUILTIN
+        and not _names_checkpoint(Path(spec))
+        and not (checkpoint_dir / spec).exists()
+    ):
         return spec
     return None
+
+
+def _names_checkpoint(path: Path) -> bool:
+    """A path that is a checkpoint file or a run folder holding one: only that hides a shipped
+    base's name (any folder called zh in the working folder did)."""
+    return path.is_file() or (path / "best.pt").is_file() or (path / "last.pt").is_file()
 
 
 def shadow_note(spec: str | None, checkpoint_dir: Path) -> str | None:

@@ -43,7 +43,12 @@ class RunLock:
             except FileExistsError:
                 holder = self._holder()
                 pid, _, host = holder.partition("@")
-                stale = host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+                stale = (
+                    host == socket.gethostname()
+                    and pid.isascii()
+                    and pid.isdigit()
+                    and not _alive(int(pid))
+                )
                 if stale or not holder:
                     with contextlib.suppress(FileNotFoundError):
                         self.path.unlink()

@@ -55,7 +55,9 @@ class BaseNetwork:
 def load_base(spec: str, ckdir: Path) -> BaseNetwork:
     """The base `spec` names: a checkpoint file, a run under ckdir (its best.pt), or a shipped
     base (`zh`, `builtin:zh`). An averaged checkpoint gives its first network."""
-    path = checkpoint.resolve(spec, ckdir, "best")
+    if not spec.strip():  # "" would resolve as "the newest run": a base is named, not guessed
+        raise UsageError("--init-from needs a run, a .pt file, zh (the shipped base) or none")
+    path = checkpoint.resolve(spec, ckdir, "best").resolve()  # recorded whole: resume elsewhere
     payload = checkpoint.load(path)
     _, vocab, mcfg = checkpoint.restore_model(payload, str(path))  # checks every shape
     state = {k: v.float() for k, v in payload["model_state"].items()}

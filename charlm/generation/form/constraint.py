@@ -97,7 +97,7 @@ class FormConstraint(Processor):
         self._bases: dict[tuple[str, bool], torch.Tensor] = {}  # see _base
         self.viable = self._viable_groups()
         self.start = len(prefix)
-        self._check_prefix(prefix)
+        check_prefix_fits(self.plan, layout, prefix)
         self.groups: list[dict[str, str]] = [{} for _ in range(n)]  # letter -> group
         self.used: list[dict[str, set[int]]] = [{} for _ in range(n)]  # letter -> rhyme ids
         if rhyme_with:
@@ -108,16 +108,6 @@ class FormConstraint(Processor):
                 g[letter] = rhyme_with
         self.written: list[list[int]] = [[int(i) for i in vocab.encode(prefix)] for _ in range(n)]
         self.seen = 0
-
-    def _check_prefix(self, prefix: str) -> None:
-        for p, ch in enumerate(prefix):
-            kind = self.plan[p][0] if p < len(self.plan) else None
-            if kind != CHAR and not (kind == LITERAL and self.plan[p][3] == ch):
-                first = self.layout.lengths[0]
-                raise UsageError(
-                    f"--prefix {prefix!r} does not fit the form: the prefix is the start of the "
-                    f"first line, which has {first} character(s)"
-                )
 
     def reorder(self, rows: list[int]) -> None:
         take_rows(self, ("groups", "used", "written"), rows)
@@ -288,6 +278,24 @@ class FormConstraint(Processor):
         """The id sample b wrote at slot `pos` of line `first` (written[b] is indexed by the
         position in the song, the prefix first)."""
         return self.written[b][self.line_starts[first] + pos]
+
+
+def check_prefix_fits(plan: list, layout: Layout, prefix: str) -> None:
+    """The prefix is the song's start: each of its characters where the form has a slot,
+    its line breaks where the form's lines end (a break elsewhere would cut a line)."""
+    for p, ch in enumerate(prefix):
+        kind, _, _, literal = plan[p] if p < len(plan) else (None, -1, 0, None)
+        if ch == "\n" and kind in (NEWLINE, BLANK):
+            continue
+        if (kind == CHAR and ch != "\n") or (kind == LITERAL and literal == ch):
+            continue
+        k = prefix[:p].count("\n")
+        want = layout.lengths[k] if k < len(layout.lengths) else 0
+        raise UsageError(
+            f"--prefix {prefix!r} does not fit the form: the prefix is the start of the "
+            f"song, and its line {k + 1} must have {want} character(s)"
+            + (" before its line break" if ch == "\n" or kind in (NEWLINE, BLANK) else "")
+        )
 
 
 def _plan(layout: Layout) -> list[tuple[str, int, int, str | None]]:

@@ -10,7 +10,9 @@ Every character of a line counts toward its length except the line break.
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, replace
 
 from charlm.errors import UsageError
@@ -131,7 +133,9 @@ def parse_form(spec: str) -> Layout:
     lines = []
     for stanza in spec.split("/"):
         parts = [p.strip() for p in stanza.split(",")]
-        if not all(p.isdigit() and 1 <= int(p) <= MAX_LINE_CHARS for p in parts):
+        # ASCII digits only: "²" and "٣" are digits to isdigit() but not lengths to a reader
+        if not all(re.fullmatch(r"[0-9]{1,4}", p) and 1 <= int(p) <= MAX_LINE_CHARS
+                   for p in parts):  # fmt: skip
             raise UsageError(
                 f"--form {spec!r}: give line lengths like 7,7,7,7 (1-{MAX_LINE_CHARS} each; / "
                 f"for a stanza break) or a named form ({', '.join(FORMS)}; see --list-forms)"
@@ -153,7 +157,7 @@ def scheme_letters(groups: list[str | None]) -> str:
     """Scheme letters for lines ending in these rhyme groups: lines of one group share a
     letter (A, B, ... in order of first appearance); a group that ends one line only, and a
     line with no Chinese ending, is X."""
-    counts = {g: groups.count(g) for g in groups if g}
+    counts = Counter(g for g in groups if g)  # one pass: a count a line was quadratic
     letters: dict[str, str] = {}
     out = []
     for g in groups:
