@@ -2,7 +2,7 @@
 """The walk a command takes through charlm's modules: which modules it visits, in order, and
 how often control comes back to a module it already left (a reader following the path has to
 reopen that file). Each Python call into charlm code is traced (sys.setprofile); a run of calls
-within one module counts once.
+within one module counts once; module bodies (imports) are left out.
 
     .venv/bin/python benchmarks/walk.py generate --checkpoint zh --form 七言绝句 --seed 1
     PYTHONPATH=/path/to/old/checkout .venv/bin/python benchmarks/walk.py generate ...
@@ -33,8 +33,8 @@ def main() -> None:
         if event != "call":
             return
         path = frame.f_code.co_filename
-        if not path.startswith(root):
-            return
+        if not path.startswith(root) or frame.f_code.co_name == "<module>":
+            return  # imports are not the walk a reader follows
         mod = path[len(root) - len("charlm") :].removesuffix(".py").replace("/", ".")
         if mod == current[0]:
             return
