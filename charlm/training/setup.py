@@ -397,16 +397,24 @@ def _prepare_resume(opts: TrainOptions, ckdir: Path, echo: Echo) -> TrainSetup:
     data = run_data(text, payload["corpus"], cfg)
     notes = (f"ids cache: {text.cache}",) if text.cache else ()
     base_record = payload.get("base")
-    init_state = _base_again(base_record, vocab, mcfg, cfg, ckdir)
+    member = (payload.get("progress") or {}).get("member", 0)
+    init_state = _base_again(base_record, vocab, mcfg, cfg, ckdir, member)
     return TrainSetup(run_dir, mcfg, cfg, data, payload, notes, init_state, base_record)
 
 
 def _base_again(
-    record: dict[str, Any] | None, vocab: Vocab, mcfg: ModelConfig, cfg: TrainConfig, ckdir: Path
+    record: dict[str, Any] | None,
+    vocab: Vocab,
+    mcfg: ModelConfig,
+    cfg: TrainConfig,
+    ckdir: Path,
+    member: int = 0,
 ) -> dict[str, torch.Tensor] | None:
     """A fine-tuning run resumed, or followed under torchrun, with room for a new member:
-    the base it starts from, read again (it must be the same file: its digest is checked)."""
-    if not record or cfg.members <= 1:
+    the base it starts from, read again (it must be the same file: its digest is checked).
+    A run that can add no network (members.may_grow: no --max-time, or `member`, the network
+    training now, is the last --members allows) needs no base, and a deleted one is no error."""
+    if not record or cfg.members <= 1 or cfg.max_time <= 0 or member + 1 >= cfg.members:
         return None
     if not isinstance(record, dict) or not all(
         isinstance(record.get(k), str) for k in ("path", "digest")

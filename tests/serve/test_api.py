@@ -186,3 +186,24 @@ def test_too_many_at_once_are_told_to_wait(runs_dir):
     with TestClient(app) as c:
         r = c.post("/api/generate", json={"checkpoint": "a"})
     assert r.status_code == 503 and "try again" in r.json()["error"]
+
+
+def test_serve_without_the_extra_says_how_to_install_it(runner, monkeypatch, tmp_path):
+    import sys
+
+    from ..conftest import invoke
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if not installed
+    r = invoke(runner, ["serve", "--checkpoint-dir", tmp_path])
+    assert r.exit_code == 2 and "pip install 'charlm-lyrics[serve]'" in r.stderr
+
+
+def test_serve_help_and_root_help_import_no_server(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from charlm.cli import app\ntry:\n    app(['serve', '--help'])\n"
+            "except SystemExit:\n    pass\nprint(sorted(m for m in ('uvicorn', 'starlette', "
+            "'torch') if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -106,8 +106,23 @@ def test_write_stop_next_seed_history_and_errors(browser, live_server, tmp_path)
     page.click("[data-tab=history]")
     page.wait_for_selector("#history li")
     assert len(page.query_selector_all("#history li")) >= 3
+    entries = len(page.query_selector_all("#history li"))
+    # two ticked: side by side; export is a JSON file of them all; delete drops one
+    ticks = page.query_selector_all("#history .pick")
+    ticks[0].check()
+    ticks[1].check()
+    page.click("#compare")
+    assert len(page.query_selector_all("#compare-view article")) == 2
+    with page.expect_download() as dl:
+        page.click("#export")
+    exported = json.loads(Path(dl.value.path()).read_text(encoding="utf-8"))
+    assert len(exported) == entries and all("text" in e and "seed" in e for e in exported)
+    page.click("#history li:first-child button.danger")
+    page.wait_for_function(f"document.querySelectorAll('#history li').length == {entries - 1}")
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: one column
     page.screenshot(path=str(tmp_path / "narrow.png"), full_page=True)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the narrow layout scrolls sideways ({width} px)"
 
     # an error in the CLI's words, in the page
     page.click("[data-tab=write]")

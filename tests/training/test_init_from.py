@@ -275,7 +275,29 @@ def test_a_shipped_base_is_found_by_name_when_the_package_has_moved(tmp_path):
     record = {**base.record, "path": str(tmp_path / "gone" / "zh_base.pt")}
     vocab = Vocab([UNK, *"春风明月"])
     cfg = init_from.model_config_for(base, vocab, TrainOptions())
-    state = _base_again(record, vocab, cfg, TrainConfig(members=2), tmp_path)
+    state = _base_again(record, vocab, cfg, TrainConfig(members=2, max_time=60), tmp_path)
     assert torch.equal(state["rnn.weight_hh_l0"], base.state["rnn.weight_hh_l0"])
     with pytest.raises(Exception, match="has changed"):
-        _base_again({**record, "digest": "0" * 64}, vocab, cfg, TrainConfig(members=2), tmp_path)
+        _base_again(
+            {**record, "digest": "0" * 64},
+            vocab,
+            cfg,
+            TrainConfig(members=2, max_time=60),
+            tmp_path,
+        )
+
+
+def test_a_run_that_adds_no_network_resumes_with_its_base_deleted(runner, ck, tmp_path):
+    shutil.copytree(ck / "a", tmp_path / "base")  # a base of its own, deleted below
+    (tmp_path / "new.txt").write_text(NEW_TEXT, encoding="utf-8")
+    r = _tune(runner, tmp_path, "tuned", "--init-from", str(tmp_path / "base" / "best.pt"),
+              "--max-steps", "10")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    rec = checkpoint.load(tmp_path / "tuned" / "best.pt")["base"]
+    assert Path(rec["path"]).is_absolute()  # recorded whole: resumable from any folder
+    shutil.rmtree(tmp_path / "base")
+    # no --max-time: no network is ever added, so the base is not needed to go on
+    again = invoke(runner, ["train", "--run", "tuned", "--resume", "--checkpoint-dir", tmp_path,
+                            "--max-steps", "20"])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert checkpoint.load(tmp_path / "tuned" / "last.pt")["progress"]["step"] == 20
