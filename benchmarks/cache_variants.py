@@ -57,7 +57,8 @@ from charlm.scoring.adapt import (  # noqa: E402
 )
 from charlm.scoring.evaluate import logprobs_and_entropy, perplexity  # noqa: E402
 from charlm.scoring.lexicon import Lexicon, LexiconCounts  # noqa: E402
-from charlm.scoring.mixture import MixtureFit, kn_logprobs, mix_logprobs  # noqa: E402
+from charlm.scoring.mixture import kn_logprobs, mix_logprobs  # noqa: E402
+from charlm.scoring.mixture_fit import MixtureFit  # noqa: E402
 from charlm.training.setup import run_data  # noqa: E402
 
 LONG = 32  # the longest context + 1 the long variants count

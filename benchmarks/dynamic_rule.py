@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from charlm import api  # noqa: E402
 from charlm.scoring import dynamic  # noqa: E402
-from charlm.scoring.mixture import fit_weight, kn_logprobs, mix_logprobs  # noqa: E402
+from charlm.scoring.mixture import kn_logprobs, mix_logprobs  # noqa: E402
+from charlm.scoring.mixture_fit import fit_weight  # noqa: E402
 
 RULES = {"sgd": (0.01, 0.03, 0.1, 0.3), "rms": (0.001, 0.003, 0.01)}
 

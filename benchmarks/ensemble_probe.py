@@ -26,7 +26,8 @@ from charlm.models.ensemble import mean_probability
 from charlm.scoring.adapt import blank_line_ids
 from charlm.scoring.evaluate import target_logprobs
 from charlm.scoring.lexicon import for_corpus
-from charlm.scoring.mixture import MixtureFit, fit_weight, kn_logprobs, mix_logprobs
+from charlm.scoring.mixture import kn_logprobs, mix_logprobs
+from charlm.scoring.mixture_fit import MixtureFit, fit_weight
 from charlm.store import checkpoint
 from charlm.training.setup import run_data
 

@@ -34,7 +34,8 @@ from charlm.config import TrainConfig  # noqa: E402
 from charlm.data.corpus import read_corpus  # noqa: E402
 from charlm.data.ids_cache import encode_text  # noqa: E402
 from charlm.scoring.kneser_ney import KneserNey  # noqa: E402
-from charlm.scoring.mixture import PICK_CHARS, fit_slice, kn_logprobs  # noqa: E402
+from charlm.scoring.mixture import kn_logprobs  # noqa: E402
+from charlm.scoring.mixture_fit import PICK_CHARS, fit_slice  # noqa: E402
 from charlm.training.setup import run_data  # noqa: E402
 
 CONTEXTS = 400

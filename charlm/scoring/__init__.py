@@ -2,5 +2,5 @@
 mixture of network and counts, and the song cache that adapts to the text read so far.
 
 Public names: `evaluate.target_logprobs`, `evaluate.EvalResult`, `kneser_ney.KneserNey`,
-`mixture.MixtureFit`, `mixture.Mixture`, `mixture.score_text`, `adapt.Adaptation`.
+`mixture_fit.MixtureFit`, `mixture.Mixture`, `mixture.score_text`, `adapt.Adaptation`.
 """

@@ -22,7 +22,7 @@ from charlm.scoring.adapt import Adaptation
 from charlm.scoring.dynamic import Dynamic
 from charlm.scoring.evaluate import EvalStopped
 from charlm.scoring.gate import Gate
-from charlm.scoring.mixture import MixtureFit
+from charlm.scoring.mixture_fit import MixtureFit
 from charlm.store import checkpoint
 from charlm.store.run_folder import RunFolder
 

@@ -22,7 +22,8 @@ from charlm.data.prepared import RunData
 from charlm.scoring.adapt import Adaptation, blank_line_ids
 from charlm.scoring.evaluate import perplexity, target_logprobs
 from charlm.scoring.lexicon import for_corpus
-from charlm.scoring.mixture import MixtureFit, Scores, fit_slice, kn_logprobs, score_text
+from charlm.scoring.mixture import Scores, kn_logprobs, score_text
+from charlm.scoring.mixture_fit import MixtureFit, fit_slice
 from charlm.system.distributed import Dist
 from charlm.training.optim import Plateau
 from charlm.training.progress import Progress, TrainState

@@ -30,7 +30,7 @@ from charlm.data.ids_cache import EncodedText, encode_text, n_train_chars
 from charlm.data.prepared import RunData
 from charlm.data.vocab import Vocab, count_chars
 from charlm.errors import CheckpointError, DataError, UsageError
-from charlm.scoring.mixture import MAX_KN_CHARS, MIN_TUNE_CHARS, pick_order
+from charlm.scoring.mixture_fit import MAX_KN_CHARS, MIN_TUNE_CHARS, pick_order
 from charlm.store import checkpoint
 from charlm.system.runtime import auto_precision, bf16_supported, new_seed
 from charlm.training import init_from
@@ -257,10 +257,8 @@ def _auto_base(
     """The shipped base and the passes it makes in the budget (what the rules after sizing
     read), when a run without --init-from should start from it: init_from.auto_base says the
     network sized here would read the text MANY_PASSES times (short of text, not compute),
-    and the base knows BASE_COVERAGE of its characters (counts (V,): the training text's).
-    The base itself, a bigger network, may read it fewer times: at 120 s on the Jay Chou
-    lyrics 18 against the sized LSTM 256's 39, and still it starts knowing the language
-    (README: Starting from a base)."""
+    and the base knows BASE_COVERAGE of its characters (counts (V,): the training text's);
+    the base may read it fewer times and still starts knowing the language (docs/base.md)."""
     if not init_from.auto_base(asked, passes):
         return None, 0.0
     base = init_from.load_base(checkpoint.BUILTIN_PREFIX + init_from.AUTO_BASE, ckdir)
@@ -397,24 +395,18 @@ def _prepare_resume(opts: TrainOptions, ckdir: Path, echo: Echo) -> TrainSetup:
     data = run_data(text, payload["corpus"], cfg)
     notes = (f"ids cache: {text.cache}",) if text.cache else ()
     base_record = payload.get("base")
-    member = (payload.get("progress") or {}).get("member", 0)
-    init_state = _base_again(base_record, vocab, mcfg, cfg, ckdir, member)
+    last_member = (payload.get("progress") or {}).get("member", 0) + 1 >= cfg.members
+    init_state = None if last_member else _base_again(base_record, vocab, mcfg, cfg, ckdir)
     return TrainSetup(run_dir, mcfg, cfg, data, payload, notes, init_state, base_record)
 
 
 def _base_again(
-    record: dict[str, Any] | None,
-    vocab: Vocab,
-    mcfg: ModelConfig,
-    cfg: TrainConfig,
-    ckdir: Path,
-    member: int = 0,
+    record: dict[str, Any] | None, vocab: Vocab, mcfg: ModelConfig, cfg: TrainConfig, ckdir: Path
 ) -> dict[str, torch.Tensor] | None:
     """A fine-tuning run resumed, or followed under torchrun, with room for a new member:
     the base it starts from, read again (it must be the same file: its digest is checked).
-    A run that can add no network (members.may_grow: no --max-time, or `member`, the network
-    training now, is the last --members allows) needs no base, and a deleted one is no error."""
-    if not record or cfg.members <= 1 or cfg.max_time <= 0 or member + 1 >= cfg.members:
+    One that can add no network (members.may_grow) needs no base: a deleted one is no error."""
+    if not record or cfg.members <= 1 or cfg.max_time <= 0:
         return None
     if not isinstance(record, dict) or not all(
         isinstance(record.get(k), str) for k in ("path", "digest")

@@ -166,7 +166,7 @@ def test_the_fit_compares_a_rate_cut_short_on_what_it_read(net, monkeypatch, cal
     characters) before the budget ends. Compared on those against the static network's first
     160, it wins on a repeated phrase; with MIN_FIT_CHARS above what it read, the budget
     ending inside the static read, or inside the scales' read, there is no fit."""
-    from charlm.scoring.mixture import MixtureFit
+    from charlm.scoring.mixture_fit import MixtureFit
 
     monkeypatch.setattr(dynamic, "FIT_CHARS", 400)
     monkeypatch.setattr(dynamic, "SCALE_CHARS", 64)
@@ -244,7 +244,7 @@ def test_the_cache_is_refitted_over_the_dynamic_mixture_only_on_the_whole_tune_s
     """The tune slice is 520 characters: a fit reading 1,000 reads it all and refits the song
     cache's weights over the learning network's mixture (where the network has learned the
     phrase, the cache adds less); one reading 400 keeps the shipped weights."""
-    from charlm.scoring.mixture import MixtureFit
+    from charlm.scoring.mixture_fit import MixtureFit
 
     monkeypatch.setattr(dynamic, "FIT_CHARS", fit_chars)
     monkeypatch.setattr(dynamic, "RATES", (0.01,))

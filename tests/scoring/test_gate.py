@@ -11,7 +11,8 @@ import torch
 
 from charlm.scoring.gate import Gate, entropy, fit_gate
 from charlm.scoring.kneser_ney import KneserNey
-from charlm.scoring.mixture import Mixture, MixtureFit, from_payload, to_payload
+from charlm.scoring.mixture import Mixture, from_payload, to_payload
+from charlm.scoring.mixture_fit import MixtureFit
 
 from ..conftest import invoke, train_tiny
 

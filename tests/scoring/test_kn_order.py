@@ -1,11 +1,11 @@
-"""The count model's order: chosen on the tune slice unless given (mixture.pick_order)."""
+"""The count model's order: chosen on the tune slice unless given (mixture_fit.pick_order)."""
 
 import json
 import random
 
 import torch
 
-from charlm.scoring.mixture import KN_ORDERS, ORDER_GAIN, pick_order
+from charlm.scoring.mixture_fit import KN_ORDERS, ORDER_GAIN, pick_order
 from charlm.store import checkpoint
 from tests.conftest import TINY_TRAIN, invoke
 

@@ -7,7 +7,8 @@ import torch
 from charlm.data.vocab import UNK_ID
 from charlm.scoring.adapt import Adaptation
 from charlm.scoring.kneser_ney import KneserNey
-from charlm.scoring.mixture import fit_weight, from_payload, mix_logprobs, to_payload
+from charlm.scoring.mixture import from_payload, mix_logprobs, to_payload
+from charlm.scoring.mixture_fit import fit_weight
 
 IDS = [1, 2, 3, 1, 2, 4, 1, 2, 3, 5, 5, 1, 2, 3, 6, 2, 3, 1]
 

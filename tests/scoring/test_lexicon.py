@@ -14,7 +14,8 @@ from charlm.errors import UsageError
 from charlm.scoring import lexicon
 from charlm.scoring.kneser_ney import KneserNey
 from charlm.scoring.lexicon import LexiconCounts
-from charlm.scoring.mixture import Mixture, MixtureFit, from_payload, to_payload
+from charlm.scoring.mixture import Mixture, from_payload, to_payload
+from charlm.scoring.mixture_fit import MixtureFit
 
 from ..conftest import invoke, tiny_text
 

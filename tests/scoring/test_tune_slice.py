@@ -7,7 +7,7 @@ import torch
 
 from charlm.data.vocab import UNK_ID
 from charlm.scoring.kneser_ney import KneserNey
-from charlm.scoring.mixture import FIT_CHARS, MixtureFit, fit_slice, pick_order
+from charlm.scoring.mixture_fit import FIT_CHARS, MixtureFit, fit_slice, pick_order
 
 FIT = torch.tensor([1, 2, 3, 4, 1, 2, 3, 5, 1, 2, 3, 4] * 20, dtype=torch.int16).to(torch.uint16)
 TUNE = torch.tensor([1, 2, 3, 6, 1, 2, 3, 4, 6, 7, 1, 2], dtype=torch.uint16)  # 6, 7: new
