@@ -30,35 +30,23 @@ from charlm.training.options import TrainOptions
 from charlm.training.step import train_step
 
 CANDIDATES = (1024, 768, 512, 384, 256, 192, 128)  # hidden sizes tried below the corpus rule's
-# characters the chosen model must see per weight of its recurrence (core_params) in the budget.
-# One pass alone (the rule before) let a 1.1M-character text (the King James Bible's start)
-# pick LSTM 1x1024 for 10 minutes here: 0.2 characters a weight. At 120 s, 1x192 (17 a
-# weight) beat a bigger model (1.4) by 0.003 nats; at 600 s, a plain LSTM-512 (4.9 a weight)
-# beat 1x256 (25) by 0.09 nats for the network alone (benchmarks/recipe.py): the best lies
-# near 5. One pass is not asked besides: on the Tang poems (4M characters, 7k distinct) at
-# 600 s it forced the smallest model, LSTM 1x128, whose network alone scored 549.7 held out,
-# against a plain LSTM-512's 234.9 (it read 0.7 of the text, 2 characters a weight).
+# characters the chosen model must see per weight of its recurrence (core_params) in the
+# budget: the best lay near 5 on English and Chinese alike (RESULTS.md, "Sizing rule")
 CHARS_PER_PARAM = 4.0
-# ... unless it reads its text this many times over: then the text, not the compute, is what
-# runs out, and the corpus rule's size (with its regularisation) stands. On the Jay Chou lyrics
-# at 120 s, LSTM 1x192 at 10 characters a weight scored 160.1 held out against 1x256's 158.2.
+# ... unless it reads its text this many times over: then the text, not the compute, runs out,
+# and the corpus rule's size (with its regularisation) stands (RESULTS.md, "Sizing rule")
 MANY_PASSES = 20.0
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 TRAIN_SHARE = 0.8  # of --max-time, for training steps
 TIMED_STEPS = 3  # a candidate's speed: the fastest of this many steps (after a warm-up)
 DECAY = 0.5  # with --max-time, the learning rate falls to zero over this last part of it
-# With --max-time the budget ends the run, not TrainConfig's 100-epoch cap: on the Jay Chou
-# lyrics that cap ended a 600 s run at 399 s (three averaged networks of 33 epochs each), and
-# counted as the run's length it started the decay at epoch 50. Early stopping still ends it.
+# With --max-time the budget ends the run, not TrainConfig's 100-epoch cap (which ended a
+# 600 s Jay Chou run at 399 s); early stopping still ends it
 BUDGET_EPOCHS = 100_000
 # A model the budget sized that reads its text fewer than MANY_PASSES times is short of compute,
-# not of text: the corpus rule's regularisation (sized for a model that reads its text over and
-# over) holds it back. It trains as the plain LSTM-512 anchor does, never with more than the
-# corpus rule's. On the first 1.1M characters of the King James Bible at 600 s, dropout 0.3,
-# weight decay 0.25 and a 64-character window gave 1.0453 nats/char held out (LSTM 1x384);
-# dropout 0.2, weight decay 0.01 and a 128-character window 1.0286 (1x384) and 1.0268 (the
-# default, 8 passes) (benchmarks/recipe.py). A text read MANY_PASSES times over keeps the
-# corpus rule's; up to LIGHT_PASSES it is LIGHT; in between, in between (see lighten).
+# not of text: the corpus rule's regularisation holds it back, so it trains as the plain
+# LSTM-512 anchor does (RESULTS.md, "Sizing rule"). Up to LIGHT_PASSES it is LIGHT; from
+# MANY_PASSES the corpus rule's; in between, in between (see lighten).
 LIGHT = {"dropout": 0.2, "weight_decay": 0.01, "seq_len": 128}
 LIGHT_PASSES = 10.0
 
