@@ -63,3 +63,15 @@ def auto_precision(device: torch.device) -> str:
     """bf16 where the hardware computes it natively (it trains ~1.4x faster there with the same
     held-out perplexity), fp32 elsewhere (emulated bf16 would be slower)."""
     return "bf16" if bf16_supported(device) else "fp32"
+
+
+def peak_memory_mb() -> float | None:
+    """This process's peak resident memory so far, in MB (None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    import sys
+
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes there, KB here

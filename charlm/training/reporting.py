@@ -331,6 +331,7 @@ def print_summary(console: Any, s: dict) -> None:
         ("last train ppl (network)", f"{s['last_train_ppl']:.3f}" if s["last_train_ppl"] else "-"),
         ("time", f"{s['elapsed_s']:.1f} s"),
         ("chars/s", f"{s['chars_per_s']:,.0f}" if s["chars_per_s"] else "n/a"),
+        ("peak memory", f"{s['peak_memory_mb']:,.0f} MB" if s.get("peak_memory_mb") else "n/a"),
         ("best checkpoint", s["best"] or "none yet: stopped before the first evaluation"),
         ("last checkpoint", s["last"]),
     ]

@@ -20,7 +20,7 @@ from charlm.generation.sampling import PREVIEW_PREFIXES, check_prefix
 from charlm.store.run_folder import RunFolder, check_checkpoint_dir
 from charlm.system import distributed
 from charlm.system.distributed import Dist
-from charlm.system.runtime import choose_device
+from charlm.system.runtime import choose_device, peak_memory_mb
 from charlm.training.loop import Trainer
 from charlm.training.options import TrainOptions, apply_preset
 from charlm.training.reporting import print_header, print_summary
@@ -162,6 +162,7 @@ def _lexicon_note(console, trainer: Trainer) -> None:
 def _close(console, summary: dict, trainer: Trainer, run_dir: Path, ckdir: Path, dist: Dist):
     """Rank 0's last words: the summary, then how to resume (interrupted: raises), what the
     network added, and what to do next, in commands a user can paste."""
+    summary["peak_memory_mb"] = peak_memory_mb()  # after the fits: the whole command's peak
     print_summary(console, summary)
     if summary["stopped"] == "interrupted":
         launch = f"torchrun --nproc-per-node {dist.world} -m charlm --" if dist.active else "charlm"

@@ -68,6 +68,7 @@ def test_train_golden(runner, tmp_path):
     s = json.loads(r.stdout)
     assert (s["stopped"], s["steps"], s["seed"], s["best_step"]) == ("max-steps", 3, 2, 3)
     assert sorted(s) == GOLDEN_SUMMARY_KEYS
+    assert 50 < s["peak_memory_mb"] < 8000  # the whole command's, in MB (torch alone: ~300)
 
 
 GOLDEN_GENERATE = "分开开分分的手的天手手够够一有哀开开手分天手窗麻纯电\n"
@@ -118,6 +119,7 @@ GOLDEN_SUMMARY_KEYS = [
     "last_train_ppl",
     "last_val_ppl",
     "networks",
+    "peak_memory_mb",
     "run_dir",
     "seed",
     "signal",
