@@ -124,3 +124,30 @@ def test_only_a_checkpoint_hides_the_shipped_base(tmp_path, monkeypatch):
     (tmp_path / "zh" / "best.pt").write_bytes(b"")  # a run folder given by its path
     assert builtin_name("zh", tmp_path / "checkpoints") is None
     assert builtin_name("builtin:zh", tmp_path / "checkpoints") == "zh"
+
+
+def test_an_empty_checkpoint_name_is_refused_not_the_newest_run(tmp_path):
+    from charlm.store.checkpoint import resolve
+
+    for spec in ("", "  "):
+        with pytest.raises(UsageError, match="--checkpoint is empty"):
+            resolve(spec, tmp_path)
+
+
+def test_acrostic_heads_must_fit_a_rhyme_scheme():
+    from charlm.config import SampleConfig
+    from charlm.generation.constraints import build
+
+    from .conftest import tiny_text
+
+    vocab = Vocab.build(tiny_text())
+    cfg = SampleConfig(rhyme="AABB", acrostic="分不天窗我")
+    with pytest.raises(UsageError, match="5 heads and the scheme 4 lines"):
+        build(vocab, cfg, [1])
+
+
+def test_a_prefix_reads_its_line_breaks_as_a_file_does():
+    assert (
+        GenerationRequest(prefix="分开\r\n我").prefix == GenerationRequest(prefix="分开\r我").prefix
+    )
+    assert GenerationRequest(prefix="分开\r\n我").prefix == "分开\n我"

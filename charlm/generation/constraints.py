@@ -166,6 +166,10 @@ def build(
         words = word_ids(vocab) if language == "en" else None
         out.append(CopyGuard(copy_index, cfg.max_copy, words))
     shape = free_shape(vocab, cfg)
+    if shape is not None and cfg.acrostic and len(cfg.acrostic) > len(shape.lines):
+        raise UsageError(f"--acrostic {cfg.acrostic} has {len(cfg.acrostic)} heads and the "
+                         f"scheme {len(shape.lines)} lines; give as many heads as lines, or "
+                         "fewer")  # fmt: skip
     if shape is not None:
         book = RhymeBook(cfg.rhyme_table)
         counts = mixture.kn if mixture else None  # which words the corpus had

@@ -151,6 +151,10 @@ class GenerationRequest:
     def __post_init__(self) -> None:
         for f in fields(self):
             _check_type(f.name, getattr(self, f.name), f.type, f.default)
+        if self.prefix is not None:  # line breaks as a file's are read (document_text)
+            object.__setattr__(
+                self, "prefix", self.prefix.replace("\r\n", "\n").replace("\r", "\n")
+            )
         check_choice(self.form, self.template is not None)
         if self.template is not None:  # as a file is read (data.corpus.document_text)
             text = self.template.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")

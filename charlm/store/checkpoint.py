@@ -22,7 +22,7 @@ import torch
 
 from charlm.config import ModelConfig
 from charlm.data.vocab import Vocab
-from charlm.errors import CheckpointError, ResourceError
+from charlm.errors import CheckpointError, ResourceError, UsageError
 from charlm.version import __version__
 
 FORMAT_VERSION = 2  # 2: the digest covers the whole payload; 1: the weights only
@@ -358,7 +358,11 @@ def builtin_path(name: str) -> Path:
 
 def resolve(spec: str | None, checkpoint_dir: Path, which: str = "best") -> Path:
     """A checkpoint path from a path, a run name, a shipped base's name (`zh`,
-    `builtin:zh`), or None (the newest run's `which`.pt)."""
+    `builtin:zh`), or None (the newest run's `which`.pt). An empty one (a script's unset
+    variable) is refused: it would have meant "the newest run" without a word."""
+    if spec is not None and not spec.strip():
+        raise UsageError("--checkpoint is empty; name a run, a .pt file or zh (or leave it "
+                         "out for the newest run)")  # fmt: skip
     name = builtin_name(spec, checkpoint_dir)
     if name is not None:
         return builtin_path(name)
