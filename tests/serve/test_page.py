@@ -144,3 +144,37 @@ def test_scan_view(browser, live_server):
     text = page.inner_text("#scan-result")
     assert "scheme AAXA" in text and "平平平仄平" in text
     page.close()
+
+
+def test_presets_and_keys(browser, live_server):
+    page = browser.new_page()
+    page.goto(live_server)
+    page.wait_for_function("document.querySelectorAll('#run option').length >= 2")
+    page.select_option("#run", "a")
+    page.select_option("#preset", "Acrostic 春夏秋冬 (七言绝句)")
+    assert page.input_value("#shape") == "form:七言绝句"
+    assert page.input_value("#acrostic") == "春夏秋冬"
+    page.select_option("#preset", "Free verse, 8 lines")  # a preset sets what it names only
+    assert (page.input_value("#shape"), page.input_value("#acrostic")) == ("free", "")
+    page.click("summary")  # the sampling fields
+    page.fill("#temperature", "0.5")
+    page.once("dialog", lambda d: d.accept("cooler"))
+    page.click("#save-preset")
+    page.reload()
+    page.wait_for_function("document.querySelectorAll('#run option').length >= 2")
+    page.click("summary")
+    page.fill("#temperature", "1.1")
+    page.select_option("#preset", "cooler")  # kept in the browser
+    assert page.input_value("#temperature") == "0.5"
+    page.click("#delete-preset")
+    assert "cooler" not in page.inner_text("#preset")
+    # Ctrl+Enter writes, Esc stops
+    page.select_option("#run", "a")
+    page.fill("#prefix", "分开")
+    page.fill("#length", "4000")
+    page.fill("#lines", "0")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function("(document.querySelector('pre.streaming')?.textContent.length ?? 0) > 8")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("text=stopped")
+    page.close()

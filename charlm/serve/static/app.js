@@ -2,6 +2,17 @@
 const $ = (sel) => document.querySelector(sel);
 const HISTORY_KEY = "charlm.history";
 const HISTORY_MAX = 200;
+const PRESETS_KEY = "charlm.presets";
+// what a preset sets: the shape and form fields, and the sampling ones
+const PRESET_FIELDS = ["shape", "lengths", "template", "lines", "acrostic", "rhyme", "rhyme_with", "rhyme_table", "temperature", "top_k", "top_p", "max_copy", "num_samples", "length"];
+const BUILT_IN_PRESETS = {
+  "Free verse, 8 lines": { shape: "free", lines: "8" },
+  "七言绝句": { shape: "form:七言绝句" },
+  "Four lines of seven, AABB": { shape: "lengths", lengths: "7,7,7,7", rhyme: "AABB" },
+  "Pop verse and chorus, ABAB/CCDD": { shape: "free", lines: "0", rhyme: "ABAB/CCDD" },
+  "Acrostic 春夏秋冬 (七言绝句)": { shape: "form:七言绝句", acrostic: "春夏秋冬" },
+  "Three drafts to compare": { shape: "free", lines: "8", num_samples: "3" },
+};
 let controller = null; // the running generation's AbortController
 let lastRequest = null; // what Generate sent last (for "Next seed")
 let runs = [];
@@ -349,6 +360,53 @@ async function scan(event) {
   }
 }
 
+// ---- presets: built-in ones, and the user's own in local storage -------------------------------
+function userPresets() {
+  try {
+    const p = JSON.parse(localStorage.getItem(PRESETS_KEY) || "{}");
+    return p && typeof p === "object" && !Array.isArray(p) ? p : {};
+  } catch {
+    return {};
+  }
+}
+
+function showPresets(selected = "") {
+  const own = userPresets();
+  const group = (label, names) => el("optgroup", { label }, names.map((n) => el("option", { value: n }, n)));
+  $("#preset").replaceChildren(el("option", { value: "" }, "(your settings)"), group("Presets", Object.keys(BUILT_IN_PRESETS)), ...(Object.keys(own).length ? [group("Yours", Object.keys(own))] : []));
+  $("#preset").value = selected;
+  $("#delete-preset").disabled = !(selected in own);
+}
+
+function applyPreset(name) {
+  const preset = BUILT_IN_PRESETS[name] || userPresets()[name];
+  if (!preset) return showPresets("");
+  for (const id of PRESET_FIELDS) {
+    const node = $(`#${id}`);
+    const value = preset[id] ?? (id === "shape" ? "free" : node.defaultValue ?? "");
+    if (node.tagName === "SELECT") node.value = value || node.options[0].value;
+    else node.value = value;
+  }
+  showShape();
+  $("#delete-preset").disabled = !(name in userPresets());
+}
+
+function savePreset() {
+  const name = (prompt("Name these settings:") || "").trim();
+  if (!name) return;
+  const own = userPresets();
+  own[name] = Object.fromEntries(PRESET_FIELDS.map((id) => [id, $(`#${id}`).value]));
+  localStorage.setItem(PRESETS_KEY, JSON.stringify(own));
+  showPresets(name);
+}
+
+function deletePreset() {
+  const own = userPresets();
+  delete own[$("#preset").value];
+  localStorage.setItem(PRESETS_KEY, JSON.stringify(own));
+  showPresets("");
+}
+
 // ---- tabs and wiring -------------------------------------------------------------------------
 function selectTab(name) {
   for (const b of document.querySelectorAll("[data-tab]")) b.setAttribute("aria-selected", String(b.dataset.tab === name));
@@ -371,6 +429,18 @@ function main() {
   $("#export").addEventListener("click", () => download("charlm-history.json", JSON.stringify(readHistory(), null, 2), "application/json"));
   $("#import").addEventListener("change", (e) => e.target.files[0] && importHistory(e.target.files[0]));
   $("#scan-form").addEventListener("submit", scan);
+  $("#preset").addEventListener("change", (e) => applyPreset(e.target.value));
+  $("#save-preset").addEventListener("click", savePreset);
+  $("#delete-preset").addEventListener("click", deletePreset);
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && !$("#generate").disabled && !$("#tab-write").hidden) {
+      e.preventDefault();
+      generate(readRequest());
+    } else if (e.key === "Escape" && controller) {
+      controller.abort();
+    }
+  });
+  showPresets("");
   showShape();
   showHistory();
   loadRuns().catch((e) => showError(e.message));
