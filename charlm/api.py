@@ -57,7 +57,7 @@ def load(
     payload = checkpoint.load(path)
     model, vocab, _ = checkpoint.restore_model(payload, str(path), dev)
     mixture = checkpoint.restore_mixture(payload, len(vocab), str(path), model,
-                                         Path(checkpoint_dir))  # fmt: skip
+                                         checkpoint.cache_root_for(path))  # fmt: skip
     lm = LanguageModel(path, payload, model, vocab, mixture, dev, Path(checkpoint_dir))
     shadowed = checkpoint.shadow_note(spec, Path(checkpoint_dir))
     lm.notes = [shadowed] if shadowed else []

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from charlm.cli import app
+
+# caches a test makes outside its run folders (the shipped base's lexicon tables) go here, not
+# into the user's ~/.cache; subprocesses inherit it
+os.environ.setdefault("CHARLM_CACHE_DIR", tempfile.mkdtemp(prefix="charlm-test-cache-"))
 
 SHARED_JAYCHOU = (
     Path(__file__).resolve().parents[2] / "shared" / "corpora" / "jaychou_lyrics.txt.zip"

@@ -151,3 +151,18 @@ def test_a_prefix_reads_its_line_breaks_as_a_file_does():
         GenerationRequest(prefix="分开\r\n我").prefix == GenerationRequest(prefix="分开\r我").prefix
     )
     assert GenerationRequest(prefix="分开\r\n我").prefix == "分开\n我"
+
+
+def test_derived_caches_follow_the_run_not_the_working_folder(tmp_path, monkeypatch):
+    from charlm.store.checkpoint import ASSETS, cache_root_for
+
+    run = tmp_path / "ck" / "jay"
+    run.mkdir(parents=True)
+    (run / "best.pt").write_bytes(b"")
+    monkeypatch.chdir(tmp_path / "ck" / "jay")  # anywhere: the run's checkpoint folder
+    assert cache_root_for(run / "best.pt") == (tmp_path / "ck").resolve()
+    monkeypatch.setenv("CHARLM_CACHE_DIR", str(tmp_path / "user-cache"))
+    assert cache_root_for(ASSETS / "zh_base.pt") == tmp_path / "user-cache"  # a shipped base
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("CHARLM_CACHE_DIR", str(tmp_path / "file" / "x"))
+    assert cache_root_for(ASSETS / "zh_base.pt") is None  # no cache, and no failure
