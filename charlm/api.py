@@ -36,6 +36,7 @@ from charlm.scoring.kneser_ney import KneserNey
 from charlm.scoring.lexicon import LexiconCounts
 from charlm.scoring.mixture import kn_logprobs, score_text
 from charlm.store import checkpoint
+from charlm.store.caches import cache_root_for
 from charlm.system.runtime import choose_device
 
 BASELINE_ORDER = 8  # the Kneser-Ney order `evaluate --baseline kn` compares with
@@ -57,7 +58,7 @@ def load(
     payload = checkpoint.load(path)
     model, vocab, _ = checkpoint.restore_model(payload, str(path), dev)
     mixture = checkpoint.restore_mixture(payload, len(vocab), str(path), model,
-                                         checkpoint.cache_root_for(path))  # fmt: skip
+                                         cache_root_for(path))  # fmt: skip
     lm = LanguageModel(path, payload, model, vocab, mixture, dev, Path(checkpoint_dir))
     shadowed = checkpoint.shadow_note(spec, Path(checkpoint_dir))
     lm.notes = [shadowed] if shadowed else []

@@ -154,7 +154,8 @@ def test_a_prefix_reads_its_line_breaks_as_a_file_does():
 
 
 def test_derived_caches_follow_the_run_not_the_working_folder(tmp_path, monkeypatch):
-    from charlm.store.checkpoint import ASSETS, cache_root_for
+    from charlm.store.caches import cache_root_for
+    from charlm.store.checkpoint import ASSETS
 
     run = tmp_path / "ck" / "jay"
     run.mkdir(parents=True)

@@ -118,7 +118,7 @@ def lexicon_ids(name: str, vocab: Vocab) -> np.ndarray:
 def build(name: str, vocab: Vocab, order: int = ORDER, cache_root: Path | None = None) -> KneserNey:
     """The lexicon's count model over `vocab` (the last two built are kept: a run's fit and
     its evaluations, or a process loading one checkpoint again, build it once). With
-    `cache_root` (store.checkpoint.cache_root_for: the run's checkpoint folder, or the
+    `cache_root` (store.caches.cache_root_for: the run's checkpoint folder, or the
     user's cache folder), its tables are read from, or else written
     to, `<cache_root>/.cache/lexicon/`: building takes 2-3 s that every `charlm generate`
     would pay, reading 0.1 s. A cache entry that does not read back is rebuilt."""

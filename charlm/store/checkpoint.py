@@ -301,24 +301,6 @@ def restore_mixture(
         raise CheckpointError(f"{where}: bad kn block ({e})") from None
 
 
-def cache_root_for(path: Path) -> Path | None:
-    """Where tables derived from a checkpoint are cached (the lexicon's): the checkpoint
-    folder holding its run, wherever the command runs from (a cache under the working folder's
-    --checkpoint-dir missed every `--checkpoint /path/to/best.pt`), else, for a file outside a
-    run (a shipped base), the user's cache folder; None where neither can be made."""
-    run = path.resolve().parent
-    if any((run / f).is_file() for f in ("best.pt", "last.pt", "metrics.jsonl")):
-        return run.parent
-    base = os.environ.get("CHARLM_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
-    root = Path(base) if base else Path.home() / ".cache"
-    folder = root if os.environ.get("CHARLM_CACHE_DIR") else root / "charlm"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:  # read-only or not a folder: generation goes on without a cache
-        return None
-    return folder
-
-
 def _no_best_yet(folder: Path) -> str:
     return (
         f"{folder}: has no best.pt yet (the run stopped before its first evaluation); continue "
