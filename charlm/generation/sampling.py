@@ -24,14 +24,11 @@ from charlm.models.ensemble import make_stepper
 from charlm.scoring.mixture import Mixture
 from charlm.system.runtime import make_generator
 
-# Best of N lines with a form. On the Jay Chou defaults (benchmarks/form.py, 64 songs of
-# 7,7,7,7/7,7,7,7 AABBCCDD): N = 1 puts the text at 1.22x the perplexity of unconstrained
-# text, N = 2 at 0.82x for 1.9x its wall time, N = 4 at 0.55x for 3.2x.
+# Best of N lines with a form: 2 buys most of the fluency for about twice the time
+# (benchmarks/form.py; figures in docs/lyric-form.md)
 LINE_CANDIDATES = 2
-# A named form's tonal pattern makes nearly every slot look ahead (form/constraint.py), so a
-# second candidate line doubles the costliest part of the step. On the Tang poems' model (600
-# s), 128 poems of 七言绝句 in one candidate line (and TONE_K = 3) came out at 1.01x the
-# perplexity of free text in 1.48x its time; best of 2 at 0.82x in 2.51x (benchmarks/form.py).
+# A named form's tones make nearly every slot look ahead (form/constraint.py): a second line
+# would double the costliest part of each step for less than it buys there
 NAMED_FORM_CANDIDATES = 1
 MAX_ROWS = 16_384  # samples x candidate lines in one batch
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
