@@ -6,12 +6,13 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from charlm.cli import options as o
 from charlm.cli.app import GroupedCommand, app, console, guard, leave_fast
 from charlm.errors import UsageError
+from charlm.generation.request import GenerationRequest, check_choice
 
 SAMPLE_SEPARATOR = "%"  # between samples, alone on its line: fortune(6)'s convention
 
@@ -69,8 +70,6 @@ def generate(
 
         print(describe_forms(json_out), flush=True)
         return
-    from charlm.generation.request import GenerationRequest, check_choice
-
     given = {k: v for k, v in locals().items() if k in REQUEST_FIELDS}
     check_choice(form, template is not None)  # before the file is read: the usage error first
     if template is not None:
@@ -98,12 +97,7 @@ def generate(
 
 
 # generate's parameters that are GenerationRequest fields (the rest: where and how to write)
-REQUEST_FIELDS = frozenset(
-    ("prefix", "length", "temperature", "top_k", "top_p", "seed", "num_samples", "lines",
-     "precision", "skip_unknown", "acrostic", "max_copy", "report_novelty", "adapt", "form",
-     "rhyme", "rhyme_with", "rhyme_table", "template", "repeat_chorus", "line_candidates",
-     "loop_guard")
-)  # fmt: skip
+REQUEST_FIELDS = frozenset(f.name for f in fields(GenerationRequest))
 
 
 def _report(out, run, texts: list[str], json_out: bool) -> None:

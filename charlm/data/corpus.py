@@ -73,6 +73,11 @@ def read_stdin_text(what: str) -> str:
     return document_text(sys.stdin.buffer.read(), "<stdin>", what)
 
 
+def unix_newlines(text: str) -> str:
+    """CRLF and CR line breaks as \n: every text charlm reads counts its lines the same."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def document_text(data: bytes, where: str, what: str) -> str:
     """One document's bytes (a template, a lyric to scan, a prefix) as text, read alike from
     a file and from stdin: UTF-8 with or without a BOM (whatever the locale says), line breaks
@@ -83,7 +88,7 @@ def document_text(data: bytes, where: str, what: str) -> str:
         raise DataError(
             f"{where} ({what}): not UTF-8 text at byte {e.start}; save it as UTF-8"
         ) from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return unix_newlines(text)
 
 
 def read_text_arg(source: str, what: str) -> str:
@@ -147,7 +152,7 @@ def decode_bytes(data: bytes, where: str, encoding: str | None) -> str:
             f"{bad.start()}, which is not a character; check --encoding"
         )
     # \r\n and lone \r are line breaks, never vocabulary entries.
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return unix_newlines(text)
 
 
 def _looks_binary(data: bytes, encoding: str | None = None) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from charlm.config import SampleConfig
+from charlm.data.corpus import unix_newlines
 from charlm.errors import UsageError
 
 DEFAULT_PREFIX = "分开"  # the textbook's prefix
@@ -152,12 +153,10 @@ class GenerationRequest:
         for f in fields(self):
             _check_type(f.name, getattr(self, f.name), f.type, f.default)
         if self.prefix is not None:  # line breaks as a file's are read (document_text)
-            object.__setattr__(
-                self, "prefix", self.prefix.replace("\r\n", "\n").replace("\r", "\n")
-            )
+            object.__setattr__(self, "prefix", unix_newlines(self.prefix))
         check_choice(self.form, self.template is not None)
         if self.template is not None:  # as a file is read (data.corpus.document_text)
-            text = self.template.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+            text = unix_newlines(self.template.removeprefix("\ufeff"))
             object.__setattr__(self, "template", text)
             if not self.template.strip():
                 raise UsageError("--template is empty; give a song whose shape to copy")
